@@ -1,0 +1,1 @@
+"""Video classification from CLIP frame embeddings: the library the DVC stages share."""

@@ -1,0 +1,149 @@
+"""CLIP image (and text) embeddings with open_clip.
+
+Models are named as open_clip names them, or given as a path to a model config `.json`, which is
+registered the way open_clip registers its own configs (that is also how the tests get a tiny
+model). Weights: `none` (seeded random init: a pipeline check, not a classifier), a pretrained tag
+such as `openai`, or a local checkpoint path.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from torchvision.io import decode_jpeg
+
+from clipvideo.errors import ParamsError
+
+
+@dataclass
+class ClipEncoder:
+    model: torch.nn.Module
+    name: str
+    weights: str
+    image_size: int
+    mean: torch.Tensor  # (3, 1, 1)
+    std: torch.Tensor
+    device: torch.device
+    precision: str
+
+    @property
+    def is_pretrained(self) -> bool:
+        return self.weights != "none"
+
+    def describe(self) -> str:
+        if not self.is_pretrained:
+            return f"{self.name}, untrained (seeded random init: a pipeline check, not a real classifier)"
+        return f"{self.name}, weights {self.weights}"
+
+
+def resolve_model_name(model: str) -> str:
+    """An open_clip model name; a `.json` path is registered first and named by its stem."""
+    if model.endswith(".json"):
+        path = Path(model)
+        if not path.is_file():
+            raise ParamsError(f"params.yaml: embed.model={model!r}: model config file not found")
+        open_clip.add_model_config(path)
+        return path.stem
+    if model not in open_clip.list_models():
+        raise ParamsError(
+            f"params.yaml: embed.model={model!r}: expected an open_clip model name (e.g. ViT-B-32) "
+            "or a path to a model config .json"
+        )
+    return model
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("params.yaml: embed.device='cuda': no CUDA device is available here")
+    return torch.device(device)
+
+
+def load_encoder(model: str, pretrained: str, seed: int, device: str = "cpu", precision: str = "fp32") -> ClipEncoder:
+    name = resolve_model_name(model)
+    if pretrained == "none":
+        weights = None
+    elif Path(pretrained).is_file() or pretrained in open_clip.list_pretrained_tags_by_model(name):
+        weights = pretrained
+    else:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none published"
+        raise ParamsError(
+            f"params.yaml: embed.pretrained={pretrained!r}: expected none, a checkpoint file path, or a "
+            f"tag for {name} ({tags})"
+        )
+    torch.manual_seed(seed)
+    torch_device = resolve_device(device)
+    clip_model = open_clip.create_model(name, pretrained=weights, device=torch_device)
+    clip_model.eval()
+    cfg = open_clip.get_model_preprocess_cfg(clip_model)
+    size = cfg["size"]
+    return ClipEncoder(
+        model=clip_model,
+        name=name,
+        weights=pretrained,
+        image_size=size if isinstance(size, int) else size[0],
+        mean=torch.tensor(cfg["mean"]).view(3, 1, 1),
+        std=torch.tensor(cfg["std"]).view(3, 1, 1),
+        device=torch_device,
+        precision=precision,
+    )
+
+
+def preprocess_jpegs(jpegs: Sequence[bytes], encoder: ClipEncoder) -> torch.Tensor:
+    """JPEG bytes -> normalised float batch at the model's input size (same path for predict)."""
+    images = decode_jpeg([torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs])
+    batch = torch.stack(images).float().div_(255)
+    if batch.shape[-1] != encoder.image_size or batch.shape[-2] != encoder.image_size:
+        batch = F.interpolate(batch, size=(encoder.image_size,) * 2, mode="bicubic", antialias=True).clamp_(0, 1)
+    return (batch - encoder.mean) / encoder.std
+
+
+def autocast_context(encoder: ClipEncoder):
+    if encoder.precision == "bf16":
+        return torch.autocast(device_type=encoder.device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=encoder.device.type, enabled=False)
+
+
+@torch.inference_mode()
+def encode_batch(encoder: ClipEncoder, batch: torch.Tensor) -> np.ndarray:
+    with autocast_context(encoder):
+        features = encoder.model.encode_image(batch.to(encoder.device, non_blocking=True))
+    return features.float().cpu().numpy()
+
+
+def prefetched(batches: Iterable[torch.Tensor], depth: int = 2) -> Iterator[torch.Tensor]:
+    """Prepare the next batches in a thread while the model runs on the current one."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                ready.put(batch)
+        except BaseException as exc:  # re-raised in the consumer
+            ready.put(exc)
+        ready.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := ready.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+@torch.inference_mode()
+def encode_texts(encoder: ClipEncoder, texts: Sequence[str]) -> np.ndarray:
+    tokenizer = open_clip.get_tokenizer(encoder.name)
+    tokens = tokenizer(list(texts)).to(encoder.device)
+    with autocast_context(encoder):
+        features = encoder.model.encode_text(tokens)
+    return features.float().cpu().numpy()

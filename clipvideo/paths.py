@@ -1,0 +1,83 @@
+"""Every path the pipeline reads or writes, defined once.
+
+Stages run with the project root as the working directory (DVC does that); tests build a
+`ProjectPaths` on a temporary root instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    root: Path = Path(".")
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def sample_videos(self) -> Path:
+        return self.data / "sample"
+
+    @property
+    def manifest(self) -> Path:
+        return self.data / "manifest.csv"
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.data / "videos"
+
+    @property
+    def videos_table(self) -> Path:
+        return self.data / "videos.csv"
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.data / "frames"
+
+    @property
+    def frames_table(self) -> Path:
+        return self.data / "frames.csv"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.data / "embeddings"
+
+    @property
+    def split_table(self) -> Path:
+        return self.data / "split.csv"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def model_file(self, variant: str) -> Path:
+        return self.models_dir / f"{variant}.pt"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.root / "metrics"
+
+    def metrics_file(self, variant: str) -> Path:
+        return self.metrics_dir / f"{variant}.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.metrics_dir / "summary.md"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    def confusion_file(self, variant: str) -> Path:
+        return self.plots_dir / "confusion" / f"{variant}.csv"
+
+    def training_curve_file(self, variant: str) -> Path:
+        return self.plots_dir / "train" / f"{variant}.csv"

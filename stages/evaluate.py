@@ -1,0 +1,67 @@
+"""evaluate: score one trained variant on the test videos -> metrics/<variant>.json, confusion data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from clipvideo.cli import stage_main
+from clipvideo.datasets import split_set
+from clipvideo.embeddings import load_embeddings
+from clipvideo.errors import PipelineError
+from clipvideo.files import write_table, write_text_atomic
+from clipvideo.metrics import classification_metrics
+from clipvideo.models import MODEL_KINDS, build_model, predict_proba
+from clipvideo.paths import ProjectPaths
+
+SECTIONS = ("seed", "evaluate")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("variant", choices=sorted(MODEL_KINDS), help="which trained classifier to score")
+
+
+def run(paths: ProjectPaths, params: dict[str, Any], args: argparse.Namespace) -> str:
+    settings = params["evaluate"]
+    model_file = paths.model_file(args.variant)
+    if not model_file.is_file():
+        raise PipelineError(f"{model_file}: no trained model; run `dvc repro train@{args.variant}` first")
+    saved = torch.load(model_file, weights_only=True)
+    embeddings = load_embeddings(paths.embeddings_dir)
+    data = split_set(paths, "test", embeddings)
+    if data.categories != saved["categories"]:
+        raise PipelineError(f"{model_file}: trained on categories {saved['categories']}, split has {data.categories}")
+    model = build_model(saved["kind"], saved["dim"], len(saved["categories"]))
+    model.load_state_dict(saved["state_dict"])
+    probabilities = predict_proba(model, data.frames, data.mask)
+    predicted = probabilities.argmax(1)
+    metrics = classification_metrics(
+        data.labels, probabilities, data.categories, settings["bootstrap"], settings["confidence"], params["seed"]
+    )
+    metrics = {"variant": args.variant, **metrics, "encoder": embeddings.meta.get("note", "")}
+    write_text_atomic(paths.metrics_file(args.variant), json.dumps(metrics, indent=2) + "\n")
+    write_table(
+        paths.confusion_file(args.variant),
+        ("id", "actual", "predicted"),
+        ({"id": i, "actual": data.categories[a], "predicted": data.categories[p]}
+         for i, a, p in zip(data.ids, data.labels, predicted, strict=True)),
+    )  # fmt: skip
+    ci = metrics["f1_micro_ci"]
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    return (
+        f"{args.variant}: {metrics['n_test']} test videos, f1_micro {metrics['f1_micro']:.3f}{interval}, "
+        f"f1_macro {metrics['f1_macro']:.3f} -> {paths.metrics_file(args.variant)}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return stage_main("evaluate", __doc__, SECTIONS, run, argv, add_arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Each stage entry point called as a plain function on a shrunk project (real ffmpeg, open_clip)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+
+from clipvideo.paths import ProjectPaths
+from stages import embed, evaluate, frames, report, split, train
+from tests.conftest import write_params
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sample_manifest_and_download(downloaded_sample):
+    paths = ProjectPaths(downloaded_sample)
+    manifest = read_csv(paths.manifest)
+    assert len(manifest) == 12
+    assert {row["category"] for row in manifest} == {"food", "art_music", "travel", "history"}
+    assert all(row["status"] == "valid" for row in manifest)
+    videos = read_csv(paths.videos_table)
+    assert [row["id"] for row in videos] == [row["id"] for row in manifest]
+    assert all(row["status"] == "ok" for row in videos)
+    for row in videos:
+        assert (downloaded_sample / row["path"]).stat().st_size == int(row["bytes"])
+        assert 2 <= float(row["duration_s"]) <= 4.1
+
+
+def test_downstream_stages_end_to_end(project, shrunk_params):
+    write_params(project.root, shrunk_params)
+    root = ["--root", str(project.root)]
+    assert frames.main(root) == 0
+    rows = read_csv(project.frames_table)
+    assert len(rows) == 12 and all(row["status"] == "ok" and row["n_frames"] == "4" for row in rows)
+    assert sorted(p.name for p in project.frames_dir.iterdir()) == sorted(f"{row['id']}.npz" for row in rows)
+
+    assert embed.main(root) == 0
+    array = np.load(project.embeddings_dir / "frames.npy")
+    assert array.dtype == np.float16 and array.shape == (12, 4, 32)
+    assert np.isfinite(array).all()
+
+    assert split.main(root) == 0
+    parts = read_csv(project.split_table)
+    assert sum(row["split"] == "test" for row in parts) == 4
+
+    assert train.main([*root, "linear"]) == 0
+    assert evaluate.main([*root, "linear"]) == 0
+    metrics = json.loads(project.metrics_file("linear").read_text())
+    assert 0 <= metrics["f1_micro"] <= 1 and metrics["n_test"] == 4
+    assert set(metrics["per_class"]) == {"food", "art_music", "travel", "history"}
+    assert report.main(root) == 0
+    assert "| linear |" in project.summary.read_text()
