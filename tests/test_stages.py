@@ -55,3 +55,23 @@ def test_downstream_stages_end_to_end(project, shrunk_params):
     assert set(metrics["per_class"]) == {"food", "art_music", "travel", "history"}
     assert report.main(root) == 0
     assert "| linear |" in project.summary.read_text()
+
+
+def test_an_undecodable_video_is_an_error_row_and_the_stage_succeeds(project, shrunk_params):
+    write_params(project.root, shrunk_params)
+    videos = read_csv(project.videos_table)
+    broken = videos[0]
+    (project.root / broken["path"]).write_bytes(np.random.default_rng(0).bytes(50_000))
+    assert frames.main(["--root", str(project.root)]) == 0
+    rows = {row["id"]: row for row in read_csv(project.frames_table)}
+    assert rows[broken["id"]]["status"] == "error" and rows[broken["id"]]["reason"]
+    assert not (project.frames_dir / f"{broken['id']}.npz").exists()
+    assert sum(row["status"] == "ok" for row in rows.values()) == len(videos) - 1
+
+
+def test_too_few_surviving_videos_fail_the_stage_with_one_line(project, shrunk_params, capsys):
+    write_params(project.root, {**shrunk_params, "frames.min_videos": 13})
+    assert frames.main(["--root", str(project.root)]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("frames: error: only 12 videos gave frames")
+    assert "frames.min_videos=13" in message
