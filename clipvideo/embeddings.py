@@ -5,6 +5,8 @@ The array is written through a memory map, so memory stays flat however many vid
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import shutil
 from collections.abc import Iterator, Sequence
@@ -17,8 +19,11 @@ from tqdm import tqdm
 
 from clipvideo.clip import ClipEncoder, encode_batch, prefetched, preprocess_jpegs
 from clipvideo.errors import PipelineError
-from clipvideo.files import atomic_path, read_table, write_table
+from clipvideo.files import TMP_SUFFIX, atomic_path, read_table, remove_stale_temporaries, write_table
 from clipvideo.video import load_frame_jpegs
+
+# The code that computes an embedding: a change to it invalidates the resume cache.
+EMBEDDING_CODE = (Path(__file__).with_name("clip.py"), Path(__file__))
 
 ARRAY = "frames.npy"
 INDEX = "index.csv"
@@ -58,22 +63,66 @@ def load_embeddings(directory: Path, mmap: bool = True) -> EmbeddingSet:
     )
 
 
-def frame_batches(
-    videos: Sequence[tuple[str, list[bytes] | Path]], encoder: ClipEncoder, batch_size: int
-) -> Iterator[tuple[list[tuple[int, int]], torch.Tensor]]:
-    """(slots, batch): slots are (video row, frame index) for every image in the batch."""
-    slots: list[tuple[int, int]] = []
-    jpegs: list[bytes] = []
-    for row, (_, source) in enumerate(videos):
-        frames = load_frame_jpegs(source) if isinstance(source, Path) else source
-        for index, jpeg in enumerate(frames):
-            slots.append((row, index))
-            jpegs.append(jpeg)
-            if len(jpegs) == batch_size:
-                yield slots, preprocess_jpegs(jpegs, encoder)
-                slots, jpegs = [], []
-    if jpegs:
-        yield slots, preprocess_jpegs(jpegs, encoder)
+@dataclass(frozen=True)
+class VideoWork:
+    """One video's next piece for the model: a batch of its frames, or its embeddings found in the resume cache."""
+
+    row: int
+    first: int  # index of the batch's first frame within the video
+    batch: torch.Tensor | None
+    cached: np.ndarray | None
+    resume_file: Path
+
+
+def resume_key(encoder: ClipEncoder, seed: int) -> str:
+    """Everything besides the frames that changes an embedding: model (and its config file), weights, precision,
+    seed, and this code. Names the resume folder, so a changed setting never reuses old embeddings."""
+    digest = hashlib.sha256(json.dumps([encoder.name, encoder.weights, encoder.precision, seed]).encode())
+    for source in (encoder.source, encoder.weights):
+        if Path(source).is_file():
+            stat = Path(source).stat()
+            digest.update(f"{source}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    for code in EMBEDDING_CODE:
+        digest.update(code.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def video_work(
+    videos: Sequence[tuple[str, Path]], encoder: ClipEncoder, batch_size: int, resume_dir: Path
+) -> Iterator[VideoWork]:
+    """Per video: its cached embeddings, or its frames in batches of at most `batch_size`.
+
+    Batches never mix videos, so a video's embeddings do not depend on its neighbours: a resumed run
+    gives the same bytes as an uninterrupted one. The frames file is read once, for its hash and its JPEGs.
+    """
+    for row, (video_id, path) in enumerate(videos):
+        content = path.read_bytes()
+        resume_file = resume_dir / f"{video_id}.{hashlib.sha256(content).hexdigest()[:16]}.npy"
+        if resume_file.is_file():
+            yield VideoWork(row, 0, None, np.load(resume_file), resume_file)
+            continue
+        jpegs = load_frame_jpegs(io.BytesIO(content))
+        for first in range(0, len(jpegs), batch_size):
+            batch = preprocess_jpegs(jpegs[first : first + batch_size], encoder)
+            if encoder.device.type == "cuda":
+                batch = batch.pin_memory()  # lets the copy to the GPU overlap the previous batch
+            yield VideoWork(row, first, batch, None, resume_file)
+
+
+def prepare_resume_dir(resume_root: Path, key: str) -> Path:
+    """This key's folder; folders of other settings and temporaries of a killed run are removed."""
+    resume_root.mkdir(parents=True, exist_ok=True)
+    for stale in resume_root.iterdir():
+        if stale.name != key:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    (resume_root / key).mkdir(exist_ok=True)
+    remove_stale_temporaries(resume_root / key)
+    return resume_root / key
+
+
+def frame_count_error(path: Path, expected: int) -> PipelineError:
+    """The frames file and frames.csv disagree on how many frames the video has."""
+    return PipelineError(f"{path}: not the {expected} frames data/frames.csv lists; rerun the frames stage")
 
 
 def embed_videos(
@@ -83,22 +132,52 @@ def embed_videos(
     out_dir: Path,
     batch_size: int,
     meta: dict,
+    resume_root: Path,
+    seed: int,
     progress: bool = True,
 ) -> int:
-    """Embed every stored frame of every video into `out_dir` (replaced atomically); returns images."""
+    """Embed every stored frame of every video into `out_dir` (replaced atomically); returns images.
+
+    Each finished video is saved under `resume_root` first, so a killed run resumes where it stopped;
+    the folder is removed once `out_dir` is complete.
+    """
     dim = int(encoder.model.visual.output_dim)
     max_frames = max(n_frames, default=0)
     total = int(sum(n_frames))
+    resume_dir = prepare_resume_dir(resume_root, resume_key(encoder, seed))
+    for stale in out_dir.parent.glob(f".{out_dir.name}.*{TMP_SUFFIX}"):  # a killed run's half-built output
+        shutil.rmtree(stale, ignore_errors=True)
+    resumed = 0
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         array = np.lib.format.open_memmap(
             tmp / ARRAY, mode="w+", dtype=np.float16, shape=(len(videos), max_frames, dim)
         )
+        pending: dict[int, np.ndarray] = {}  # videos whose batches are not all done yet
         with tqdm(total=total, unit="frame", desc="embed", disable=not progress) as bar:
-            for slots, features in prefetched(frame_batches(videos, encoder, batch_size)):
-                rows, cols = zip(*slots, strict=True)
-                array[list(rows), list(cols)] = encode_batch(encoder, features)
-                bar.update(len(slots))
+            for work in prefetched(video_work(videos, encoder, batch_size, resume_dir)):
+                count = n_frames[work.row]
+                if work.cached is not None:
+                    if len(work.cached) != count:
+                        raise frame_count_error(videos[work.row][1], count)
+                    array[work.row, :count] = work.cached
+                    resumed += 1
+                    bar.update(count)
+                    continue
+                features = encode_batch(encoder, work.batch)
+                done = work.first + len(features)
+                if done > count:
+                    raise frame_count_error(videos[work.row][1], count)
+                embeddings = pending.setdefault(work.row, np.zeros((count, dim), dtype=np.float16))
+                embeddings[work.first : done] = features
+                bar.update(len(features))
+                if done == count:
+                    del pending[work.row]
+                    with atomic_path(work.resume_file) as part, part.open("wb") as handle:
+                        np.save(handle, embeddings)
+                    array[work.row, :count] = embeddings
+        if pending:
+            raise frame_count_error(videos[min(pending)][1], n_frames[min(pending)])
         array.flush()
         del array
         write_table(
@@ -111,4 +190,7 @@ def embed_videos(
         )
         if out_dir.exists():
             shutil.rmtree(out_dir)
+    shutil.rmtree(resume_root, ignore_errors=True)
+    if resumed and progress:
+        print(f"embed: resumed {resumed} of {len(videos)} videos finished by an interrupted run")
     return total

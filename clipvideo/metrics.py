@@ -14,18 +14,56 @@ from sklearn.metrics import (
 )
 
 
+def resampled_f1(y_true: np.ndarray, y_pred: np.ndarray, draws: np.ndarray, average: str) -> np.ndarray:
+    """f1 of every resample at once; `draws` (rounds, n) indexes the test videos.
+
+    Matches scikit-learn's f1_score(average=...) with zero_division=0 on each resample: micro is
+    the share correct, macro the mean over the categories present (true or predicted) in it.
+    """
+    truth, predicted = y_true[draws], y_pred[draws]
+    if average == "micro":
+        return (truth == predicted).mean(1)
+    classes = np.union1d(y_true, y_pred)
+    hits = np.stack([((truth == k) & (predicted == k)).sum(1) for k in classes], axis=1)
+    sizes = np.stack([(truth == k).sum(1) + (predicted == k).sum(1) for k in classes], axis=1)
+    f1 = np.divide(2 * hits, sizes, out=np.zeros(sizes.shape), where=sizes > 0)
+    return f1.sum(1) / (sizes > 0).sum(1)
+
+
+def bootstrap_draws(n: int, rounds: int, seed: int) -> np.ndarray:
+    """Resamples of the n test videos with replacement, the same for every variant given the seed."""
+    return np.random.default_rng(seed).integers(0, n, size=(rounds, n))
+
+
+def percentile_interval(scores: np.ndarray, confidence: float) -> list[float]:
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(scores, [tail, 100 - tail])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
 def bootstrap_interval(
     y_true: np.ndarray, y_pred: np.ndarray, average: str, rounds: int, confidence: float, seed: int
 ) -> list[float]:
     """Percentile interval of f1 when the test videos are resampled with replacement."""
     if rounds == 0 or len(y_true) == 0:
         return []
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(y_true), size=(rounds, len(y_true)))
-    scores = [f1_score(y_true[d], y_pred[d], average=average, zero_division=0) for d in draws]
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(scores, [tail, 100 - tail])
-    return [round(float(low), 4), round(float(high), 4)]
+    draws = bootstrap_draws(len(y_true), rounds, seed)
+    return percentile_interval(resampled_f1(y_true, y_pred, draws, average), confidence)
+
+
+def paired_difference_interval(
+    y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, rounds: int, confidence: float, seed: int
+) -> list[float]:
+    """Interval of f1_micro(a) - f1_micro(b) over the same resamples of the test videos.
+
+    Paired: both models are scored on each resample, so what they share (easy and hard videos)
+    cancels; an interval that contains 0 means the test set cannot tell the two apart.
+    """
+    if rounds == 0 or len(y_true) == 0:
+        return []
+    draws = bootstrap_draws(len(y_true), rounds, seed)
+    difference = resampled_f1(y_true, pred_a, draws, "micro") - resampled_f1(y_true, pred_b, draws, "micro")
+    return percentile_interval(difference, confidence)
 
 
 def classification_metrics(

@@ -1,4 +1,4 @@
-"""embed: CLIP embeddings of every stored frame -> data/embeddings/ (float16 array, index, meta)."""
+"""embed: CLIP embeddings of every stored frame, and of one prompt per category -> data/embeddings/."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from clipvideo.errors import PipelineError
 from clipvideo.files import read_table
 from clipvideo.manifest import is_safe_id
 from clipvideo.paths import ProjectPaths
+from clipvideo.zeroshot import embed_prompts, save_text_embeddings
 
-SECTIONS = ("seed", "embed")
+SECTIONS = ("seed", "dataset", "embed")
 
 
 def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
@@ -39,9 +40,21 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
     meta = {"model": encoder.name, "pretrained": encoder.weights, "precision": settings["precision"],
             "note": encoder.describe()}  # fmt: skip
     images = embed_videos(
-        videos, [int(row["n_frames"]) for row in rows], encoder, paths.embeddings_dir, settings["batch_size"], meta
+        videos,
+        [int(row["n_frames"]) for row in rows],
+        encoder,
+        paths.embeddings_dir,
+        settings["batch_size"],
+        meta,
+        resume_root=paths.embeddings_resume_dir,
+        seed=params["seed"],
     )
-    return f"{images} frames of {len(videos)} videos -> {paths.embeddings_dir} ({encoder.describe()})"
+    prompts = embed_prompts(encoder, settings["prompt"], params["dataset"]["categories"])
+    save_text_embeddings(paths.embeddings_dir, prompts)
+    return (
+        f"{images} frames of {len(videos)} videos and {len(prompts.prompts)} category prompts "
+        f"-> {paths.embeddings_dir} ({encoder.describe()})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

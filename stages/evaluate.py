@@ -8,42 +8,39 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from clipvideo.cli import stage_main
 from clipvideo.datasets import split_set
 from clipvideo.embeddings import load_embeddings
 from clipvideo.errors import PipelineError
 from clipvideo.files import write_table, write_text_atomic
 from clipvideo.metrics import classification_metrics
-from clipvideo.models import MODEL_KINDS, build_model, predict_proba
+from clipvideo.models import load_model, predict_proba, variant_inputs, variant_spec
 from clipvideo.paths import ProjectPaths
 
 SECTIONS = ("seed", "evaluate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("variant", choices=sorted(MODEL_KINDS), help="which trained classifier to score")
+    parser.add_argument("variant", help="which trained classifier to score (linear, transformer-mixup, logreg, ...)")
 
 
 def run(paths: ProjectPaths, params: dict[str, Any], args: argparse.Namespace) -> str:
     settings = params["evaluate"]
+    variant_spec(args.variant)  # an unknown name fails before any file is read
     model_file = paths.model_file(args.variant)
-    if not model_file.is_file():
-        raise PipelineError(f"{model_file}: no trained model; run `dvc repro train@{args.variant}` first")
-    saved = torch.load(model_file, weights_only=True)
+    saved = load_model(model_file, args.variant)
     embeddings = load_embeddings(paths.embeddings_dir)
     data = split_set(paths, "test", embeddings)
-    if data.categories != saved["categories"]:
-        raise PipelineError(f"{model_file}: trained on categories {saved['categories']}, split has {data.categories}")
-    model = build_model(saved["kind"], saved["dim"], len(saved["categories"]))
-    model.load_state_dict(saved["state_dict"])
-    probabilities = predict_proba(model, data.frames, data.mask)
+    if data.categories != saved.categories:
+        raise PipelineError(f"{model_file}: trained on categories {saved.categories}, split has {data.categories}")
+    frames, mask = variant_inputs(saved.spec, data.frames, data.mask, data.ids)
+    probabilities = predict_proba(saved.model, frames, mask)
     predicted = probabilities.argmax(1)
     metrics = classification_metrics(
         data.labels, probabilities, data.categories, settings["bootstrap"], settings["confidence"], params["seed"]
     )
-    metrics = {"variant": args.variant, **metrics, "encoder": embeddings.meta.get("note", "")}
+    metrics = {"variant": args.variant, **metrics, "encoder": embeddings.meta.get("note", ""),
+               "encoder_weights": embeddings.meta.get("pretrained", "")}  # fmt: skip
     write_text_atomic(paths.metrics_file(args.variant), json.dumps(metrics, indent=2) + "\n")
     write_table(
         paths.confusion_file(args.variant),

@@ -1,8 +1,19 @@
-"""frames: sample `frames_count` evenly spaced frames per video -> data/frames/<id>.npz, data/frames.csv."""
+"""frames: sample `frames_count` evenly spaced frames per video -> data/frames/<id>.npz, data/frames.csv.
+
+Resume: each finished video is first kept in data/frames-resume/<key>/ (not a DVC out, so `dvc
+repro` does not delete it before a rerun), keyed by everything that changes the frames (the
+params and this stage's code) and by the video file's size and modification time. A run killed
+half-way reuses what it finished; a successful run removes the folder.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import hashlib
+import json
+import os
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -12,54 +23,143 @@ from typing import Any
 
 from tqdm import tqdm
 
+from clipvideo import video
 from clipvideo.cli import plural, stage_main
 from clipvideo.contracts import FRAMES_COLUMNS, VIDEOS_COLUMNS
 from clipvideo.errors import PipelineError
-from clipvideo.files import read_table, remove_stale_temporaries, write_table
+from clipvideo.files import link_or_copy, read_table, remove_stale_temporaries, write_table, write_text_atomic
 from clipvideo.manifest import is_safe_id
 from clipvideo.paths import ProjectPaths
 from clipvideo.video import VideoError, sample_frames, save_frames
 
 SECTIONS = ("frames_count", "frames")
+VIDEO_STATUSES = ("ok", "invalid", "unavailable", "failed")
+# The frames depend on these params and on the code that decodes (the same deps dvc.yaml declares).
+OUTPUT_PARAMS = ("size", "mode")
+DECODING_CODE = (Path(video.__file__), Path(__file__))
 
 
-def video_path(row: dict[str, str], paths: ProjectPaths) -> Path:
+def video_path(row: dict[str, str], line: int, paths: ProjectPaths) -> Path:
     """The row's video file, checked to be a file inside data/videos/."""
+    where = f"{paths.videos_table}:{line}: id {row['id']!r}"
+    if not is_safe_id(row["id"]):
+        raise PipelineError(f"{where}: not a manifest id (11-character YouTube id or 16 hex digits)")
     path = (paths.root / row["path"]).resolve()
-    if not is_safe_id(row["id"]) or not path.is_relative_to(paths.videos_dir.resolve()):
-        raise PipelineError(f"{paths.videos_table}: row {row['id']!r}: path {row['path']!r} is not inside data/videos/")
+    videos_dir = paths.videos_dir.resolve()
+    if not row["path"] or path == videos_dir or not path.is_relative_to(videos_dir):
+        raise PipelineError(f"{where}: path {row['path']!r} is not a file inside data/videos/")
     if not path.is_file():
-        raise PipelineError(
-            f"{paths.videos_table}: row {row['id']!r}: {row['path']} does not exist; rerun the download stage"
-        )
+        raise PipelineError(f"{where}: {row['path']} does not exist; rerun the download stage")
     return path
 
 
-def frames_for_video(video_id: str, path: Path, out_dir: Path, count: int, size: int, mode: str) -> dict[str, Any]:
+def resume_key(count: int, settings: dict[str, Any]) -> str:
+    """Names the resume folder: anything that changes a video's frames changes the key."""
+    digest = hashlib.sha256(json.dumps([count, *(settings[k] for k in OUTPUT_PARAMS)]).encode())
+    for source in DECODING_CODE:
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def video_identity(path: Path) -> dict[str, int]:
+    """Size and modification time: a re-downloaded or replaced video never matches an old entry."""
+    stat = path.stat()
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def resumed_row(video_id: str, path: Path, resume_dir: Path) -> dict[str, Any] | None:
+    """The frames.csv row a killed run finished for this very video file, if any."""
+    record = resume_dir / f"{video_id}.json"
+    if not record.is_file():
+        return None
     try:
-        frames = sample_frames(path, count, size, mode)
-        save_frames(out_dir / f"{video_id}.npz", frames)
+        saved = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if saved.get("video") != video_identity(path):
+        return None
+    row = saved.get("row", {})
+    if row.get("status") != "error" and not (resume_dir / f"{video_id}.npz").is_file():
+        return None
+    return row
+
+
+def decode_video(
+    video_id: str, path: Path, resume_dir: Path, count: int, size: int, mode: str, threads: int
+) -> dict[str, Any]:
+    """One video -> its frames.csv row, its frames kept in `resume_dir`; never raises for a bad video."""
+    try:
+        frames = sample_frames(path, count, size, mode, threads)
     except VideoError as exc:
-        return {"id": video_id, "status": "error", "reason": str(exc), "n_frames": 0}
-    status = "short" if frames.is_short else "ok"
-    reason = f"{len(frames.images)} of {count} frames decodable" if frames.is_short else ""
-    return {"id": video_id, "status": status, "reason": reason, "n_frames": len(frames.images)}
+        row = {"id": video_id, "status": "error", "reason": str(exc), "n_frames": 0}
+    except Exception as exc:  # a decoder failure nobody foresaw must not stop a run over thousands of videos
+        reason = f"decoder failure ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        row = {"id": video_id, "status": "error", "reason": reason, "n_frames": 0}
+    else:
+        save_frames(resume_dir / f"{video_id}.npz", frames)
+        short = frames.is_short
+        reason = f"{len(frames.images)} of {count} frames decodable" if short else ""
+        row = {"id": video_id, "status": "short" if short else "ok", "reason": reason, "n_frames": len(frames.images)}
+    record = {"video": video_identity(path), "row": row}
+    write_text_atomic(resume_dir / f"{video_id}.json", json.dumps(record))
+    return row
+
+
+def frames_for_video(
+    video_id: str, path: Path, resume_dir: Path, out_dir: Path, count: int, size: int, mode: str, threads: int
+) -> tuple[dict[str, Any], bool]:
+    """(row, resumed): reuse what a killed run finished, else decode; publish the frames file."""
+    row = resumed_row(video_id, path, resume_dir)
+    resumed = row is not None
+    if row is None:
+        row = decode_video(video_id, path, resume_dir, count, size, mode, threads)
+    if row["status"] != "error":
+        link_or_copy(resume_dir / f"{video_id}.npz", out_dir / f"{video_id}.npz")
+    return row, resumed
+
+
+def prepare_resume_dir(paths: ProjectPaths, key: str) -> Path:
+    """The resume folder for this key, without its killed temporaries; folders of other keys go."""
+    root = paths.frames_resume_dir
+    if root.is_dir():
+        for other in root.iterdir():
+            if other.is_dir() and other.name != key:
+                shutil.rmtree(other)
+    resume_dir = root / key
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(resume_dir)
+    return resume_dir
 
 
 def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
     settings = params["frames"]
     count = params["frames_count"]
-    videos = [row for row in read_table(paths.videos_table, VIDEOS_COLUMNS) if row["status"] == "ok"]
-    sources = [(row["id"], video_path(row, paths)) for row in videos]
-    paths.frames_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(paths.frames_dir)
-    with ThreadPoolExecutor(settings["workers"]) as pool:
-        jobs = pool.map(
-            lambda item: frames_for_video(*item, paths.frames_dir, count, settings["size"], settings["mode"]),
-            sources,
-        )
-        rows = list(tqdm(jobs, total=len(sources), desc="frames", unit="video"))
-    write_table(paths.frames_table, FRAMES_COLUMNS, rows)
+    table = read_table(paths.videos_table, VIDEOS_COLUMNS, choices={"status": VIDEO_STATUSES})
+    sources = [
+        (row["id"], video_path(row, line, paths)) for line, row in enumerate(table, start=2) if row["status"] == "ok"
+    ]
+    # data/frames holds exactly this run's videos; finished work survives in the resume folder.
+    shutil.rmtree(paths.frames_dir, ignore_errors=True)
+    paths.frames_dir.mkdir(parents=True)
+    resume_dir = prepare_resume_dir(paths, resume_key(count, settings))
+    threads_per_video = max(1, (os.cpu_count() or 1) // settings["workers"])  # split long videos on spare cores
+    try:
+        with ThreadPoolExecutor(settings["workers"]) as pool:
+            jobs = pool.map(
+                lambda item: frames_for_video(
+                    *item, resume_dir, paths.frames_dir, count, settings["size"], settings["mode"], threads_per_video
+                ),
+                sources,
+            )
+            results = list(tqdm(jobs, total=len(sources), desc="frames", unit="video"))
+        rows = [row for row, _ in results]
+        write_table(paths.frames_table, FRAMES_COLUMNS, rows)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise PipelineError(
+                f"{exc.filename or paths.data}: disk full; free space and rerun (finished videos are kept)"
+            ) from exc
+        raise
     counts = Counter(row["status"] for row in rows)
     for row in rows:
         if row["status"] == "error":
@@ -70,8 +170,12 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
             f"only {plural(usable, 'video')} gave frames, fewer than frames.min_videos={settings['min_videos']}; "
             f"see {paths.frames_table}"
         )
+    shutil.rmtree(paths.frames_resume_dir)
+    resumed = sum(was_resumed for _, was_resumed in results)
     frames_total = sum(int(row["n_frames"]) for row in rows)
-    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"; {frames_total} frames at {settings['size']}px"
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    summary += f"; {frames_total} frames at {settings['size']}px"
+    return summary + (f"; {resumed} resumed from an interrupted run" if resumed else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

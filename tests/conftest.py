@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +87,74 @@ def project(tmp_path: Path, downloaded_sample: Path) -> ProjectPaths:
     root = tmp_path / "project"
     shutil.copytree(downloaded_sample, root)
     return ProjectPaths(root)
+
+
+def run_command(cmd: list[str], cwd: Path) -> str:
+    """Run a CLI (dvc, git) in `cwd`; fail the test with its output when it fails."""
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        "PYTHONPATH": str(cwd),
+    }
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-4000:]}"
+    return output
+
+
+def stages_that_ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def copy_project(dest: Path) -> None:
+    """The project as it stands (tracked or new files), without tests, benchmarks, outputs or lock."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    for name in listed:
+        if name.startswith(("tests/", "metrics/", "plots/", "bench/", ".dvc/")) or name in ("dvc.lock", "params.yaml"):
+            continue
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+
+
+@pytest.fixture(scope="session")
+def reproduced_repo(tmp_path_factory: pytest.TempPathFactory, tiny_model_config: Path) -> tuple[Path, str]:
+    """A git + DVC repo of the project on shrunk params after one real `dvc repro`, committed (built once)."""
+    root = tmp_path_factory.mktemp("dvc") / "repo"
+    root.mkdir()
+    copy_project(root)
+    write_params(root, {**SHRUNK, "embed.model": str(tiny_model_config)})
+    run_command(["git", "init", "-q"], root)
+    run_command(["dvc", "init", "-q"], root)
+    run_command(["dvc", "config", "core.analytics", "false"], root)
+    output = run_command(["dvc", "repro"], root)
+    run_command(["git", "add", "-A"], root)
+    run_command(["git", "commit", "-qm", "baseline"], root)
+    return root, output
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path, reproduced_repo: tuple[Path, str]) -> Path:
+    """A private copy of the reproduced repo (with its DVC cache), safe to change."""
+    root = tmp_path / "repo"
+    shutil.copytree(reproduced_repo[0], root, symlinks=True)
+    return root
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy may carry a test request off this machine."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_params
+from tests.conftest import run_command, stages_that_ran
 
 pytestmark = pytest.mark.slow
 
-PROJECT_FILES = ("dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml")
-PROJECT_DIRS = ("clipvideo", "stages")
 UPSTREAM_OF_FRAMES = {"manifest", "download", "split"}
-
-
-def run(cmd: list[str], cwd: Path) -> str:
-    env = {
-        **os.environ,
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.com",
-        "PYTHONPATH": str(cwd),
-    }
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-4000:]}"
-    return output
 
 
 def flatten(metrics: dict, prefix: str = "") -> dict:
@@ -47,51 +25,27 @@ def flatten(metrics: dict, prefix: str = "") -> dict:
     return flat
 
 
-def stages_that_ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-@pytest.fixture
-def dvc_project(tmp_path: Path, shrunk_params: dict) -> Path:
-    """A fresh git + DVC repo holding the pipeline code and shrunk params."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name in PROJECT_DIRS:
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in PROJECT_FILES:
-        shutil.copy2(REPO / name, root / name)
-    write_params(root, shrunk_params)
-    run(["git", "init", "-q"], root)
-    run(["dvc", "init", "-q"], root)
-    run(["dvc", "config", "core.analytics", "false"], root)
-    return root
-
-
-def test_repro_then_experiment_reruns_only_what_frames_count_affects(dvc_project: Path):
-    all_stages = set(run(["dvc", "stage", "list", "--name-only"], dvc_project).split())
-    first = run(["dvc", "repro"], dvc_project)
-    assert stages_that_ran(first) == all_stages
-    metrics_files = sorted(p.name for p in (dvc_project / "metrics").glob("*.json"))
-    assert "linear.json" in metrics_files
-
-    again = run(["dvc", "repro"], dvc_project)
+def test_repro_runs_every_stage_and_a_second_repro_is_a_no_op(reproduced_repo: tuple[Path, str], dvc_repo: Path):
+    all_stages = set(run_command(["dvc", "stage", "list", "--name-only"], dvc_repo).split())
+    assert stages_that_ran(reproduced_repo[1]) == all_stages
+    again = run_command(["dvc", "repro"], dvc_repo)
     assert stages_that_ran(again) == set()
     assert "up to date" in again.lower()
 
-    run(["git", "add", "-A"], dvc_project)
-    run(["git", "commit", "-qm", "baseline"], dvc_project)
-    baseline = flatten(json.loads((dvc_project / "metrics" / "linear.json").read_text()))
 
-    experiment = run(["dvc", "exp", "run", "-S", "frames_count=2"], dvc_project)
+def test_experiment_reruns_only_what_frames_count_affects(dvc_repo: Path):
+    all_stages = set(run_command(["dvc", "stage", "list", "--name-only"], dvc_repo).split())
+    baseline = flatten(json.loads((dvc_repo / "metrics" / "linear.json").read_text()))
+
+    experiment = run_command(["dvc", "exp", "run", "-S", "frames_count=2"], dvc_repo)
     ran = stages_that_ran(experiment)
     assert ran == all_stages - UPSTREAM_OF_FRAMES
     assert {"frames", "embed", "report", "train@linear", "evaluate@linear"} <= ran
 
-    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], dvc_project))
+    diff = json.loads(run_command(["dvc", "metrics", "diff", "--json"], dvc_repo))
     changed = diff["metrics/linear.json"]
     assert changed, "dvc metrics diff reported no change for metrics/linear.json"
-    after = flatten(json.loads((dvc_project / "metrics" / "linear.json").read_text()))
+    after = flatten(json.loads((dvc_repo / "metrics" / "linear.json").read_text()))
     for key, row in changed.items():
         assert row["old"] == baseline[key] and row["new"] == after[key]
-    table = run(["dvc", "metrics", "diff"], dvc_project)
-    assert "metrics/linear.json" in table
+    assert "metrics/linear.json" in run_command(["dvc", "metrics", "diff"], dvc_repo)

@@ -1,0 +1,69 @@
+"""Shared bench helpers: cached generated videos, timing, plain-text tables, machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / "bench" / ".cache"
+sys.path.insert(0, str(REPO))
+
+from clipvideo.ffmpeg import run_ffmpeg  # noqa: E402
+from clipvideo.files import atomic_path  # noqa: E402
+
+KEYFRAME_INTERVAL_S = 5
+
+
+def bench_video(minutes: float, width: int = 640, height: int = 360, fps: int = 30) -> Path:
+    """A generated H.264 video (moving test pattern with grain, keyframe every 5 s), cached in bench/.cache/."""
+    path = CACHE / f"testsrc-{width}x{height}-{fps}fps-{minutes:g}min.mp4"
+    if path.is_file():
+        return path
+    print(f"generating {path.name} (cached for later runs) ...", file=sys.stderr, flush=True)
+    gop = fps * KEYFRAME_INTERVAL_S
+    with atomic_path(path) as tmp:
+        args = [
+            "-f", "lavfi", "-i", f"testsrc2=s={width}x{height}:r={fps},noise=alls=8:allf=t",
+            "-t", str(minutes * 60), "-c:v", "libx264", "-preset", "veryfast", "-crf", "26",
+            "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+            "-movflags", "+faststart", "-f", "mp4", str(tmp),
+        ]  # fmt: skip
+        run_ffmpeg(args, timeout_s=3600)
+    return path
+
+
+def timed(function: Callable[[], object], repeat: int = 1) -> float:
+    """Best wall time of `repeat` calls, in seconds (best-of filters out noise from other load)."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A markdown table (pastes into the README as is)."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """CPU model, cores and load, so a table says where it came from."""
+    model = platform.processor() or platform.machine()
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
+        model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{model}, {os.cpu_count()} cores, load average {load}, Python {platform.python_version()}"

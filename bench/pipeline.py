@@ -1,0 +1,120 @@
+"""Whole pipeline: `dvc repro` wall time on the default sample, a no-op `dvc repro`, and the peak memory
+of the frames and embed stages at 1x and 4x the videos (it must stay flat: they stream, never accumulate).
+
+Everything runs in a scratch copy of this working tree (without data/, models/, the DVC cache and
+bench/.cache/), never in the checkout itself.
+
+    python bench/pipeline.py                       # about 3 minutes on 2 cores
+    python bench/pipeline.py --scratch /tmp/p --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import REPO, machine, table
+
+# Runs a command and prints the peak resident memory (KiB) of that command alone.
+PEAK_RSS = (
+    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+)
+# Outputs and caches a fresh checkout does not have: at the top, and inside these folders.
+SKIP_TOP = {"data", "models", ".pytest_cache", ".ruff_cache", ".benchmarks"}
+SKIP_INSIDE = {".dvc": {"cache", "tmp"}, "bench": {".cache"}}
+
+
+def scratch_copy(target: Path) -> Path:
+    """This working tree without outputs and caches (a fresh checkout plus the uncommitted changes)."""
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        where = Path(directory).resolve().relative_to(REPO).as_posix()
+        skipped = SKIP_TOP if where == "." else SKIP_INSIDE.get(where, set())
+        return set(names) & (skipped | {"__pycache__"})
+
+    shutil.copytree(REPO, target, ignore=ignore, symlinks=True)
+    return target
+
+
+def timed_run(cmd: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def peak_memory(stage: str, root: Path) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of one stage run as DVC runs it."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, sys.executable, "-m", f"stages.{stage}", "--root", str(root)],
+        cwd=REPO, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return time.perf_counter() - started, int(result.stdout.strip().splitlines()[-1]) / 1024
+
+
+def multiplied(project: Path, target: Path, factor: int) -> Path:
+    """A copy of `project` whose videos.csv lists every video `factor` times (hard links under new ids)."""
+    shutil.copytree(project, target, symlinks=True, ignore=shutil.ignore_patterns("frames*", "embeddings*"))
+    with (project / "data" / "videos.csv").open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns, rows = reader.fieldnames, list(reader)
+    out = []
+    for copy in range(factor):
+        for row in rows:
+            if row["status"] != "ok":
+                continue
+            new_id = f"{copy:02x}{row['id'][2:]}" if len(row["id"]) == 16 else row["id"]
+            source = project / row["path"]
+            path = Path(row["path"]).with_name(new_id + source.suffix)
+            if not (target / path).exists():
+                os.link(source, target / path)
+            out.append({**row, "id": new_id, "path": str(path)})
+    with (target / "data" / "videos.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(out)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scratch", type=Path, help="where to build the scratch copy (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch copy")
+    args = parser.parse_args()
+    print(f"machine: {machine()}\n")
+    base = args.scratch or Path(tempfile.mkdtemp(prefix="clipvideo-bench-"))
+    try:
+        project = scratch_copy(base / "project")
+        full = timed_run(["dvc", "repro", "--quiet"], project)
+        noop = timed_run(["dvc", "repro", "--quiet"], project)
+        print(table(["run", "seconds"], [["dvc repro (default sample, from nothing)", f"{full:.1f}"],
+                                          ["dvc repro again (no-op)", f"{noop:.1f}"]]))  # fmt: skip
+        with (project / "data" / "videos.csv").open(newline="", encoding="utf-8") as handle:
+            videos = sum(1 for row in csv.DictReader(handle) if row["status"] == "ok")
+        rows = []
+        for factor in (1, 4):
+            root = project if factor == 1 else multiplied(project, base / f"x{factor}", factor)
+            shutil.rmtree(root / "data" / "frames-resume", ignore_errors=True)  # measure the work, not a resume
+            for stage in ("frames", "embed"):
+                seconds, peak = peak_memory(stage, root)
+                rows.append([stage, f"{factor}x ({factor * videos} videos)", f"{seconds:.1f}", f"{peak:.0f}"])
+        print("\nPeak memory of one stage run (resident set, MB):\n")
+        print(table(["stage", "videos", "seconds", "peak RSS MB"], rows))
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    print("\nrerun: python bench/pipeline.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

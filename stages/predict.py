@@ -1,0 +1,106 @@
+"""predict: classify one new video (a file or an http(s)/YouTube url) with a trained variant.
+
+Runs the pipeline's own code on it: the same frame sampling (frames_count, frames.*), the same JPEG
+round trip, the same encoder and float16 storage as the embed stage, then the saved model. Prints
+the category and the probability of every category. Not a DVC stage: it writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clipvideo.cli import stage_main
+from clipvideo.clip import encode_batch, load_encoder, preprocess_jpegs
+from clipvideo.errors import PipelineError
+from clipvideo.fetch import FetchError, FetchSettings, RequestPacer, fetch_remote, is_remote
+from clipvideo.manifest import LinkError, is_safe_id, parse_link, url_id
+from clipvideo.models import SavedModel, load_model, predict_proba, variant_inputs, variant_spec
+from clipvideo.paths import ProjectPaths
+from clipvideo.video import VideoError, load_frame_jpegs, sample_frames, save_frames
+
+SECTIONS = ("seed", "frames_count", "frames", "embed", "download")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="a video file, an http(s) url or a YouTube id")
+    parser.add_argument("--variant", default="linear", help="which trained classifier to use (default: linear)")
+
+
+def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, download: dict[str, Any]) -> tuple[Path, str]:
+    """The video file and its id: a local file as is, a url downloaded the way the download stage does."""
+    path = Path(source)
+    if path.is_file():
+        # A file the pipeline stored under its id keeps that id, so random_frame picks the same frame.
+        return path, path.stem if is_safe_id(path.stem) else url_id(str(path.resolve()))
+    if not is_remote(source):
+        raise PipelineError(f"{source}: no such file (and not an http(s) url or a YouTube id)")
+    try:
+        video_id = parse_link(source).id
+        settings = FetchSettings.from_params(download, paths.root)
+        fetched = fetch_remote(source, work_dir, video_id, settings, RequestPacer(settings.sleep_s))
+    except (LinkError, FetchError) as exc:
+        raise PipelineError(f"{source}: cannot download ({exc})") from exc
+    return fetched.path, video_id
+
+
+def frame_embeddings(video: Path, work_dir: Path, params: dict[str, Any]) -> np.ndarray:
+    """(frames, dim) float16, exactly as the frames and embed stages would store them."""
+    frames = params["frames"]
+    try:
+        sampled = sample_frames(video, params["frames_count"], frames["size"], frames["mode"])
+    except VideoError as exc:
+        raise PipelineError(f"{video}: unreadable video ({exc})") from exc
+    if not sampled.images:
+        raise PipelineError(f"{video}: unreadable video (no decodable frames)")
+    packed = work_dir / "frames.npz"
+    save_frames(packed, sampled)  # the same JPEG round trip as the stored frames
+    settings = params["embed"]
+    encoder = load_encoder(
+        settings["model"], settings["pretrained"], params["seed"], settings["device"], settings["precision"]
+    )
+    return encode_batch(encoder, preprocess_jpegs(load_frame_jpegs(packed), encoder)).astype(np.float16)
+
+
+def check_encoder(saved: SavedModel, params: dict[str, Any], model_file: Path) -> None:
+    """A model only means something on embeddings from the encoder it was trained on."""
+    settings = params["embed"]
+    model_name = Path(settings["model"]).stem if settings["model"].endswith(".json") else settings["model"]
+    now = {"model": model_name, "pretrained": settings["pretrained"]}
+    if saved.encoder != now:
+        raise PipelineError(
+            f"{model_file}: trained on embeddings of {saved.encoder}, but params.yaml now says embed {now}; "
+            "run dvc repro first"
+        )
+
+
+def run(paths: ProjectPaths, params: dict[str, Any], args: argparse.Namespace) -> str:
+    variant_spec(args.variant)
+    model_file = paths.model_file(args.variant)
+    saved = load_model(model_file, args.variant)
+    check_encoder(saved, params, model_file)
+    with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
+        work_dir = Path(tmp)
+        video, video_id = local_or_fetched(args.source, work_dir, paths, params["download"])
+        embeddings = frame_embeddings(video, work_dir, params)
+    frames, mask = variant_inputs(saved.spec, embeddings[None], np.ones((1, len(embeddings)), dtype=bool), [video_id])
+    probabilities = predict_proba(saved.model, frames, mask)[0]
+    ranked = sorted(zip(saved.categories, probabilities, strict=True), key=lambda pair: -pair[1])
+    print(f"category: {ranked[0][0]}")
+    for category, probability in ranked:
+        print(f"  {category:<20} {probability:.4f}")
+    return f"{args.source}: {ranked[0][0]} ({args.variant}, {len(embeddings)} frames)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return stage_main("predict", __doc__, SECTIONS, run, argv, add_arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

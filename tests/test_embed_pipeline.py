@@ -1,0 +1,104 @@
+"""The embed loop: per-video resume after a crash, the same bytes as an uninterrupted run, no leftovers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipvideo import embeddings
+from clipvideo.clip import load_encoder
+from clipvideo.contracts import FRAMES_COLUMNS
+from clipvideo.embeddings import ARRAY, embed_videos, load_embeddings, resume_key
+from clipvideo.files import read_table
+from clipvideo.paths import ProjectPaths
+from stages import embed, frames
+
+
+@pytest.fixture
+def framed(project: ProjectPaths) -> ProjectPaths:
+    """The shrunk sample project after the real frames stage."""
+    assert frames.main(["--root", str(project.root)]) == 0
+    return project
+
+
+def frame_files(paths: ProjectPaths) -> tuple[list[tuple[str, Path]], list[int]]:
+    rows = [r for r in read_table(paths.frames_table, FRAMES_COLUMNS) if r["status"] in ("ok", "short")]
+    return [(r["id"], paths.frames_dir / f"{r['id']}.npz") for r in rows], [int(r["n_frames"]) for r in rows]
+
+
+def leftovers(paths: ProjectPaths) -> list[str]:
+    """Temporaries and resume files anywhere under data/."""
+    return sorted(
+        str(p.relative_to(paths.data))
+        for p in paths.data.rglob("*")
+        if p.name.endswith(".tmp") or "embeddings-resume" in p.parts
+    )
+
+
+def test_a_crashed_run_resumes_per_video_and_gives_the_same_bytes(
+    framed: ProjectPaths, tmp_path: Path, tiny_model_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert embed.main(["--root", str(framed.root)]) == 0
+    uninterrupted = (framed.embeddings_dir / ARRAY).read_bytes()
+    shutil.rmtree(framed.embeddings_dir)
+
+    videos, n_frames = frame_files(framed)
+    encoder = load_encoder(str(tiny_model_config), "none", seed=42)
+    real_encode = embeddings.encode_batch
+    calls: list[int] = []
+
+    def encode_then_crash(encoder_, batch):  # the crash: the process dies during the 4th batch
+        calls.append(len(batch))
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_encode(encoder_, batch)
+
+    monkeypatch.setattr(embeddings, "encode_batch", encode_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        embed_videos(videos, n_frames, encoder, framed.embeddings_dir, 64, {}, framed.embeddings_resume_dir, seed=42)
+    assert not framed.embeddings_dir.exists()  # the final output only ever appears complete
+    saved = list(framed.embeddings_resume_dir.rglob("*.npy"))
+    assert len(saved) == 3  # batches never mix videos: three batches finished three videos
+
+    calls.clear()
+    monkeypatch.setattr(embeddings, "encode_batch", lambda e, b: calls.append(len(b)) or real_encode(e, b))
+    assert embed.main(["--root", str(framed.root)]) == 0
+    assert sum(calls) == sum(n_frames) - sum(n_frames[:3])  # the finished videos were not embedded again
+    assert (framed.embeddings_dir / ARRAY).read_bytes() == uninterrupted
+    assert leftovers(framed) == []
+
+
+def test_changed_frames_or_settings_never_reuse_old_embeddings(framed: ProjectPaths, tiny_model_config: Path) -> None:
+    videos, n_frames = frame_files(framed)
+    fp32 = load_encoder(str(tiny_model_config), "none", seed=42)
+    keys = {
+        resume_key(fp32, 42),
+        resume_key(fp32, 43),
+        resume_key(load_encoder(str(tiny_model_config), "none", seed=42, precision="bf16"), 42),
+    }
+    assert len(keys) == 3
+    assert resume_key(load_encoder(str(tiny_model_config), "none", seed=42), 42) in keys  # stable across loads
+
+    # a resume file from a run over different frames of the same video is not picked up
+    key_dir = framed.embeddings_resume_dir / resume_key(fp32, 42)
+    key_dir.mkdir(parents=True)
+    video_id = videos[0][0]
+    stale = key_dir / f"{video_id}.0000000000000000.npy"
+    np.save(stale, np.full((n_frames[0], 32), 7, dtype=np.float16))
+    embed_videos(videos, n_frames, fp32, framed.embeddings_dir, 64, {}, framed.embeddings_resume_dir, seed=42)
+    stored = load_embeddings(framed.embeddings_dir)
+    assert stored.frames.dtype == np.float16
+    assert not np.any(stored.frames[0, : n_frames[0]] == 7)
+    assert leftovers(framed) == []
+
+
+def test_a_frames_file_that_disagrees_with_frames_csv_is_named(framed: ProjectPaths, tiny_model_config: Path) -> None:
+    videos, n_frames = frame_files(framed)
+    encoder = load_encoder(str(tiny_model_config), "none", seed=42)
+    wrong = [n + 1 if i == 1 else n for i, n in enumerate(n_frames)]
+    with pytest.raises(embeddings.PipelineError, match=rf"{videos[1][0]}\.npz: not the {wrong[1]} frames"):
+        embed_videos(videos, wrong, encoder, framed.embeddings_dir, 64, {}, framed.embeddings_resume_dir, seed=42)
+    assert not framed.embeddings_dir.exists()

@@ -1,0 +1,159 @@
+"""CSV inputs edited by hand into an inconsistent state: a clear one-line error naming the row, no work done."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from clipvideo.errors import PipelineError
+from clipvideo.files import read_table
+from clipvideo.paths import ProjectPaths
+from stages import download, embed, frames
+from tests.conftest import write_params
+
+
+def rewrite(path: Path, edit) -> None:
+    """Apply `edit` to the rows (a list of lists, header first) of a CSV, as a person with an editor would."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    edit(rows)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+
+
+def column(rows: list[list[str]], name: str) -> int:
+    return rows[0].index(name)
+
+
+def frames_error(project: ProjectPaths, shrunk_params, capsys) -> str:
+    write_params(project.root, shrunk_params)
+    assert frames.main(["--root", str(project.root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("frames: error: ")
+    assert not project.frames_table.exists() and not project.frames_dir.exists()
+    return err.removeprefix("frames: error: ")
+
+
+def test_videos_table_missing_a_column(project, shrunk_params, capsys):
+    def drop_path(rows):
+        at = column(rows, "path")
+        for row in rows:
+            del row[at]
+
+    rewrite(project.videos_table, drop_path)
+    assert frames_error(project, shrunk_params, capsys) == (
+        f"{project.videos_table}: missing column(s) path; "
+        "expected id, category, status, reason, path, bytes, duration_s"
+    )
+
+
+def test_videos_table_duplicate_id_names_the_line(project, shrunk_params, capsys):
+    rewrite(project.videos_table, lambda rows: rows.insert(4, list(rows[1])))
+    with project.videos_table.open() as handle:
+        first_id = next(csv.DictReader(handle))["id"]
+    assert frames_error(project, shrunk_params, capsys) == f"{project.videos_table}:5: duplicate id {first_id!r}"
+
+
+def test_videos_table_path_that_does_not_exist_names_the_row(project, shrunk_params, capsys):
+    def break_third(rows):
+        rows[3][column(rows, "path")] = "data/videos/gone.mp4"
+
+    rewrite(project.videos_table, break_third)
+    with project.videos_table.open() as handle:
+        third_id = list(csv.DictReader(handle))[2]["id"]
+    assert frames_error(project, shrunk_params, capsys) == (
+        f"{project.videos_table}:4: id {third_id!r}: data/videos/gone.mp4 does not exist; rerun the download stage"
+    )
+
+
+@pytest.mark.parametrize("path", ["../params.yaml", "/etc/passwd", "data/videos", ""])
+def test_videos_table_path_outside_the_videos_folder_is_refused(project, shrunk_params, capsys, path):
+    def point_away(rows):
+        rows[2][column(rows, "path")] = path
+
+    rewrite(project.videos_table, point_away)
+    message = frames_error(project, shrunk_params, capsys)
+    assert message.startswith(f"{project.videos_table}:3: id ")
+    assert message.endswith(f"path {path!r} is not a file inside data/videos/")
+
+
+def test_videos_table_id_that_is_not_a_manifest_id_is_refused(project, shrunk_params, capsys):
+    def unsafe_id(rows):
+        rows[1][column(rows, "id")] = "../../evil"
+
+    rewrite(project.videos_table, unsafe_id)
+    assert frames_error(project, shrunk_params, capsys) == (
+        f"{project.videos_table}:2: id '../../evil': not a manifest id (11-character YouTube id or 16 hex digits)"
+    )
+
+
+def test_videos_table_row_with_a_missing_field(project, shrunk_params, capsys):
+    rewrite(project.videos_table, lambda rows: rows[6].pop())
+    assert frames_error(project, shrunk_params, capsys) == (
+        f"{project.videos_table}:7: 6 field(s), expected 7 (id, category, status, reason, path, bytes, duration_s)"
+    )
+
+
+def test_videos_table_row_with_an_extra_field(project, shrunk_params, capsys):
+    rewrite(project.videos_table, lambda rows: rows[2].append("surplus"))
+    assert frames_error(project, shrunk_params, capsys).startswith(f"{project.videos_table}:3: 8 field(s), expected 7")
+
+
+def test_videos_table_unknown_status(project, shrunk_params, capsys):
+    def shout(rows):
+        rows[2][column(rows, "status")] = "OK"
+
+    rewrite(project.videos_table, shout)
+    assert frames_error(project, shrunk_params, capsys) == (
+        f"{project.videos_table}:3: status='OK', expected one of ok, invalid, unavailable, failed"
+    )
+
+
+def test_empty_id_names_the_line(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("id,name\na,1\n,2\n")
+    with pytest.raises(PipelineError, match=rf"^{tmp_path}/t.csv:3: empty id$"):
+        read_table(table, ("id", "name"))
+
+
+def test_line_numbers_count_quoted_line_breaks(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text('id,name\na,"two\nlines"\na,3\n')
+    with pytest.raises(PipelineError, match=r":4: duplicate id 'a'$"):
+        read_table(table, ("id", "name"))
+
+
+def test_manifest_duplicate_id_stops_download_naming_the_line(project, shrunk_params, capsys):
+    rewrite(project.manifest, lambda rows: rows.append(list(rows[2])))
+    write_params(project.root, shrunk_params)
+    assert download.main(["--root", str(project.root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"download: error: {project.manifest}:14: duplicate id ") and "\n" not in err
+
+
+def test_manifest_missing_column_stops_download(project, shrunk_params, capsys):
+    def drop_url(rows):
+        at = column(rows, "url")
+        for row in rows:
+            del row[at]
+
+    rewrite(project.manifest, drop_url)
+    write_params(project.root, shrunk_params)
+    assert download.main(["--root", str(project.root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"download: error: {project.manifest}: missing column(s) url;")
+
+
+def test_frames_table_row_without_its_frames_file_stops_embed(project, shrunk_params, capsys):
+    write_params(project.root, shrunk_params)
+    assert frames.main(["--root", str(project.root)]) == 0
+    with project.frames_table.open() as handle:
+        second = list(csv.DictReader(handle))[1]["id"]
+    (project.frames_dir / f"{second}.npz").unlink()
+    capsys.readouterr()
+    assert embed.main(["--root", str(project.root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"embed: error: {project.frames_table}: row {second!r}: no frames file") and "\n" not in err
+    assert not project.embeddings_dir.exists()

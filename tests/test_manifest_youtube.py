@@ -1,0 +1,143 @@
+"""The youtube manifest: every CSV row judged offline, valid or invalid with a reason."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from clipvideo.manifest import is_safe_id, reason_kind
+from clipvideo.paths import ProjectPaths
+from stages import manifest
+from tests.conftest import REPO, write_params
+from tests.test_stages import read_csv
+
+SHARED_CSV = REPO.parent / "shared" / "data" / "youtube.csv"
+CATEGORIES = ["food", "art_music", "travel", "history"]
+
+
+def write_source(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["link", "title", "description", "category"])
+        for link, title, category in rows:
+            writer.writerow(
+                [link, title, f'{title}\n1.2M subscribers\nSUBSCRIBE\n"quoted", on lines\nSHOW MORE', category]
+            )
+    return path
+
+
+def youtube_project(root: Path, csv_path: Path) -> ProjectPaths:
+    write_params(root, {"dataset.source": "youtube", "dataset.csv": str(csv_path)})
+    return ProjectPaths(root)
+
+
+@pytest.mark.skipif(not SHARED_CSV.is_file(), reason=f"{SHARED_CSV} not present")
+def test_shared_kaggle_csv(tmp_path: Path, capsys) -> None:
+    paths = youtube_project(tmp_path, SHARED_CSV)
+    assert manifest.main(["--root", str(tmp_path)]) == 0
+    rows = read_csv(paths.manifest)
+    assert len(rows) == 3599
+    assert Counter(row["category"] for row in rows) == {"travel": 1156, "art_music": 947, "food": 903, "history": 593}
+    assert {row["status"] for row in rows} == {"valid", "invalid"}
+    assert all(row["reason"] for row in rows if row["status"] == "invalid")
+    assert all(is_safe_id(row["id"]) for row in rows if row["status"] == "valid")
+    assert len({row["id"] for row in rows}) == len(rows)
+    kinds = Counter(reason_kind(row["reason"]) for row in rows if row["status"] == "invalid")
+    assert set(kinds) == {"malformed id", "duplicate"} and kinds["duplicate"] > 0
+    assert list(paths.sample_videos.iterdir()) == []  # the youtube source renders no sample
+    out = capsys.readouterr().out
+    assert "malformed id" in out and "duplicate" in out and "3599 rows" in out
+
+
+def test_rows_are_judged_without_the_network(tmp_path: Path, capsys) -> None:
+    source = write_source(
+        tmp_path / "videos.csv",
+        [
+            ("i9E_Blai8vk", "bare id", "travel"),
+            ("https://www.youtube.com/watch?v=HzRMV2keMcU&t=10s", "watch url", "food"),
+            ("https://youtu.be/_64diyTtjwQ", "short url", "history"),
+            ("https://example.org/clips/1.mp4", "other http url", "art_music"),
+            ("r284c-q8oY", "truncated id", "travel"),
+            ("https://www.youtube.com/watch?v=r284c", "truncated url", "travel"),
+            ("#NAME?", "spreadsheet damage", "food"),
+            ("CdQjDOahkdY", "unknown category", "sports"),
+            ("USGN-aTzlG4", "no category", ""),
+            ("i9E_Blai8vk", "repeat", "food"),
+            ("../../x", "traversal", "food"),
+            ("/etc/passwd", "absolute", "food"),
+            ("file:///etc/passwd", "file url", "food"),
+            ("abc/def/ghi", "slashes", "food"),
+            ("$(rm -rf ~)", "shell", "food"),
+            ("https://" + "a" * 3000 + ".com/", "very long", "food"),
+        ],
+    )
+    paths = youtube_project(tmp_path, source)
+    assert manifest.main(["--root", str(tmp_path)]) == 0
+    rows = read_csv(paths.manifest)
+    judged = [(row["title"], row["status"], reason_kind(row["reason"])) for row in rows]
+    assert judged == [
+        ("bare id", "valid", ""),
+        ("watch url", "valid", ""),
+        ("short url", "valid", ""),
+        ("other http url", "valid", ""),
+        ("truncated id", "invalid", "malformed id"),
+        ("truncated url", "invalid", "malformed id"),
+        ("spreadsheet damage", "invalid", "malformed id"),
+        ("unknown category", "invalid", "unknown category"),
+        ("no category", "invalid", "empty category"),
+        ("repeat", "invalid", "duplicate"),
+        ("traversal", "invalid", "malformed id"),
+        ("absolute", "invalid", "malformed id"),
+        ("file url", "invalid", "unsupported url"),
+        ("slashes", "invalid", "malformed id"),
+        ("shell", "invalid", "malformed id"),
+        ("very long", "invalid", "malformed id"),
+    ]
+    assert [row["id"] for row in rows[:3]] == ["i9E_Blai8vk", "HzRMV2keMcU", "_64diyTtjwQ"]
+    assert rows[1]["url"] == "https://www.youtube.com/watch?v=HzRMV2keMcU"
+    assert is_safe_id(rows[3]["id"]) and rows[3]["url"] == "https://example.org/clips/1.mp4"
+    assert not any(is_safe_id(row["id"]) for row in rows if row["status"] == "invalid")
+    assert "same video as row 1 (labelled travel)" in rows[9]["reason"]
+    assert "'sports', expected one of food, art_music, travel, history" in rows[7]["reason"]
+    assert "unknown category" in capsys.readouterr().out
+
+
+def test_missing_csv_without_kaggle_access_says_where_to_put_it(tmp_path: Path, monkeypatch, capsys) -> None:
+    import kagglehub
+
+    def offline(handle: str, *args: object, **kwargs: object) -> str:  # the error branch: no network here
+        raise ConnectionError(f"cannot reach kaggle.com for {handle}")
+
+    monkeypatch.setattr(kagglehub, "dataset_download", offline)
+    youtube_project(tmp_path, Path("datasets/youtube.csv"))
+    assert manifest.main(["--root", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "https://www.kaggle.com/datasets/rajatrc1705/youtube-videos-dataset" in error
+    assert "save it as datasets/youtube.csv" in error and "ConnectionError" in error
+
+
+def test_csv_without_the_expected_columns_is_named(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "other.csv"
+    source.write_text("url,label\nhttps://youtu.be/i9E_Blai8vk,travel\n", encoding="utf-8")
+    youtube_project(tmp_path, source)
+    assert manifest.main(["--root", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert str(source) in error and "missing column(s) link, title, category" in error
+
+
+def test_stage_runs_as_a_module(tmp_path: Path) -> None:
+    """`python -m stages.manifest` on the youtube source prints counts per category and reason."""
+    import subprocess
+
+    source = write_source(tmp_path / "videos.csv", [("i9E_Blai8vk", "a", "travel"), ("r284c-q8oY", "b", "food")])
+    youtube_project(tmp_path, source)
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.manifest", "--root", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "malformed id" in done.stdout and "2 rows (1 valid)" in done.stdout

@@ -1,0 +1,235 @@
+"""The eight variants: padding mask, stable frame choice, mixup, logreg folding, zeroshot, determinism, stages."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from clipvideo.models import (
+    VARIANTS,
+    LinearProbe,
+    TrainConfig,
+    TransformerProbe,
+    fit_logreg,
+    load_model,
+    mixup_batch,
+    one_frame_view,
+    predict_proba,
+    stable_frame_index,
+    train_classifier,
+    zeroshot_model,
+)
+from clipvideo.paths import ProjectPaths
+from clipvideo.zeroshot import category_prompts, load_text_embeddings
+from stages import embed, evaluate, frames, report, split, train
+from tests.conftest import REPO, write_params
+
+
+def build_embedded_project(root: Path, downloaded_sample: Path, params: dict) -> ProjectPaths:
+    """A copy of the downloaded sample after the real frames, embed and split stages."""
+    shutil.copytree(downloaded_sample, root)
+    write_params(root, params)
+    args = ["--root", str(root)]
+    assert frames.main(args) == 0
+    assert embed.main(args) == 0
+    assert split.main(args) == 0
+    return ProjectPaths(root)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, downloaded_sample, tiny_model_config) -> ProjectPaths:
+    from tests.conftest import SHRUNK
+
+    root = tmp_path_factory.mktemp("variants") / "project"
+    return build_embedded_project(root, downloaded_sample, {**SHRUNK, "embed.model": str(tiny_model_config)})
+
+
+def padded_batch(lengths: list[int], dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random sequences, padded to the longest with large garbage (not zeros) so leaks would show."""
+    generator = torch.Generator().manual_seed(seed)
+    frames = torch.randn(len(lengths), max(lengths), dim, generator=generator)
+    mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
+    frames[~mask] = 1000 * torch.randn(int((~mask).sum()), dim, generator=generator)
+    return frames, mask
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_transformer_padded_batch_equals_each_sequence_alone(layers):
+    torch.manual_seed(0)
+    model = TransformerProbe(dim=32, n_classes=4, layers=layers, heads=4, dropout=0.1, ff_dim=64).eval()
+    lengths = [6, 3, 1, 6]
+    frames, mask = padded_batch(lengths, 32, seed=1)
+    with torch.inference_mode():
+        batched = model(frames, mask)
+        alone = torch.cat([model(frames[i : i + 1, :n], mask[i : i + 1, :n]) for i, n in enumerate(lengths)])
+        garbage_changed = frames.clone()
+        garbage_changed[~mask] = -garbage_changed[~mask]
+        rebatched = model(garbage_changed, mask)
+        real_changed = frames.clone()
+        real_changed[1, 0] += 1.0
+        moved = model(real_changed, mask)
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rebatched, batched, atol=1e-5, rtol=1e-5)  # padded frames are ignored
+    assert not torch.allclose(moved[1], batched[1], atol=1e-4)  # real frames are not
+    torch.testing.assert_close(moved[[0, 2, 3]], batched[[0, 2, 3]], atol=1e-5, rtol=1e-5)
+
+
+def test_transformer_heads_must_divide_the_embedding_size():
+    with pytest.raises(Exception, match=r"train\.transformer\.heads=5"):
+        TransformerProbe(dim=32, n_classes=4, layers=1, heads=5, dropout=0.0, ff_dim=32)
+
+
+def test_linear_probe_ignores_padding():
+    torch.manual_seed(0)
+    model = LinearProbe(16, 3).eval()
+    frames, mask = padded_batch([4, 2], 16, seed=2)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(frames[1:, :2], mask[1:, :2]), model(frames, mask)[1:])
+
+
+def test_stable_frame_index_is_fixed_across_processes_and_hash_seeds():
+    assert [stable_frame_index("dQw4w9WgXcQ", 16), stable_frame_index("0123456789abcdef", 7)] == [14, 3]
+    code = "from clipvideo.models import stable_frame_index as s; print(s('dQw4w9WgXcQ', 16), s('0123456789abcdef', 7))"
+    for hash_seed in ("1", "2"):
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert result.stdout.split() == ["14", "3"]
+
+
+def test_one_frame_view_picks_the_stable_real_frame():
+    ids = [f"{i:016x}" for i in range(40)]
+    n_frames = np.array([1 + i % 5 for i in range(40)])
+    mask = np.arange(5)[None, :] < n_frames[:, None]
+    frames = np.zeros((40, 5, 2), dtype=np.float16)
+    frames[:, :, 0] = np.arange(5)  # each frame carries its own index
+    picked, picked_mask = one_frame_view(frames, mask, ids)
+    assert picked.shape == (40, 1, 2) and picked_mask.all()
+    expected = [stable_frame_index(v, n) for v, n in zip(ids, n_frames, strict=True)]
+    assert picked[:, 0, 0].tolist() == expected
+    assert all(e < n for e, n in zip(expected, n_frames, strict=True))  # never a padded frame
+    assert len(set(expected)) > 1  # not always the first frame
+
+
+def test_mixup_mixes_frames_and_unions_masks():
+    frames, mask = padded_batch([4, 2, 1], 8, seed=3)
+    frames[~mask] = 0
+    rng = np.random.default_rng(7)
+    mixed, mixed_mask, perm, lam = mixup_batch(frames, mask, 0.4, rng, torch.Generator().manual_seed(7))
+    assert 0 <= lam <= 1
+    torch.testing.assert_close(mixed, lam * frames + (1 - lam) * frames[perm])
+    assert torch.equal(mixed_mask, mask | mask[perm])
+    assert sorted(perm.tolist()) == [0, 1, 2]
+    again = mixup_batch(frames, mask, 0.4, np.random.default_rng(7), torch.Generator().manual_seed(7))
+    assert again[3] == lam and torch.equal(again[2], perm)
+    lams = [mixup_batch(frames, mask, 0.4, rng, torch.Generator())[3] for _ in range(200)]
+    assert np.mean(lams) == pytest.approx(0.5, abs=0.08)  # Beta(a, a) is symmetric about 1/2
+
+
+def toy_data(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    centers = rng.normal(size=(classes, 16))
+    frames = centers[labels][:, None, :] + 0.5 * rng.normal(size=(n, 5, 16))
+    mask = np.arange(5)[None, :] < rng.integers(2, 6, size=n)[:, None]
+    return frames.astype(np.float32), mask, labels
+
+
+@pytest.mark.parametrize("mixup_alpha", [None, 0.4])
+def test_training_is_deterministic_and_learns(mixup_alpha):
+    frames, mask, labels = toy_data(40, 4, seed=0)
+    config = TrainConfig(epochs=15, lr=0.01, weight_decay=1e-4, batch_size=8, seed=3, mixup_alpha=mixup_alpha)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = TransformerProbe(16, 4, layers=1, heads=2, dropout=0.1, ff_dim=32)
+        runs.append((train_classifier(model, frames, mask, labels, config), model.state_dict()))
+    (history, weights), (history_again, weights_again) = runs
+    assert history == history_again
+    assert all(torch.equal(weights[k], weights_again[k]) for k in weights)
+    assert [row["epoch"] for row in history] == list(range(1, 16))
+    assert history[-1]["f1"] > 0.9
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_logreg_module_gives_scikit_learn_probabilities(classes):
+    frames, mask, labels = toy_data(30, classes, seed=1)
+    model, record = fit_logreg(frames, mask, labels, classes, c=0.5, max_iter=500)
+    normalised = frames / np.linalg.norm(frames, axis=-1, keepdims=True)
+    features = (normalised * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=500)).fit(features, labels)
+    np.testing.assert_allclose(predict_proba(model, frames, mask), reference.predict_proba(features), atol=1e-5)
+    assert record[0]["f1"] == pytest.approx(float((reference.predict(features) == labels).mean()))
+
+
+def test_zeroshot_picks_the_nearest_prompt():
+    text = np.eye(3, 8, dtype=np.float32) * 5
+    e = np.eye(3, 8, dtype=np.float32)
+    frames = np.stack([[e[2], 3 * e[2]], [e[0], e[0] + 0.5 * e[1]]])  # video 2: mostly category 0
+    probabilities = predict_proba(zeroshot_model(text), frames, np.ones((2, 2), dtype=bool))
+    assert probabilities.argmax(1).tolist() == [2, 0]
+    assert probabilities.sum(1) == pytest.approx([1, 1])
+    assert category_prompts("a video about {category}", ["art_music"]) == ["a video about art music"]
+
+
+def test_every_variant_trains_evaluates_and_reruns_identically(embedded, tmp_path):
+    root = ["--root", str(embedded.root)]
+    text = load_text_embeddings(embedded.embeddings_dir)
+    assert text.prompts[1] == "a video about art music" and text.vectors.shape == (4, 32)
+    first = {}
+    for variant in VARIANTS:
+        assert train.main([*root, variant]) == 0
+        assert evaluate.main([*root, variant]) == 0
+        first[variant] = embedded.metrics_file(variant).read_text()
+        metrics = json.loads(first[variant])
+        assert metrics["variant"] == variant and metrics["n_test"] == 4
+        assert set(metrics) >= {"accuracy", "f1_micro", "f1_macro", "balanced_accuracy", "f1_micro_ci", "f1_macro_ci"}
+        assert len(metrics["f1_micro_ci"]) == 2 and metrics["f1_micro_ci"][0] <= metrics["f1_micro_ci"][1]
+        curve = embedded.training_curve_file(variant).read_text().splitlines()
+        assert curve[0] == "epoch,loss,f1"
+        assert len(curve) == 1 + (1 if variant in ("logreg", "zeroshot") else 5)
+        assert load_model(embedded.model_file(variant), variant).categories == metrics_categories(metrics)
+    for variant in VARIANTS:  # a rerun with the same params and seed: byte-identical metrics
+        assert train.main([*root, variant]) == 0
+        assert evaluate.main([*root, variant]) == 0
+        assert embedded.metrics_file(variant).read_text() == first[variant]
+    assert report.main(root) == 0
+    summary = embedded.summary.read_text()
+    assert all(f"| {variant} |" in summary for variant in VARIANTS)
+    assert "zeroshot compares frames with prompt embeddings of an untrained encoder" in summary
+
+
+def metrics_categories(metrics: dict) -> list[str]:
+    return sorted(metrics["per_class"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "nonsense"], "unknown variant 'nonsense'; expected one of linear, linear-mixup"),
+        (["evaluate", "transformer-mixup"], "no trained model for variant 'transformer-mixup'"),
+    ],
+)
+def test_bad_variant_or_missing_model_is_one_line(tmp_path, embedded, capsys, argv, message):
+    root = tmp_path / "copy"
+    shutil.copytree(embedded.root, root, ignore=shutil.ignore_patterns("models"))
+    stage = {"train": train, "evaluate": evaluate}[argv[0]]
+    assert stage.main(["--root", str(root), argv[1]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

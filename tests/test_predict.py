@@ -1,0 +1,86 @@
+"""predict on a new video: same numbers as the pipeline for a stored video, local or over loopback http."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from clipvideo.datasets import split_set
+from clipvideo.models import load_model, predict_proba, variant_inputs
+from clipvideo.paths import ProjectPaths
+from stages import predict, train
+from tests.conftest import SHRUNK
+from tests.loopback import Video, serving
+from tests.test_models import build_embedded_project
+
+pytestmark = pytest.mark.usefixtures("loopback_only")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, downloaded_sample, tiny_model_config) -> ProjectPaths:
+    root = tmp_path_factory.mktemp("predict") / "project"
+    paths = build_embedded_project(root, downloaded_sample, {**SHRUNK, "embed.model": str(tiny_model_config)})
+    for variant in ("linear", "random_frame"):
+        assert train.main(["--root", str(root), variant]) == 0
+    return paths
+
+
+def printed_probabilities(output: str) -> dict[str, float]:
+    lines = [line.split() for line in output.splitlines() if line.startswith("  ")]
+    return {name: float(value) for name, value in lines}
+
+
+def pipeline_probabilities(paths: ProjectPaths, variant: str, video_id: str) -> dict[str, float]:
+    saved = load_model(paths.model_file(variant), variant)
+    data = split_set(paths, "test")
+    row = data.ids.index(video_id)
+    frames, mask = variant_inputs(saved.spec, data.frames[row : row + 1], data.mask[row : row + 1], [video_id])
+    return dict(zip(saved.categories, predict_proba(saved.model, frames, mask)[0].tolist(), strict=True))
+
+
+def a_test_video(paths: ProjectPaths) -> tuple[str, str]:
+    with paths.split_table.open(newline="", encoding="utf-8") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["split"] == "test")
+    return row["id"], next(paths.videos_dir.glob(f"{row['id']}.*")).as_posix()
+
+
+@pytest.mark.parametrize("variant", ["linear", "random_frame"])
+def test_predict_a_stored_video_matches_the_pipeline(trained, capsys, variant):
+    video_id, video = a_test_video(trained)
+    assert predict.main(["--root", str(trained.root), video, "--variant", variant]) == 0
+    out = capsys.readouterr().out
+    printed = printed_probabilities(out)
+    expected = pipeline_probabilities(trained, variant, video_id)
+    assert set(printed) == set(expected)
+    assert printed == pytest.approx(expected, abs=1e-4)
+    assert f"category: {max(expected, key=expected.get)}" in out
+    assert sum(printed.values()) == pytest.approx(1, abs=1e-3)
+
+
+def test_predict_a_url_over_loopback_http(trained, capsys):
+    video_id, video = a_test_video(trained)
+    with serving({"/new.mp4": Video(open(video, "rb").read())}) as server:
+        assert predict.main(["--root", str(trained.root), server.url("/new.mp4")]) == 0
+    printed = printed_probabilities(capsys.readouterr().out)
+    expected = pipeline_probabilities(trained, "linear", video_id)
+    assert printed == pytest.approx(expected, abs=1e-4)
+    assert np.isclose(sum(printed.values()), 1, atol=1e-3)
+
+
+def test_bad_inputs_get_one_line(trained, tmp_path, capsys):
+    garbage = tmp_path / "broken.mp4"
+    garbage.write_bytes(b"not a video at all" * 100)
+    _, video = a_test_video(trained)
+    cases = [
+        ([str(tmp_path / "missing.mp4")], "missing.mp4: no such file"),
+        ([str(garbage)], "broken.mp4: unreadable video"),
+        ([video, "--variant", "nonsense"], "unknown variant 'nonsense'"),
+        ([video, "--variant", "transformer"], "no trained model for variant 'transformer'; run `dvc repro train@"),
+    ]
+    for argv, message in cases:
+        assert predict.main(["--root", str(trained.root), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err, err
+        assert len(err.splitlines()) == 1

@@ -1,0 +1,62 @@
+"""Real DVC: every variant has metrics, and a transformer param change reruns only the transformer variants."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clipvideo.models import VARIANTS
+from tests.conftest import run_command as run
+from tests.conftest import stages_that_ran, write_params
+
+pytestmark = pytest.mark.slow
+
+TRANSFORMER_STAGES = {
+    "train@transformer",
+    "train@transformer-mixup",
+    "evaluate@transformer",
+    "evaluate@transformer-mixup",
+}
+
+
+def test_all_variants_reported_and_transformer_params_rerun_only_transformers(
+    reproduced_repo: tuple[Path, str], dvc_repo: Path
+):
+    reproduced = dvc_repo
+    first = stages_that_ran(reproduced_repo[1])
+    assert {f"train@{v}" for v in VARIANTS} | {f"evaluate@{v}" for v in VARIANTS} <= first
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], reproduced))
+    files = next(iter(shown.values()))["data"]
+    assert {Path(name).stem for name in files} == set(VARIANTS)
+    summary = (reproduced / "metrics" / "summary.md").read_text()
+    assert all(f"| {variant} |" in summary for variant in VARIANTS)
+
+    status = json.loads(run(["dvc", "status", "--json"], reproduced))
+    assert status == {}
+
+    write_params(reproduced, {**json.loads(json.dumps(read_overrides(reproduced))), "train.transformer.dropout": 0.3})
+    status = json.loads(run(["dvc", "status", "--json"], reproduced))
+    assert set(status) == {"train@transformer", "train@transformer-mixup"}  # only their own params changed
+
+    experiment = run(["dvc", "exp", "run"], reproduced)
+    ran = stages_that_ran(experiment)
+    assert {"train@transformer", "train@transformer-mixup"} <= ran <= TRANSFORMER_STAGES | {"report"}
+
+    shown = run(["dvc", "exp", "show", "--no-pager", "--md"], reproduced)
+    assert "metrics/transformer.json:f1_micro" in shown or "f1_micro" in shown
+    assert "train.transformer.dropout" in shown
+
+
+def read_overrides(root: Path) -> dict:
+    """The repo's current params as dotted overrides for write_params (which starts from REPO's file)."""
+    import yaml
+
+    def flat(node: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in node.items():
+            out |= flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+        return out
+
+    return flat(yaml.safe_load((root / "params.yaml").read_text()))
