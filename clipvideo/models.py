@@ -8,6 +8,7 @@ zero-shot text classifier exactly like a trained network.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from sklearn.metrics import f1_score, log_loss
 from torch import nn
 
 from clipvideo.errors import PipelineError
-from clipvideo.files import atomic_path
+from clipvideo.files import write_bytes_atomic
 
 # CLIP's own logit scale (exp of its learned temperature at the end of training): zero-shot logits
 # are 100 x cosine similarity, which is what makes its softmax probabilities comparable.
@@ -307,8 +308,9 @@ def save_model(
         "encoder": encoder,
         "state_dict": model.state_dict(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(record, tmp)
+    buffer = io.BytesIO()  # torch names the archive after the file: a buffer keeps the bytes reproducible
+    torch.save(record, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_model(path: Path, variant: str) -> SavedModel:
