@@ -135,6 +135,7 @@ SCHEMA: dict[str, Any] = {
         "videos_per_category": Int(2, 500),
         "min_duration_s": Float(1, 600),
         "max_duration_s": Float(1, 600),
+        "distractor_opacity": Float(0, 0.9),
     },
     "download": {
         "min_videos": Int(1, 1_000_000),

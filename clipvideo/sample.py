@@ -88,8 +88,16 @@ class SampleVideo:
     title: str
 
 
+def blended_source(main: str, distractor: str, opacity: float) -> str:
+    """A lavfi graph: `main` with another family's picture laid over it at `opacity`."""
+    return (
+        f"{main},format=yuv420p[main];{distractor},format=yuv420p[top];"
+        f"[top][main]blend=all_mode=normal:all_opacity={opacity:.2f}[out0]"
+    )
+
+
 def render_sample_video(path: Path, source: str, duration_s: float, fps: int, with_audio: bool, seed: int) -> None:
-    """Encode one lavfi source to H.264 MP4, byte-reproducible for the same arguments."""
+    """Encode one lavfi source (or graph) to H.264 MP4, byte-reproducible for the same arguments."""
     args = ["-f", "lavfi", "-i", source]
     if with_audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency={200 + seed % 600}:sample_rate=22050"]
@@ -112,8 +120,13 @@ def generate_sample(
     min_duration_s: float,
     max_duration_s: float,
     seed: int,
+    distractor_opacity: float = 0.0,
 ) -> Iterator[SampleVideo]:
-    """Render the sample videos and yield them in a stable order."""
+    """Render the sample videos and yield them in a stable order.
+
+    Each video may carry a faint picture of another category laid over it (opacity up to
+    `distractor_opacity`), so the classes overlap the way real ones do and models can be told apart.
+    """
     unknown = [c for c in categories if c not in FAMILIES]
     if unknown:
         raise PipelineError(
@@ -134,6 +147,12 @@ def generate_sample(
             duration = round(rng.uniform(min_duration_s, max_duration_s), 1)
             with_audio = rng.random() < 0.5
             source, pattern = FAMILIES[category](rng, f"{width}x{height}", fps)
+            opacity = round(rng.uniform(0, distractor_opacity), 2)
+            if opacity > 0:
+                other = rng.choice([c for c in FAMILIES if c != category])
+                distractor, other_pattern = FAMILIES[other](rng, f"{width}x{height}", fps)
+                source = blended_source(source, distractor, opacity)
+                pattern += f" under {opacity:.0%} {other_pattern}"
             path = out_dir / f"{category}_{index:03d}.mp4"
             render_sample_video(path, source, duration, fps, with_audio, video_seed)
             title = f"{category} {index:03d}: {pattern}, {duration:.1f}s, {width}x{height}@{fps}" + (

@@ -35,6 +35,7 @@ def build_sample_manifest(paths: ProjectPaths, params: dict[str, Any]) -> list[d
         sample["min_duration_s"],
         sample["max_duration_s"],
         params["seed"],
+        sample["distractor_opacity"],
     )
     return sample_rows(((v.category, v.path.relative_to(paths.root), v.title) for v in videos), paths.root)
 
