@@ -22,6 +22,8 @@ from pathlib import Path
 
 from common import REPO, machine, table
 
+from clipvideo.manifest import url_id
+
 # Runs a command and prints the peak resident memory (KiB) of that command alone.
 PEAK_RSS = (
     "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
@@ -73,7 +75,7 @@ def multiplied(project: Path, target: Path, factor: int) -> Path:
         for row in rows:
             if row["status"] != "ok":
                 continue
-            new_id = f"{copy:02x}{row['id'][2:]}" if len(row["id"]) == 16 else row["id"]
+            new_id = url_id(f"{copy}:{row['id']}")  # a fresh hex id for either id shape
             source = project / row["path"]
             path = Path(row["path"]).with_name(new_id + source.suffix)
             if not (target / path).exists():

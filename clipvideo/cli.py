@@ -25,7 +25,11 @@ def stage_main(
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> int:
     """Parse arguments, validate params, run the stage, print its summary; 2 on a user error."""
-    parser = argparse.ArgumentParser(prog=f"python -m stages.{name}", description=description)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m stages.{name}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the docstring's paragraphs
+    )
     parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
     if add_arguments:
         add_arguments(parser)

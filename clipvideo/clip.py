@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import open_clip
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 from torchvision.io import decode_jpeg
 
 from clipvideo.errors import ParamsError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,6 +62,16 @@ def resolve_model_name(model: str) -> str:
             "or a path to a model config .json"
         )
     return model
+
+
+def under_root(model: str, pretrained: str, root: Path) -> tuple[str, str]:
+    """embed.model and embed.pretrained with a relative config or checkpoint path taken against the project root
+    (--root), not the working directory; names and tags are returned as given."""
+    if model.endswith(".json") and not Path(model).is_absolute():
+        model = str((root / model).absolute())
+    if not Path(pretrained).is_absolute() and (root / pretrained).is_file():
+        pretrained = str((root / pretrained).absolute())
+    return model, pretrained
 
 
 def resolve_device(device: str) -> torch.device:
@@ -116,12 +129,6 @@ def preprocess_jpegs(jpegs: Sequence[bytes], encoder: ClipEncoder) -> torch.Tens
     return batch.sub_(encoder.mean).div_(encoder.std).to(input_dtype(encoder))
 
 
-def autocast_context(encoder: ClipEncoder):
-    if encoder.precision == "bf16":
-        return torch.autocast(device_type=encoder.device.type, dtype=torch.bfloat16)
-    return torch.autocast(device_type=encoder.device.type, enabled=False)
-
-
 def input_dtype(encoder: ClipEncoder) -> torch.dtype:
     return torch.bfloat16 if encoder.precision == "bf16" else torch.float32
 
@@ -133,30 +140,48 @@ def encode_batch(encoder: ClipEncoder, batch: torch.Tensor) -> np.ndarray:
     return features.float().cpu().numpy()
 
 
-def prefetched(batches: Iterable[torch.Tensor], depth: int = 2) -> Iterator[torch.Tensor]:
-    """Prepare the next batches in a thread while the model runs on the current one."""
+def prefetched(batches: Iterable[T], depth: int = 2, poll_s: float = 0.1) -> Iterator[T]:
+    """Prepare the next batches in a thread while the model runs on the current one.
+
+    When the consumer stops early (an error, Ctrl-C, or closing this generator), the producer sees it within
+    `poll_s` and ends instead of blocking forever on a full queue while holding batches.
+    """
     ready: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
+    stopped = threading.Event()
+
+    def hand_over(item: object) -> bool:
+        """Queue `item` unless the consumer has stopped; False once it has."""
+        while not stopped.is_set():
+            try:
+                ready.put(item, timeout=poll_s)
+                return True
+            except queue.Full:
+                pass
+        return False
 
     def produce() -> None:
         try:
             for batch in batches:
-                ready.put(batch)
+                if not hand_over(batch):
+                    return
         except BaseException as exc:  # re-raised in the consumer
-            ready.put(exc)
-        ready.put(done)
+            hand_over(exc)
+            return
+        hand_over(done)
 
-    threading.Thread(target=produce, daemon=True).start()
-    while (item := ready.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    threading.Thread(target=produce, daemon=True, name="prefetch").start()
+    try:
+        while (item := ready.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stopped.set()
 
 
 @torch.inference_mode()
 def encode_texts(encoder: ClipEncoder, texts: Sequence[str]) -> np.ndarray:
     tokenizer = open_clip.get_tokenizer(encoder.name)
     tokens = tokenizer(list(texts)).to(encoder.device)
-    with autocast_context(encoder):
-        features = encoder.model.encode_text(tokens)
-    return features.float().cpu().numpy()
+    return encoder.model.encode_text(tokens).float().cpu().numpy()

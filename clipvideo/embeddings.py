@@ -5,6 +5,7 @@ The array is written through a memory map, so memory stays flat however many vid
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -12,6 +13,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +21,9 @@ from tqdm import tqdm
 
 from clipvideo.clip import ClipEncoder, encode_batch, prefetched, preprocess_jpegs
 from clipvideo.errors import PipelineError
-from clipvideo.files import TMP_SUFFIX, atomic_path, read_table, remove_stale_temporaries, write_table
+from clipvideo.files import atomic_path, prepare_resume_dir, read_table, resume_key, write_table
 from clipvideo.video import load_frame_jpegs
+from clipvideo.zeroshot import TextEmbeddings, save_text_embeddings
 
 # The code that computes an embedding: a change to it invalidates the resume cache.
 EMBEDDING_CODE = (Path(__file__).with_name("clip.py"), Path(__file__))
@@ -28,6 +31,36 @@ EMBEDDING_CODE = (Path(__file__).with_name("clip.py"), Path(__file__))
 ARRAY = "frames.npy"
 INDEX = "index.csv"
 META = "meta.json"
+
+# Everything besides the video that decides its embeddings, as meta.json keys -> the params.yaml key each comes
+# from. Recorded in meta.json, copied into every trained model, checked by predict against params.yaml.
+ENCODER_KEYS = {
+    "model": "embed.model",
+    "pretrained": "embed.pretrained",
+    "precision": "embed.precision",
+    "seed": "seed",
+    "frames_count": "frames_count",
+    "frames_size": "frames.size",
+    "frames_mode": "frames.mode",
+}
+
+
+def encoder_settings(params: dict[str, Any], model_name: str) -> dict[str, Any]:
+    """The ENCODER_KEYS values params.yaml gives now; `model_name` is embed.model resolved (a config's stem)."""
+    return {
+        "model": model_name,
+        "pretrained": params["embed"]["pretrained"],
+        "precision": params["embed"]["precision"],
+        "seed": params["seed"],
+        "frames_count": params["frames_count"],
+        "frames_size": params["frames"]["size"],
+        "frames_mode": params["frames"]["mode"],
+    }
+
+
+def recorded_encoder(meta: dict[str, Any]) -> dict[str, Any]:
+    """The ENCODER_KEYS values an embeddings meta.json records (None where it predates a key): what a model keeps."""
+    return {key: meta.get(key) for key in ENCODER_KEYS}
 
 
 @dataclass
@@ -74,17 +107,16 @@ class VideoWork:
     resume_file: Path
 
 
-def resume_key(encoder: ClipEncoder, seed: int) -> str:
+def encoder_resume_key(encoder: ClipEncoder, seed: int) -> str:
     """Everything besides the frames that changes an embedding: model (and its config file), weights, precision,
     seed, and this code. Names the resume folder, so a changed setting never reuses old embeddings."""
-    digest = hashlib.sha256(json.dumps([encoder.name, encoder.weights, encoder.precision, seed]).encode())
-    for source in (encoder.source, encoder.weights):
-        if Path(source).is_file():
-            stat = Path(source).stat()
-            digest.update(f"{source}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    for code in EMBEDDING_CODE:
-        digest.update(code.read_bytes())
-    return digest.hexdigest()[:16]
+    files = {
+        source: [Path(source).stat().st_size, Path(source).stat().st_mtime_ns]
+        for source in (encoder.source, encoder.weights)
+        if Path(source).is_file()
+    }
+    parts = {"model": encoder.name, "weights": encoder.weights, "precision": encoder.precision, "seed": seed}
+    return resume_key({**parts, "files": files}, EMBEDDING_CODE)
 
 
 def video_work(
@@ -109,17 +141,6 @@ def video_work(
             yield VideoWork(row, first, batch, None, resume_file)
 
 
-def prepare_resume_dir(resume_root: Path, key: str) -> Path:
-    """This key's folder; folders of other settings and temporaries of a killed run are removed."""
-    resume_root.mkdir(parents=True, exist_ok=True)
-    for stale in resume_root.iterdir():
-        if stale.name != key:
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    (resume_root / key).mkdir(exist_ok=True)
-    remove_stale_temporaries(resume_root / key)
-    return resume_root / key
-
-
 def frame_count_error(path: Path, expected: int) -> PipelineError:
     """The frames file and frames.csv disagree on how many frames the video has."""
     return PipelineError(f"{path}: not the {expected} frames data/frames.csv lists; rerun the frames stage")
@@ -135,18 +156,18 @@ def embed_videos(
     resume_root: Path,
     seed: int,
     progress: bool = True,
+    text: TextEmbeddings | None = None,
 ) -> int:
     """Embed every stored frame of every video into `out_dir` (replaced atomically); returns images.
 
     Each finished video is saved under `resume_root` first, so a killed run resumes where it stopped;
-    the folder is removed once `out_dir` is complete.
+    the folder is removed once `out_dir` is complete. `text` (the prompt embeddings) is written into
+    the same folder before it is renamed, so `out_dir` appears whole or not at all.
     """
     dim = int(encoder.model.visual.output_dim)
     max_frames = max(n_frames, default=0)
     total = int(sum(n_frames))
-    resume_dir = prepare_resume_dir(resume_root, resume_key(encoder, seed))
-    for stale in out_dir.parent.glob(f".{out_dir.name}.*{TMP_SUFFIX}"):  # a killed run's half-built output
-        shutil.rmtree(stale, ignore_errors=True)
+    resume_dir = prepare_resume_dir(resume_root, encoder_resume_key(encoder, seed))
     resumed = 0
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
@@ -154,8 +175,10 @@ def embed_videos(
             tmp / ARRAY, mode="w+", dtype=np.float16, shape=(len(videos), max_frames, dim)
         )
         pending: dict[int, np.ndarray] = {}  # videos whose batches are not all done yet
-        with tqdm(total=total, unit="frame", desc="embed", disable=not progress) as bar:
-            for work in prefetched(video_work(videos, encoder, batch_size, resume_dir)):
+        work_items = prefetched(video_work(videos, encoder, batch_size, resume_dir))
+        # closing: an error or Ctrl-C in this loop stops the prefetch thread at once, not when garbage collected
+        with tqdm(total=total, unit="frame", desc="embed", disable=not progress) as bar, contextlib.closing(work_items):
+            for work in work_items:
                 count = n_frames[work.row]
                 if work.cached is not None:
                     if len(work.cached) != count:
@@ -188,6 +211,8 @@ def embed_videos(
         (tmp / META).write_text(
             json.dumps({**meta, "dim": dim, "max_frames": max_frames}, indent=2) + "\n", encoding="utf-8"
         )
+        if text is not None:
+            save_text_embeddings(tmp, text)
         if out_dir.exists():
             shutil.rmtree(out_dir)
     shutil.rmtree(resume_root, ignore_errors=True)

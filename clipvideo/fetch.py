@@ -46,7 +46,7 @@ PERMANENT_MESSAGES = (
 )
 # Messages that look permanent above but are YouTube pushing back: retry later, ideally with cookies.
 TRANSIENT_MESSAGES = ("not a bot", "rate-limited", "rate limited", "try again later", "too many requests")
-PERMANENT_HTTP = (400, 404, 410, 451)
+PERMANENT_HTTP = (404, 410, 451)  # 400 is left transient: on YouTube it usually means an outdated yt-dlp
 
 
 class FetchError(Exception):

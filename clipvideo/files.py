@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import glob
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -22,12 +24,32 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def fsync_path(path: Path) -> None:
+    """Wait until `path`'s content (a file) or its entries (a folder) are on disk, not just in the page cache."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_tree(path: Path) -> None:
+    """fsync a file, or a folder's own files and then the folder: what a rename is about to publish."""
+    if path.is_dir() and not path.is_symlink():
+        for child in path.iterdir():
+            if child.is_file() and not child.is_symlink():
+                fsync_path(child)
+    fsync_path(path)
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `final` only if the block succeeds.
 
     Temporaries of `final` that a killed earlier writer left behind are removed first, so a rerun
-    that completes leaves none, whatever the stage.
+    that completes leaves none, whatever the stage. The temporary is fsynced before the rename and
+    the folder after it, so a power loss leaves the old content or the new one, never an empty file
+    under the final name.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale in final.parent.glob(f".{glob.escape(final.name)}.*{TMP_SUFFIX}"):
@@ -35,7 +57,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp = final.with_name(f".{final.name}.{os.getpid()}{TMP_SUFFIX}")
     try:
         yield tmp
+        fsync_tree(tmp)
         os.replace(tmp, final)
+        fsync_path(final.parent)
     finally:
         remove_path(tmp)
 
@@ -61,27 +85,46 @@ def write_table(path: Path, columns: Sequence[str], rows: Iterable[dict]) -> int
     return count
 
 
+class TableRow(dict[str, str]):
+    """One CSV row, column -> value, plus `line`: the file line it starts on, for error messages.
+
+    `line` is an attribute, not a column, so writing the row back out never adds it.
+    """
+
+    __slots__ = ("line",)
+
+    def __init__(self, values: Iterable[tuple[str, str]], line: int) -> None:
+        super().__init__(values)
+        self.line = line
+
+
 def read_table(
     path: Path, required: Sequence[str], choices: Mapping[str, Collection[str]] | None = None
-) -> list[dict[str, str]]:
+) -> list[TableRow]:
     """Read a CSV written by an earlier stage (or edited by hand), naming the file, line and column
     of the first thing that is not usable: missing columns, a row with too few or too many fields,
-    an empty or duplicate id, a value outside `choices`."""
+    an empty or duplicate id, a value outside `choices`. Line numbers count the line breaks inside
+    quoted fields, so each row's `line` is where an editor shows it."""
     if not path.is_file():
         raise PipelineError(f"{path}: missing; run the stage that writes it first (dvc repro)")
     with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
+        reader = csv.reader(handle)
+        header = next(reader, [])
         missing = [c for c in required if c not in header]
         if missing:
             raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(required)}")
         rows = []
         seen: set[str] = set()
-        for row in reader:
-            line = reader.line_num
-            if None in row or None in row.values():
-                found = len(row) - 1 + len(row[None]) if None in row else sum(v is not None for v in row.values())
-                raise PipelineError(f"{path}:{line}: {found} field(s), expected {len(header)} ({', '.join(header)})")
+        previous_end = reader.line_num
+        for fields in reader:
+            line, previous_end = previous_end + 1, reader.line_num  # a quoted field may span lines
+            if not fields:
+                continue  # a blank line holds no row
+            if len(fields) != len(header):
+                raise PipelineError(
+                    f"{path}:{line}: {len(fields)} field(s), expected {len(header)} ({', '.join(header)})"
+                )
+            row = TableRow(zip(header, fields, strict=True), line)
             if "id" in required:
                 if not row["id"]:
                     raise PipelineError(f"{path}:{line}: empty id")
@@ -114,3 +157,24 @@ def remove_stale_temporaries(directory: Path) -> int:
     for path in stale:
         remove_path(path)
     return len(stale)
+
+
+def resume_key(parts: dict, code_files: Sequence[Path]) -> str:
+    """Names a resume folder: a hash of every setting that changes the output and of the code that computes it,
+    so a changed setting or an edited stage never reuses old work."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
+    for code in code_files:
+        digest.update(code.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def prepare_resume_dir(root: Path, key: str) -> Path:
+    """`root/key`, created; other keys' folders and the temporaries a killed run left inside it are removed."""
+    root.mkdir(parents=True, exist_ok=True)
+    for other in root.iterdir():
+        if other.name != key:
+            remove_path(other)
+    resume_dir = root / key
+    resume_dir.mkdir(exist_ok=True)
+    remove_stale_temporaries(resume_dir)
+    return resume_dir

@@ -232,6 +232,8 @@ def fit_logreg(
     scale = features.std(0)
     scale[scale == 0] = 1.0
     present = np.unique(labels)
+    if len(present) < 2:
+        raise PipelineError(f"logreg: the training videos hold only {len(present)} category; it needs at least 2")
     classifier = LogisticRegression(C=c, max_iter=max_iter)
     classifier.fit((features - center) / scale, labels)
     coef, intercept = classifier.coef_, classifier.intercept_
@@ -287,7 +289,7 @@ class SavedModel:
     variant: str
     model: nn.Module
     categories: list[str]
-    encoder: dict[str, str]  # model and weights of the embeddings it was trained on
+    encoder: dict[str, Any]  # the encoder and frame settings of the embeddings it was trained on
 
     @property
     def spec(self) -> Variant:
@@ -295,7 +297,7 @@ class SavedModel:
 
 
 def save_model(
-    path: Path, variant: str, model: nn.Module, categories: list[str], options: dict, encoder: dict[str, str]
+    path: Path, variant: str, model: nn.Module, categories: list[str], options: dict, encoder: dict[str, Any]
 ) -> None:
     """Everything needed to rebuild the module without params.yaml: kind, sizes, options, weights."""
     head = model.head

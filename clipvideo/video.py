@@ -398,7 +398,10 @@ def sample_frames(path: Path, count: int, size: int, mode: str = "exact", thread
     """`count` evenly spaced frames over the real duration (fewer for a very short video).
 
     `exact` returns the frame shown at each target time; `keyframe` the keyframe at or before it
-    (approximate: up to one keyframe interval early, but only keyframes are decoded).
+    (approximate: up to one keyframe interval early, but only keyframes are decoded). In keyframe
+    mode, targets closer together than the keyframe interval share a keyframe, and it is returned
+    once per target (`count` frames, even for a video with fewer keyframes), so a mean over the
+    frames weighs that keyframe more than an exact sample would weigh any one frame.
     """
     with open_video(path) as container:
         duration = checked_duration(container)

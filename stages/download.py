@@ -162,7 +162,7 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
             if not is_safe_id(video_id):
                 raise FetchError("invalid", f"unsafe id {video_id[:40]!r}")
             if not is_remote(row["url"]):
-                source = local_source(row["url"], paths.root, paths.data)
+                source = local_source(row["url"], paths.root, paths.sample_videos)
                 done[video_id] = ok_row(row, copy_local(source, paths.videos_dir, video_id), paths.root)
                 continue
             remote_target(row["url"], video_id)

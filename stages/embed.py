@@ -1,4 +1,8 @@
-"""embed: CLIP embeddings of every stored frame, and of one prompt per category -> data/embeddings/."""
+"""embed: CLIP embeddings of every stored frame, and of one prompt per category -> data/embeddings/.
+
+meta.json records every setting the embeddings depend on, frames_count and frames.* included (read here,
+not declared: they reach this stage through data/frames), so a trained model can be checked against them.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,16 @@ from typing import Any
 import torch
 
 from clipvideo.cli import stage_main
-from clipvideo.clip import load_encoder
+from clipvideo.clip import load_encoder, under_root
 from clipvideo.contracts import FRAMES_COLUMNS
-from clipvideo.embeddings import embed_videos
+from clipvideo.embeddings import embed_videos, encoder_settings
 from clipvideo.errors import PipelineError
 from clipvideo.files import read_table
 from clipvideo.manifest import is_safe_id
 from clipvideo.paths import ProjectPaths
-from clipvideo.zeroshot import embed_prompts, save_text_embeddings
+from clipvideo.zeroshot import embed_prompts
 
-SECTIONS = ("seed", "dataset", "embed")
+SECTIONS = ("seed", "dataset", "embed", "frames_count", "frames")
 
 
 def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
@@ -33,12 +37,12 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
                 f"{paths.frames_table}: row {row['id']!r}: no frames file {path}; rerun the frames stage"
             )
         videos.append((row["id"], path))
-    encoder = load_encoder(
-        settings["model"], settings["pretrained"], params["seed"], settings["device"], settings["precision"]
-    )
+    model, pretrained = under_root(settings["model"], settings["pretrained"], paths.root)
+    encoder = load_encoder(model, pretrained, params["seed"], settings["device"], settings["precision"])
     print(f"embed: {encoder.describe()} on {encoder.device}, {torch.get_num_threads()} threads")
-    meta = {"model": encoder.name, "pretrained": encoder.weights, "precision": settings["precision"],
-            "note": encoder.describe()}  # fmt: skip
+    # Before the images: a failure here costs nothing, and text.npz goes into the folder embed_videos renames.
+    prompts = embed_prompts(encoder, settings["prompt"], params["dataset"]["categories"])
+    meta = {**encoder_settings(params, encoder.name), "note": encoder.describe()}
     images = embed_videos(
         videos,
         [int(row["n_frames"]) for row in rows],
@@ -48,9 +52,8 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
         meta,
         resume_root=paths.embeddings_resume_dir,
         seed=params["seed"],
+        text=prompts,
     )
-    prompts = embed_prompts(encoder, settings["prompt"], params["dataset"]["categories"])
-    save_text_embeddings(paths.embeddings_dir, prompts)
     return (
         f"{images} frames of {len(videos)} videos and {len(prompts.prompts)} category prompts "
         f"-> {paths.embeddings_dir} ({encoder.describe()})"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -27,7 +26,15 @@ from clipvideo import video
 from clipvideo.cli import plural, stage_main
 from clipvideo.contracts import FRAMES_COLUMNS, VIDEOS_COLUMNS
 from clipvideo.errors import PipelineError
-from clipvideo.files import link_or_copy, read_table, remove_stale_temporaries, write_table, write_text_atomic
+from clipvideo.files import (
+    TableRow,
+    link_or_copy,
+    prepare_resume_dir,
+    read_table,
+    resume_key,
+    write_table,
+    write_text_atomic,
+)
 from clipvideo.manifest import is_safe_id
 from clipvideo.paths import ProjectPaths
 from clipvideo.video import VideoError, sample_frames, save_frames
@@ -39,9 +46,9 @@ OUTPUT_PARAMS = ("size", "mode")
 DECODING_CODE = (Path(video.__file__), Path(__file__))
 
 
-def video_path(row: dict[str, str], line: int, paths: ProjectPaths) -> Path:
+def video_path(row: TableRow, paths: ProjectPaths) -> Path:
     """The row's video file, checked to be a file inside data/videos/."""
-    where = f"{paths.videos_table}:{line}: id {row['id']!r}"
+    where = f"{paths.videos_table}:{row.line}: id {row['id']!r}"
     if not is_safe_id(row["id"]):
         raise PipelineError(f"{where}: not a manifest id (11-character YouTube id or 16 hex digits)")
     path = (paths.root / row["path"]).resolve()
@@ -53,12 +60,11 @@ def video_path(row: dict[str, str], line: int, paths: ProjectPaths) -> Path:
     return path
 
 
-def resume_key(count: int, settings: dict[str, Any]) -> str:
-    """Names the resume folder: anything that changes a video's frames changes the key."""
-    digest = hashlib.sha256(json.dumps([count, *(settings[k] for k in OUTPUT_PARAMS)]).encode())
-    for source in DECODING_CODE:
-        digest.update(source.read_bytes())
-    return digest.hexdigest()[:16]
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity: taskset, a container's cpuset), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def video_identity(path: Path) -> dict[str, int]:
@@ -118,31 +124,17 @@ def frames_for_video(
     return row, resumed
 
 
-def prepare_resume_dir(paths: ProjectPaths, key: str) -> Path:
-    """The resume folder for this key, without its killed temporaries; folders of other keys go."""
-    root = paths.frames_resume_dir
-    if root.is_dir():
-        for other in root.iterdir():
-            if other.is_dir() and other.name != key:
-                shutil.rmtree(other)
-    resume_dir = root / key
-    resume_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(resume_dir)
-    return resume_dir
-
-
 def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
     settings = params["frames"]
     count = params["frames_count"]
     table = read_table(paths.videos_table, VIDEOS_COLUMNS, choices={"status": VIDEO_STATUSES})
-    sources = [
-        (row["id"], video_path(row, line, paths)) for line, row in enumerate(table, start=2) if row["status"] == "ok"
-    ]
+    sources = [(row["id"], video_path(row, paths)) for row in table if row["status"] == "ok"]
     # data/frames holds exactly this run's videos; finished work survives in the resume folder.
     shutil.rmtree(paths.frames_dir, ignore_errors=True)
     paths.frames_dir.mkdir(parents=True)
-    resume_dir = prepare_resume_dir(paths, resume_key(count, settings))
-    threads_per_video = max(1, (os.cpu_count() or 1) // settings["workers"])  # split long videos on spare cores
+    key = resume_key({"frames_count": count, **{name: settings[name] for name in OUTPUT_PARAMS}}, DECODING_CODE)
+    resume_dir = prepare_resume_dir(paths.frames_resume_dir, key)
+    threads_per_video = max(1, available_cores() // settings["workers"])  # split long videos on spare cores
     try:
         with ThreadPoolExecutor(settings["workers"]) as pool:
             jobs = pool.map(

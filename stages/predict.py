@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from clipvideo.cli import stage_main
-from clipvideo.clip import encode_batch, load_encoder, preprocess_jpegs
+from clipvideo.clip import encode_batch, load_encoder, preprocess_jpegs, resolve_model_name, under_root
+from clipvideo.embeddings import ENCODER_KEYS, encoder_settings
 from clipvideo.errors import PipelineError
 from clipvideo.fetch import FetchError, FetchSettings, RequestPacer, fetch_remote, is_remote
 from clipvideo.manifest import LinkError, is_safe_id, parse_link, url_id
@@ -50,45 +51,44 @@ def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, download:
     return fetched.path, video_id
 
 
-def frame_embeddings(video: Path, work_dir: Path, params: dict[str, Any]) -> np.ndarray:
+def frame_embeddings(video: Path, work_dir: Path, params: dict[str, Any], root: Path) -> np.ndarray:
     """(frames, dim) float16, exactly as the frames and embed stages would store them."""
     frames = params["frames"]
     try:
         sampled = sample_frames(video, params["frames_count"], frames["size"], frames["mode"])
     except VideoError as exc:
         raise PipelineError(f"{video}: unreadable video ({exc})") from exc
-    if not sampled.images:
-        raise PipelineError(f"{video}: unreadable video (no decodable frames)")
     packed = work_dir / "frames.npz"
     save_frames(packed, sampled)  # the same JPEG round trip as the stored frames
     settings = params["embed"]
-    encoder = load_encoder(
-        settings["model"], settings["pretrained"], params["seed"], settings["device"], settings["precision"]
-    )
+    model, pretrained = under_root(settings["model"], settings["pretrained"], root)
+    encoder = load_encoder(model, pretrained, params["seed"], settings["device"], settings["precision"])
     return encode_batch(encoder, preprocess_jpegs(load_frame_jpegs(packed), encoder)).astype(np.float16)
 
 
-def check_encoder(saved: SavedModel, params: dict[str, Any], model_file: Path) -> None:
-    """A model only means something on embeddings from the encoder it was trained on."""
-    settings = params["embed"]
-    model_name = Path(settings["model"]).stem if settings["model"].endswith(".json") else settings["model"]
-    now = {"model": model_name, "pretrained": settings["pretrained"]}
-    if saved.encoder != now:
-        raise PipelineError(
-            f"{model_file}: trained on embeddings of {saved.encoder}, but params.yaml now says embed {now}; "
-            "run dvc repro first"
-        )
+def check_encoder(saved: SavedModel, params: dict[str, Any], model_file: Path, root: Path) -> None:
+    """A model only means something on embeddings made the way its training embeddings were: the same encoder
+    (model, weights, seed, precision) on the same frames (frames_count, frames.size, frames.mode)."""
+    model, _ = under_root(params["embed"]["model"], params["embed"]["pretrained"], root)
+    now = encoder_settings(params, resolve_model_name(model))
+    differs = [
+        f"{ENCODER_KEYS[key]} {saved.encoder.get(key)!r} (params.yaml now: {now[key]!r})"
+        for key in ENCODER_KEYS
+        if saved.encoder.get(key) != now[key]
+    ]
+    if differs:
+        raise PipelineError(f"{model_file}: trained on embeddings made with {', '.join(differs)}; run dvc repro first")
 
 
 def run(paths: ProjectPaths, params: dict[str, Any], args: argparse.Namespace) -> str:
     variant_spec(args.variant)
     model_file = paths.model_file(args.variant)
     saved = load_model(model_file, args.variant)
-    check_encoder(saved, params, model_file)
+    check_encoder(saved, params, model_file, paths.root)
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
         work_dir = Path(tmp)
         video, video_id = local_or_fetched(args.source, work_dir, paths, params["download"])
-        embeddings = frame_embeddings(video, work_dir, params)
+        embeddings = frame_embeddings(video, work_dir, params, paths.root)
     frames, mask = variant_inputs(saved.spec, embeddings[None], np.ones((1, len(embeddings)), dtype=bool), [video_id])
     probabilities = predict_proba(saved.model, frames, mask)[0]
     ranked = sorted(zip(saved.categories, probabilities, strict=True), key=lambda pair: -pair[1])

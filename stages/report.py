@@ -14,6 +14,7 @@ from clipvideo.cli import stage_main
 from clipvideo.errors import PipelineError
 from clipvideo.files import read_table, write_text_atomic
 from clipvideo.metrics import paired_difference_interval
+from clipvideo.models import VARIANTS
 from clipvideo.paths import ProjectPaths
 
 SECTIONS = ("seed", "evaluate")
@@ -69,9 +70,13 @@ def verdict(gap: list[float]) -> str:
     return "inside the noise" if gap[0] <= 0 <= gap[1] else ("worse" if gap[1] < 0 else "better")
 
 
-def summary_table(results: list[dict[str, Any]], gaps: dict[str, list[float]]) -> str:
+def rank(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Best first: f1_micro, then f1_macro, then the name (a stable order for ties)."""
+    return sorted(results, key=lambda m: (-m["f1_micro"], -m["f1_macro"], m["variant"]))
+
+
+def summary_table(ranked: list[dict[str, Any]], gaps: dict[str, list[float]]) -> str:
     """Markdown: variants best first, with intervals, and which gaps to the best are inside the noise."""
-    ranked = sorted(results, key=lambda m: (-m["f1_micro"], -m["f1_macro"], m["variant"]))
     best = ranked[0]
     percent = f"{round(best['confidence'] * 100)}%"
     lines = [
@@ -113,14 +118,15 @@ def summary_table(results: list[dict[str, Any]], gaps: dict[str, list[float]]) -
 
 
 def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
-    files = sorted(paths.metrics_dir.glob("*.json"))
-    if not files:
-        raise PipelineError(f"{paths.metrics_dir}: no metrics files; run the evaluate stages first")
-    results = [json.loads(f.read_text(encoding="utf-8")) for f in files]
-    ranked = sorted(results, key=lambda m: (-m["f1_micro"], -m["f1_macro"], m["variant"]))
+    missing = [v for v in VARIANTS if not paths.metrics_file(v).is_file()]
+    if missing:
+        raise PipelineError(f"{paths.metrics_file(missing[0])}: missing; run `dvc repro evaluate@{missing[0]}` first")
+    # exactly the variants dvc.yaml declares as deps: a stray JSON in metrics/ is not a result
+    results = [json.loads(paths.metrics_file(v).read_text(encoding="utf-8")) for v in VARIANTS]
+    ranked = rank(results)
     predictions = {m["variant"]: read_predictions(paths, m["variant"]) for m in results}
     gaps = gaps_to_best(ranked, predictions, params["evaluate"], params["seed"])
-    text = summary_table(results, gaps)
+    text = summary_table(ranked, gaps)
     write_text_atomic(paths.summary, text)
     print(text)
     return f"{len(results)} variants -> {paths.summary}"

@@ -12,7 +12,7 @@ from torch import nn
 
 from clipvideo.cli import stage_main
 from clipvideo.datasets import LabelledSet, split_set
-from clipvideo.embeddings import load_embeddings
+from clipvideo.embeddings import load_embeddings, recorded_encoder
 from clipvideo.files import write_table
 from clipvideo.models import (
     TrainConfig,
@@ -72,7 +72,7 @@ def run(paths: ProjectPaths, params: dict[str, Any], args: argparse.Namespace) -
     data = split_set(paths, "train", embeddings)
     frames, mask = variant_inputs(spec, data.frames, data.mask, data.ids)
     model, options, history = fit(args.variant, data, frames, mask, params, paths)
-    encoder = {"model": str(embeddings.meta.get("model", "")), "pretrained": str(embeddings.meta.get("pretrained", ""))}
+    encoder = recorded_encoder(embeddings.meta)
     save_model(paths.model_file(args.variant), args.variant, model, data.categories, options, encoder)
     write_table(paths.training_curve_file(args.variant), ("epoch", "loss", "f1"), history)
     last = history[-1]

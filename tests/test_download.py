@@ -178,6 +178,7 @@ def test_no_row_can_reach_outside_data(tmp_path: Path, mp4: bytes) -> None:
             (url_id("file:///etc/passwd"), "file:///etc/passwd"),
             (url_id("../outside.mp4"), "../outside.mp4"),
             (url_id(str(outside)), str(outside)),
+            (url_id("data/videos/x.mp4"), "data/videos/x.mp4"),  # local files come only from data/sample/
             (url_id("ftp://127.0.0.1/x.mp4"), "ftp://127.0.0.1/x.mp4"),
             (parse_link(good).id, good),
         ]

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from clipvideo import embeddings
-from clipvideo.clip import load_encoder
+from clipvideo.clip import load_encoder, preprocess_jpegs
 from clipvideo.contracts import FRAMES_COLUMNS
-from clipvideo.embeddings import ARRAY, embed_videos, load_embeddings, resume_key
+from clipvideo.embeddings import (
+    ARRAY,
+    ENCODER_KEYS,
+    embed_videos,
+    encoder_resume_key,
+    load_embeddings,
+    recorded_encoder,
+)
 from clipvideo.files import read_table
 from clipvideo.paths import ProjectPaths
+from clipvideo.video import load_frame_jpegs
+from clipvideo.zeroshot import load_text_embeddings
 from stages import embed, frames
+from tests.conftest import SHRUNK, write_params
 
 
 @pytest.fixture
@@ -75,15 +87,15 @@ def test_changed_frames_or_settings_never_reuse_old_embeddings(framed: ProjectPa
     videos, n_frames = frame_files(framed)
     fp32 = load_encoder(str(tiny_model_config), "none", seed=42)
     keys = {
-        resume_key(fp32, 42),
-        resume_key(fp32, 43),
-        resume_key(load_encoder(str(tiny_model_config), "none", seed=42, precision="bf16"), 42),
+        encoder_resume_key(fp32, 42),
+        encoder_resume_key(fp32, 43),
+        encoder_resume_key(load_encoder(str(tiny_model_config), "none", seed=42, precision="bf16"), 42),
     }
     assert len(keys) == 3
-    assert resume_key(load_encoder(str(tiny_model_config), "none", seed=42), 42) in keys  # stable across loads
+    assert encoder_resume_key(load_encoder(str(tiny_model_config), "none", seed=42), 42) in keys  # stable across loads
 
     # a resume file from a run over different frames of the same video is not picked up
-    key_dir = framed.embeddings_resume_dir / resume_key(fp32, 42)
+    key_dir = framed.embeddings_resume_dir / encoder_resume_key(fp32, 42)
     key_dir.mkdir(parents=True)
     video_id = videos[0][0]
     stale = key_dir / f"{video_id}.0000000000000000.npy"
@@ -102,3 +114,66 @@ def test_a_frames_file_that_disagrees_with_frames_csv_is_named(framed: ProjectPa
     with pytest.raises(embeddings.PipelineError, match=rf"{videos[1][0]}\.npz: not the {wrong[1]} frames"):
         embed_videos(videos, wrong, encoder, framed.embeddings_dir, 64, {}, framed.embeddings_resume_dir, seed=42)
     assert not framed.embeddings_dir.exists()
+
+
+def test_a_failure_writing_the_prompt_embeddings_publishes_nothing_and_keeps_the_resume_files(
+    framed: ProjectPaths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """text.npz is written inside the folder that is renamed into place: data/embeddings/ is whole or absent."""
+    real_save = embeddings.save_text_embeddings
+
+    def disk_full(directory: Path, text) -> Path:  # the only fake: an OS error while writing text.npz
+        raise OSError(errno.ENOSPC, "No space left on device", str(directory / "text.npz"))
+
+    monkeypatch.setattr(embeddings, "save_text_embeddings", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        embed.main(["--root", str(framed.root)])
+    assert not framed.embeddings_dir.exists()
+    videos, _ = frame_files(framed)
+    assert len(list(framed.embeddings_resume_dir.rglob("*.npy"))) == len(videos)  # the image work survives
+
+    monkeypatch.setattr(embeddings, "save_text_embeddings", real_save)
+    capsys.readouterr()
+    assert embed.main(["--root", str(framed.root)]) == 0
+    assert f"resumed {len(videos)} of {len(videos)} videos" in capsys.readouterr().out
+    text = load_text_embeddings(framed.embeddings_dir)
+    assert text.categories == ["food", "art_music", "travel", "history"]
+    assert text.vectors.shape == (4, 32)
+    assert leftovers(framed) == []
+
+
+def test_meta_records_every_setting_the_embeddings_depend_on(framed: ProjectPaths, tiny_model_config: Path) -> None:
+    write_params(framed.root, {**SHRUNK, "embed.model": str(tiny_model_config), "seed": 7, "frames.mode": "keyframe"})
+    assert embed.main(["--root", str(framed.root)]) == 0
+    meta = load_embeddings(framed.embeddings_dir).meta
+    assert recorded_encoder(meta) == {
+        "model": tiny_model_config.stem,
+        "pretrained": "none",
+        "precision": "fp32",
+        "seed": 7,
+        "frames_count": SHRUNK["frames_count"],
+        "frames_size": SHRUNK["frames.size"],
+        "frames_mode": "keyframe",
+    }
+    assert set(ENCODER_KEYS) <= set(meta)
+
+
+def test_relative_model_config_and_checkpoint_paths_resolve_against_root(
+    framed: ProjectPaths, tiny_model_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """embed.model: tiny.json and embed.pretrained: weights/tiny.pt mean files in the project, whatever the cwd."""
+    shutil.copyfile(tiny_model_config, framed.root / "tiny.json")
+    (framed.root / "weights").mkdir()
+    source = load_encoder(str(tiny_model_config), "none", seed=5)
+    torch.save({"state_dict": source.model.state_dict()}, framed.root / "weights" / "tiny.pt")
+    write_params(framed.root, {**SHRUNK, "embed.model": "tiny.json", "embed.pretrained": "weights/tiny.pt"})
+    monkeypatch.chdir(tmp_path)  # not the project root
+    assert embed.main(["--root", str(framed.root)]) == 0
+    stored = load_embeddings(framed.embeddings_dir)
+    assert (stored.meta["model"], stored.meta["pretrained"]) == ("tiny", "weights/tiny.pt")  # as given: no abs path
+
+    videos, n_frames = frame_files(framed)
+    expected = embeddings.encode_batch(source, preprocess_jpegs(load_frame_jpegs(videos[0][1]), source)).astype(
+        np.float16
+    )
+    np.testing.assert_array_equal(stored.frames[0, : n_frames[0]], expected)

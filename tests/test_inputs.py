@@ -125,6 +125,33 @@ def test_line_numbers_count_quoted_line_breaks(tmp_path):
         read_table(table, ("id", "name"))
 
 
+def test_a_row_spanning_lines_is_named_by_its_first_line(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text('id,name\na,1\n\nb,"three\nline\nname"\nc,4\na,"two\nlines"\n')
+    with pytest.raises(PipelineError, match=r":8: duplicate id 'a'$"):
+        read_table(table, ("id", "name"))
+    table.write_text('id,name\na,1\n\nb,"three\nline\nname"\nc,4\n')
+    rows = read_table(table, ("id", "name"))
+    assert [(row.line, dict(row)) for row in rows] == [
+        (2, {"id": "a", "name": "1"}),
+        (4, {"id": "b", "name": "three\nline\nname"}),
+        (7, {"id": "c", "name": "4"}),
+    ]
+
+
+def test_videos_table_error_line_counts_a_multi_line_reason_above_it(project, shrunk_params, capsys):
+    def explain_and_break(rows):
+        rows[1][column(rows, "reason")] = "first line\nsecond line"
+        rows[3][column(rows, "path")] = "data/videos/gone.mp4"
+
+    rewrite(project.videos_table, explain_and_break)
+    with project.videos_table.open(newline="") as handle:
+        third_id = list(csv.DictReader(handle))[2]["id"]
+    assert frames_error(project, shrunk_params, capsys) == (
+        f"{project.videos_table}:5: id {third_id!r}: data/videos/gone.mp4 does not exist; rerun the download stage"
+    )
+
+
 def test_manifest_duplicate_id_stops_download_naming_the_line(project, shrunk_params, capsys):
     rewrite(project.manifest, lambda rows: rows.append(list(rows[2])))
     write_params(project.root, shrunk_params)

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from clipvideo.metrics import bootstrap_draws, bootstrap_interval, paired_difference_interval, resampled_f1
-from stages.report import summary_table
+from stages.report import rank, summary_table
 
 
 @pytest.mark.parametrize("average", ["micro", "macro"])
@@ -71,7 +71,7 @@ def test_summary_ranks_and_marks_the_noise():
         metrics("linear", 1.0, [1.0, 1.0]),
         metrics("logreg", 0.875, [0.6, 1.0]),
     ]
-    text = summary_table(results, {"logreg": [-0.375, 0.0], "zeroshot": [-0.75, -0.25]})
+    text = summary_table(rank(results), {"logreg": [-0.375, 0.0], "zeroshot": [-0.75, -0.25]})
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
     assert [row.split(" | ")[0] for row in rows] == ["| linear", "| logreg", "| zeroshot"]
     assert "| best |" in rows[0] and "inside the noise" in rows[1] and "| worse |" in rows[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from clipvideo.datasets import split_set
 from clipvideo.models import load_model, predict_proba, variant_inputs
 from clipvideo.paths import ProjectPaths
 from stages import predict, train
-from tests.conftest import SHRUNK
+from tests.conftest import SHRUNK, write_params
 from tests.loopback import Video, serving
 from tests.test_models import build_embedded_project
 
@@ -84,3 +85,41 @@ def test_bad_inputs_get_one_line(trained, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err, err
         assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        ({"seed": 7}, "seed 42 (params.yaml now: 7)"),  # with embed.pretrained none: another random encoder
+        ({"embed.precision": "bf16"}, "embed.precision 'fp32' (params.yaml now: 'bf16')"),
+        ({"frames_count": 8}, "frames_count 4 (params.yaml now: 8)"),
+        ({"frames.size": 96}, "frames.size 64 (params.yaml now: 96)"),
+        ({"frames.mode": "keyframe"}, "frames.mode 'exact' (params.yaml now: 'keyframe')"),
+    ],
+)
+def test_a_model_trained_on_other_embeddings_is_refused_naming_what_differs(
+    trained, tiny_model_config, tmp_path, capsys, changed, named
+):
+    root = tmp_path / "project"
+    shutil.copytree(trained.models_dir, root / "models")
+    write_params(root, {**SHRUNK, "embed.model": str(tiny_model_config), **changed})
+    _, video = a_test_video(trained)
+    assert predict.main(["--root", str(root), video]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert named in err and err.endswith("run dvc repro first"), err
+    assert "embed.model" not in err and "embed.pretrained" not in err  # only what differs is named
+
+
+def test_a_relative_model_config_is_found_under_root(trained, tiny_model_config, tmp_path, capsys, monkeypatch):
+    """embed.model: a .json path relative to the project (--root), not to the working directory."""
+    root = tmp_path / "project"
+    shutil.copytree(trained.models_dir, root / "models")
+    (root / "configs").mkdir()
+    shutil.copyfile(tiny_model_config, root / "configs" / tiny_model_config.name)
+    write_params(root, {**SHRUNK, "embed.model": f"configs/{tiny_model_config.name}"})
+    video_id, video = a_test_video(trained)
+    monkeypatch.chdir(tmp_path)
+    assert predict.main(["--root", str(root), video]) == 0
+    printed = printed_probabilities(capsys.readouterr().out)
+    assert printed == pytest.approx(pipeline_probabilities(trained, "linear", video_id), abs=1e-4)

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from clipvideo.models import VARIANTS
 from clipvideo.paths import ProjectPaths
 from stages import embed, evaluate, frames, report, split, train
 from tests.conftest import write_params
@@ -48,13 +49,26 @@ def test_downstream_stages_end_to_end(project, shrunk_params):
     parts = read_csv(project.split_table)
     assert sum(row["split"] == "test" for row in parts) == 4
 
-    assert train.main([*root, "linear"]) == 0
-    assert evaluate.main([*root, "linear"]) == 0
-    metrics = json.loads(project.metrics_file("linear").read_text())
-    assert 0 <= metrics["f1_micro"] <= 1 and metrics["n_test"] == 4
-    assert set(metrics["per_class"]) == {"food", "art_music", "travel", "history"}
+    for variant in VARIANTS:
+        assert train.main([*root, variant]) == 0
+        assert evaluate.main([*root, variant]) == 0
+        metrics = json.loads(project.metrics_file(variant).read_text())
+        assert metrics["n_test"] == 4 and set(metrics["per_class"]) == {"food", "art_music", "travel", "history"}
+        assert sum(c["support"] for c in metrics["per_class"].values()) == 4
+        confusion = read_csv(project.confusion_file(variant))
+        agreeing = sum(row["actual"] == row["predicted"] for row in confusion)
+        assert len(confusion) == 4 and metrics["accuracy"] == metrics["f1_micro"] == round(agreeing / 4, 4)
     assert report.main(root) == 0
-    assert "| linear |" in project.summary.read_text()
+    summary = project.summary.read_text()
+    assert all(f"| {variant} |" in summary for variant in VARIANTS)
+
+
+def test_report_refuses_a_missing_variant_and_ignores_stray_files(project, shrunk_params, capsys):
+    write_params(project.root, shrunk_params)
+    project.metrics_dir.mkdir(parents=True)
+    (project.metrics_dir / "old-experiment.json").write_text("{}")
+    assert report.main(["--root", str(project.root)]) == 2
+    assert "metrics/linear.json: missing" in capsys.readouterr().err
 
 
 def test_an_undecodable_video_is_an_error_row_and_the_stage_succeeds(project, shrunk_params):

@@ -1,19 +1,21 @@
-"""Small pure pieces: frame times, ids, the split, the sample generator, the ffmpeg binary."""
+"""Small pieces: frame times, ids, the split, the sample generator, the ffmpeg binary, atomic writes, --help."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from clipvideo import ffmpeg
+from clipvideo import ffmpeg, files
 from clipvideo.errors import PipelineError
 from clipvideo.manifest import is_safe_id, url_id
 from clipvideo.sample import generate_sample
 from clipvideo.video import sample_frame_times
+from stages import frames
 from stages.split import stratified_split
 
 
@@ -72,3 +74,53 @@ def test_ffmpeg_falls_back_to_the_wheel_binary(monkeypatch: pytest.MonkeyPatch):
         assert Path(ffmpeg.ffmpeg_binary()).is_file()
     finally:
         ffmpeg.ffmpeg_binary.cache_clear()
+
+
+def test_atomic_writes_are_on_disk_before_the_rename_and_the_rename_after(tmp_path: Path, monkeypatch):
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def spy_fsync(descriptor: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def spy_replace(source: Path, target: Path) -> None:
+        events.append(("replace", str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(files.os, "fsync", spy_fsync)
+    monkeypatch.setattr(files.os, "replace", spy_replace)
+    folder = tmp_path.resolve()
+    files.write_text_atomic(folder / "a.txt", "content")
+    temporary = folder / f".a.txt.{os.getpid()}{files.TMP_SUFFIX}"
+    assert events == [("fsync", str(temporary)), ("replace", str(folder / "a.txt")), ("fsync", str(folder))]
+    assert (folder / "a.txt").read_text() == "content"
+
+    events.clear()
+    with files.atomic_path(folder / "out") as built:
+        built.mkdir()
+        (built / "part").write_bytes(b"x")
+    assert events == [
+        ("fsync", str(built / "part")),
+        ("fsync", str(built)),
+        ("replace", str(folder / "out")),
+        ("fsync", str(folder)),
+    ]
+
+
+def test_stage_help_keeps_the_docstring_paragraphs(capsys):
+    with pytest.raises(SystemExit) as exited:
+        frames.main(["--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert all(line in shown for line in frames.__doc__.strip().splitlines())
+
+
+def test_decoding_threads_follow_the_cores_this_process_may_use():
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        assert frames.available_cores() == 1
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert frames.available_cores() == len(allowed)
