@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,13 @@ def stage_main(
         summary = run(paths, params, args)
     except PipelineError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # atomic writes left every earlier output whole, and the resume folders keep finished videos
+        where = exc.filename or paths.root
+        print(f"{name}: error: {where}: disk full; free space and rerun (finished videos are kept)", file=sys.stderr)
         return 2
     print(f"{name}: {summary} ({time.monotonic() - started:.1f}s)")
     return 0

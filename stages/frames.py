@@ -9,7 +9,6 @@ half-way reuses what it finished; a successful run removes the folder.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import shutil
@@ -135,23 +134,16 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
     key = resume_key({"frames_count": count, **{name: settings[name] for name in OUTPUT_PARAMS}}, DECODING_CODE)
     resume_dir = prepare_resume_dir(paths.frames_resume_dir, key)
     threads_per_video = max(1, available_cores() // settings["workers"])  # split long videos on spare cores
-    try:
-        with ThreadPoolExecutor(settings["workers"]) as pool:
-            jobs = pool.map(
-                lambda item: frames_for_video(
-                    *item, resume_dir, paths.frames_dir, count, settings["size"], settings["mode"], threads_per_video
-                ),
-                sources,
-            )
-            results = list(tqdm(jobs, total=len(sources), desc="frames", unit="video"))
-        rows = [row for row, _ in results]
-        write_table(paths.frames_table, FRAMES_COLUMNS, rows)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise PipelineError(
-                f"{exc.filename or paths.data}: disk full; free space and rerun (finished videos are kept)"
-            ) from exc
-        raise
+    with ThreadPoolExecutor(settings["workers"]) as pool:
+        jobs = pool.map(
+            lambda item: frames_for_video(
+                *item, resume_dir, paths.frames_dir, count, settings["size"], settings["mode"], threads_per_video
+            ),
+            sources,
+        )
+        results = list(tqdm(jobs, total=len(sources), desc="frames", unit="video"))
+    rows = [row for row, _ in results]
+    write_table(paths.frames_table, FRAMES_COLUMNS, rows)
     counts = Counter(row["status"] for row in rows)
     for row in rows:
         if row["status"] == "error":
