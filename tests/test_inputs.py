@@ -27,6 +27,15 @@ def column(rows: list[list[str]], name: str) -> int:
     return rows[0].index(name)
 
 
+def drop_column(path: Path, name: str) -> None:
+    def edit(rows: list[list[str]]) -> None:
+        at = column(rows, name)
+        for row in rows:
+            del row[at]
+
+    rewrite(path, edit)
+
+
 def frames_error(project: ProjectPaths, shrunk_params, capsys) -> str:
     write_params(project.root, shrunk_params)
     assert frames.main(["--root", str(project.root)]) == 2
@@ -37,12 +46,7 @@ def frames_error(project: ProjectPaths, shrunk_params, capsys) -> str:
 
 
 def test_videos_table_missing_a_column(project, shrunk_params, capsys):
-    def drop_path(rows):
-        at = column(rows, "path")
-        for row in rows:
-            del row[at]
-
-    rewrite(project.videos_table, drop_path)
+    drop_column(project.videos_table, "path")
     assert frames_error(project, shrunk_params, capsys) == (
         f"{project.videos_table}: missing column(s) path; "
         "expected id, category, status, reason, path, bytes, duration_s"
@@ -161,12 +165,7 @@ def test_manifest_duplicate_id_stops_download_naming_the_line(project, shrunk_pa
 
 
 def test_manifest_missing_column_stops_download(project, shrunk_params, capsys):
-    def drop_url(rows):
-        at = column(rows, "url")
-        for row in rows:
-            del row[at]
-
-    rewrite(project.manifest, drop_url)
+    drop_column(project.manifest, "url")
     write_params(project.root, shrunk_params)
     assert download.main(["--root", str(project.root)]) == 2
     err = capsys.readouterr().err.strip()
