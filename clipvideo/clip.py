@@ -8,6 +8,7 @@ such as `openai`, or a local checkpoint path.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -96,7 +97,12 @@ def load_encoder(model: str, pretrained: str, seed: int, device: str = "cpu", pr
         )
     torch.manual_seed(seed)
     torch_device = resolve_device(device)
-    clip_model = open_clip.create_model(name, pretrained=weights, device=torch_device)
+    if weights is None:  # open_clip warns "initialized randomly"; describe() says so in the stage's own words
+        logging.disable(logging.WARNING)
+    try:
+        clip_model = open_clip.create_model(name, pretrained=weights, device=torch_device)
+    finally:
+        logging.disable(logging.NOTSET)
     clip_model.eval()
     if precision == "bf16":
         # Weights in bf16, not autocast: autocast re-casts fp32 weights on every call and ran slower than fp32
