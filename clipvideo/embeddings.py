@@ -22,6 +22,7 @@ from tqdm import tqdm
 from clipvideo.clip import ClipEncoder, encode_batch, prefetched, preprocess_jpegs
 from clipvideo.errors import PipelineError
 from clipvideo.files import atomic_path, prepare_resume_dir, read_table, resume_key, write_table
+from clipvideo.params import dotted
 from clipvideo.video import load_frame_jpegs
 from clipvideo.zeroshot import TextEmbeddings, save_text_embeddings
 
@@ -47,15 +48,7 @@ ENCODER_KEYS = {
 
 def encoder_settings(params: dict[str, Any], model_name: str) -> dict[str, Any]:
     """The ENCODER_KEYS values params.yaml gives now; `model_name` is embed.model resolved (a config's stem)."""
-    return {
-        "model": model_name,
-        "pretrained": params["embed"]["pretrained"],
-        "precision": params["embed"]["precision"],
-        "seed": params["seed"],
-        "frames_count": params["frames_count"],
-        "frames_size": params["frames"]["size"],
-        "frames_mode": params["frames"]["mode"],
-    }
+    return {key: dotted(params, source) for key, source in ENCODER_KEYS.items()} | {"model": model_name}
 
 
 def recorded_encoder(meta: dict[str, Any]) -> dict[str, Any]:

@@ -157,14 +157,10 @@ def thread_reformatter() -> VideoReformatter:
 def upright_square(frame: av.VideoFrame, size: int) -> np.ndarray:
     """RGB at `size` x `size`: rotate per the display matrix, scale the short side, crop the centre."""
     quarter_turns = round((frame.rotation or 0) / 90) % 4
-    width, height = frame.width, frame.height
-    display_w, display_h = (height, width) if quarter_turns % 2 else (width, height)
-    scale = size / min(display_w, display_h)
-    out_w = max(size, round(width * scale)) if quarter_turns % 2 == 0 else max(size, round(height * scale))
-    out_h = max(size, round(height * scale)) if quarter_turns % 2 == 0 else max(size, round(width * scale))
-    # reformat works on the stored (unrotated) picture: swap back for odd quarter turns
-    stored_w, stored_h = (out_h, out_w) if quarter_turns % 2 else (out_w, out_h)
-    scaled = thread_reformatter().reformat(frame, width=stored_w, height=stored_h, format="rgb24", interpolation="AREA")
+    # the short side is the same before and after a quarter turn: scale the stored picture, then rotate
+    scale = size / min(frame.width, frame.height)
+    width, height = max(size, round(frame.width * scale)), max(size, round(frame.height * scale))
+    scaled = thread_reformatter().reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
     rgb = scaled.to_ndarray()
     if quarter_turns:
         rgb = np.rot90(rgb, k=quarter_turns)

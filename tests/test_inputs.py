@@ -27,6 +27,15 @@ def column(rows: list[list[str]], name: str) -> int:
     return rows[0].index(name)
 
 
+def set_cell(path: Path, row: int, name: str, value: str) -> None:
+    """Overwrite one field (row 0 is the header), as a person with an editor would."""
+
+    def edit(rows: list[list[str]]) -> None:
+        rows[row][column(rows, name)] = value
+
+    rewrite(path, edit)
+
+
 def drop_column(path: Path, name: str) -> None:
     def edit(rows: list[list[str]]) -> None:
         at = column(rows, name)
@@ -61,10 +70,7 @@ def test_videos_table_duplicate_id_names_the_line(project, shrunk_params, capsys
 
 
 def test_videos_table_path_that_does_not_exist_names_the_row(project, shrunk_params, capsys):
-    def break_third(rows):
-        rows[3][column(rows, "path")] = "data/videos/gone.mp4"
-
-    rewrite(project.videos_table, break_third)
+    set_cell(project.videos_table, 3, "path", "data/videos/gone.mp4")
     with project.videos_table.open() as handle:
         third_id = list(csv.DictReader(handle))[2]["id"]
     assert frames_error(project, shrunk_params, capsys) == (
@@ -74,20 +80,14 @@ def test_videos_table_path_that_does_not_exist_names_the_row(project, shrunk_par
 
 @pytest.mark.parametrize("path", ["../params.yaml", "/etc/passwd", "data/videos", ""])
 def test_videos_table_path_outside_the_videos_folder_is_refused(project, shrunk_params, capsys, path):
-    def point_away(rows):
-        rows[2][column(rows, "path")] = path
-
-    rewrite(project.videos_table, point_away)
+    set_cell(project.videos_table, 2, "path", path)
     message = frames_error(project, shrunk_params, capsys)
     assert message.startswith(f"{project.videos_table}:3: id ")
     assert message.endswith(f"path {path!r} is not a file inside data/videos/")
 
 
 def test_videos_table_id_that_is_not_a_manifest_id_is_refused(project, shrunk_params, capsys):
-    def unsafe_id(rows):
-        rows[1][column(rows, "id")] = "../../evil"
-
-    rewrite(project.videos_table, unsafe_id)
+    set_cell(project.videos_table, 1, "id", "../../evil")
     assert frames_error(project, shrunk_params, capsys) == (
         f"{project.videos_table}:2: id '../../evil': not a manifest id (11-character YouTube id or 16 hex digits)"
     )
@@ -106,10 +106,7 @@ def test_videos_table_row_with_an_extra_field(project, shrunk_params, capsys):
 
 
 def test_videos_table_unknown_status(project, shrunk_params, capsys):
-    def shout(rows):
-        rows[2][column(rows, "status")] = "OK"
-
-    rewrite(project.videos_table, shout)
+    set_cell(project.videos_table, 2, "status", "OK")
     assert frames_error(project, shrunk_params, capsys) == (
         f"{project.videos_table}:3: status='OK', expected one of ok, invalid, unavailable, failed"
     )
