@@ -159,7 +159,7 @@ SCHEMA: dict[str, Any] = {
     "embed": {
         "model": Text(),
         "pretrained": Text(),
-        "precision": Choice(("fp32", "bf16")),
+        "precision": Choice(("fp32", "bf16", "fp16")),
         "batch_size": Int(1, 4096),
         "device": Choice(("auto", "cpu", "cuda")),
         "prompt": Template("category"),

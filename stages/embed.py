@@ -7,6 +7,7 @@ not declared: they reach this stage through data/frames), so a trained model can
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from clipvideo.cli import stage_main
 from clipvideo.clip import load_encoder, under_root
 from clipvideo.contracts import FRAMES_COLUMNS
 from clipvideo.embeddings import embed_videos, encoder_settings
+from clipvideo.engine import choose_engine, open_engine
 from clipvideo.errors import PipelineError
 from clipvideo.files import read_table
 from clipvideo.manifest import is_safe_id
@@ -43,20 +45,24 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
     # Before the images: a failure here costs nothing, and text.npz goes into the folder embed_videos renames.
     prompts = embed_prompts(encoder, settings["prompt"], params["dataset"]["categories"])
     meta = {**encoder_settings(params, encoder.name), "note": encoder.describe()}
-    images = embed_videos(
-        videos,
-        [int(row["n_frames"]) for row in rows],
-        encoder,
-        paths.embeddings_dir,
-        settings["batch_size"],
-        meta,
-        resume_root=paths.embeddings_resume_dir,
-        seed=params["seed"],
-        text=prompts,
-    )
+    with contextlib.closing(open_engine(choose_engine())) as engine:
+        images = embed_videos(
+            videos,
+            [int(row["n_frames"]) for row in rows],
+            encoder,
+            paths.embeddings_dir,
+            settings["batch_size"],
+            meta,
+            resume_root=paths.embeddings_resume_dir,
+            seed=params["seed"],
+            text=prompts,
+            engine=engine,
+            device=settings["device"],
+        )
+        where = engine.describe()
     return (
         f"{images} frames of {len(videos)} videos and {len(prompts.prompts)} category prompts "
-        f"-> {paths.embeddings_dir} ({encoder.describe()})"
+        f"-> {paths.embeddings_dir} ({encoder.describe()}); {where}"
     )
 
 
