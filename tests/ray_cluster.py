@@ -64,7 +64,11 @@ class LocalCluster:
     def processes(self) -> dict[int, str]:
         """This cluster's live processes: those naming its temp folder and their descendants (workers, agents)."""
         everything = live_processes()
-        ours = {pid for pid, (_, command) in everything.items() if str(self.temp_dir) in command}
+        caller, pid = set(), os.getpid()  # this process and its parents, should their command line name the folder
+        while pid > 1 and pid not in caller:
+            caller.add(pid)
+            pid = everything.get(pid, (0, ""))[0]
+        ours = {pid for pid, (_, command) in everything.items() if str(self.temp_dir) in command} - caller
         grew = True
         while grew:
             children = {pid for pid, (parent, _) in everything.items() if parent in ours} - ours
