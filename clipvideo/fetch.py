@@ -84,7 +84,7 @@ class FetchSettings:
             cookies = Path(download["cookies"]).expanduser()
             cookies = cookies if cookies.is_absolute() else root / cookies
             if not cookies.is_file():
-                raise ParamsError(f"params.yaml: download.cookies={download['cookies']!r}: no such file")
+                raise ParamsError(f"settings.yaml: download.cookies={download['cookies']!r}: no such file")
         return cls(
             max_height=download["max_height"],
             max_filesize_mb=download["max_filesize_mb"],
@@ -107,7 +107,7 @@ def browser_spec(value: str | None) -> tuple[str | None, ...] | None:
         return yt_dlp.parse_options(["--cookies-from-browser", value]).ydl_opts["cookiesfrombrowser"]
     except (Exception, SystemExit) as exc:  # yt-dlp's option parser exits on a bad value
         message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "not understood"
-        raise ParamsError(f"params.yaml: download.cookies_from_browser={value!r}: {message}") from exc
+        raise ParamsError(f"settings.yaml: download.cookies_from_browser={value!r}: {message}") from exc
 
 
 class SilentLogger:
@@ -131,7 +131,7 @@ def check_cookies(settings: FetchSettings) -> None:
         with yt_dlp.YoutubeDL(options) as ydl:
             _ = ydl.cookiejar
     except yt_dlp.utils.YoutubeDLError as exc:
-        raise ParamsError(f"params.yaml: {key}: yt-dlp cannot load these cookies ({one_line(str(exc))})") from exc
+        raise ParamsError(f"settings.yaml: {key}: yt-dlp cannot load these cookies ({one_line(str(exc))})") from exc
 
 
 class RequestPacer:

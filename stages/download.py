@@ -2,7 +2,7 @@
 
 Resumable (both outputs are `persist: true` in dvc.yaml): a video whose complete file is already in
 data/videos/ is never fetched again, `failed` rows are retried, `unavailable` ones are skipped unless
-download.retry_unavailable is set. data/videos.csv is checkpointed while the stage runs, so a killed
+settings.yaml's download.retry_unavailable is set. data/videos.csv is checkpointed while the stage runs, so a killed
 run loses at most the last few verdicts, never a finished video.
 """
 
@@ -142,13 +142,13 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
-    download = params["download"]
-    settings = FetchSettings.from_params(download, paths.root)
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
+    download = settings["download"]
+    fetch_settings = FetchSettings.from_params({**params["download"], **download}, paths.root)
     manifest = read_table(paths.manifest, MANIFEST_COLUMNS)
     paths.videos_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(paths.videos_dir)
-    previous = {} if reset_if_format_changed(paths, settings) else previous_rows(paths)
+    previous = {} if reset_if_format_changed(paths, fetch_settings) else previous_rows(paths)
     removed = prune(paths, {row["id"] for row in manifest if row["status"] == "valid" and is_safe_id(row["id"])})
 
     done: dict[str, dict[str, Any]] = {}
@@ -180,7 +180,7 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
         else:
             to_fetch.append(row)
 
-    fetch_all(to_fetch, paths, settings, download["workers"], manifest, done, previous)
+    fetch_all(to_fetch, paths, fetch_settings, download["workers"], manifest, done, previous)
     rows = [done[row["id"]] for row in manifest]
     write_table(paths.videos_table, VIDEOS_COLUMNS, rows)
     print(summary_table(rows))

@@ -123,21 +123,22 @@ def frames_for_video(
     return row, resumed
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
-    settings = params["frames"]
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
+    frames = params["frames"]
+    workers, min_videos = settings["frames"]["workers"], settings["frames"]["min_videos"]
     count = params["frames_count"]
     table = read_table(paths.videos_table, VIDEOS_COLUMNS, choices={"status": VIDEO_STATUSES})
     sources = [(row["id"], video_path(row, paths)) for row in table if row["status"] == "ok"]
     # data/frames holds exactly this run's videos; finished work survives in the resume folder.
     shutil.rmtree(paths.frames_dir, ignore_errors=True)
     paths.frames_dir.mkdir(parents=True)
-    key = resume_key({"frames_count": count, **{name: settings[name] for name in OUTPUT_PARAMS}}, DECODING_CODE)
+    key = resume_key({"frames_count": count, **{name: frames[name] for name in OUTPUT_PARAMS}}, DECODING_CODE)
     resume_dir = prepare_resume_dir(paths.frames_resume_dir, key)
-    threads_per_video = max(1, available_cores() // settings["workers"])  # split long videos on spare cores
-    with ThreadPoolExecutor(settings["workers"]) as pool:
+    threads_per_video = max(1, available_cores() // workers)  # split long videos on spare cores
+    with ThreadPoolExecutor(workers) as pool:
         jobs = pool.map(
             lambda item: frames_for_video(
-                *item, resume_dir, paths.frames_dir, count, settings["size"], settings["mode"], threads_per_video
+                *item, resume_dir, paths.frames_dir, count, frames["size"], frames["mode"], threads_per_video
             ),
             sources,
         )
@@ -149,16 +150,16 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
         if row["status"] == "error":
             print(f"  error {row['id']}: {row['reason']}")
     usable = counts.get("ok", 0) + counts.get("short", 0)
-    if usable < settings["min_videos"]:
+    if usable < min_videos:
         raise PipelineError(
-            f"only {plural(usable, 'video')} gave frames, fewer than frames.min_videos={settings['min_videos']}; "
+            f"only {plural(usable, 'video')} gave frames, fewer than frames.min_videos={min_videos} (settings.yaml); "
             f"see {paths.frames_table}"
         )
     shutil.rmtree(paths.frames_resume_dir)
     resumed = sum(was_resumed for _, was_resumed in results)
     frames_total = sum(int(row["n_frames"]) for row in rows)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    summary += f"; {frames_total} frames at {settings['size']}px"
+    summary += f"; {frames_total} frames at {frames['size']}px"
     return summary + (f"; {resumed} resumed from an interrupted run" if resumed else "")
 
 

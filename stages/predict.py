@@ -51,7 +51,7 @@ def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, download:
     return fetched.path, video_id
 
 
-def frame_embeddings(video: Path, work_dir: Path, params: dict[str, Any], root: Path) -> np.ndarray:
+def frame_embeddings(video: Path, work_dir: Path, params: dict[str, Any], device: str, root: Path) -> np.ndarray:
     """(frames, dim) float16, exactly as the frames and embed stages would store them."""
     frames = params["frames"]
     try:
@@ -60,9 +60,9 @@ def frame_embeddings(video: Path, work_dir: Path, params: dict[str, Any], root: 
         raise PipelineError(f"{video}: unreadable video ({exc})") from exc
     packed = work_dir / "frames.npz"
     save_frames(packed, sampled)  # the same JPEG round trip as the stored frames
-    settings = params["embed"]
-    model, pretrained = under_root(settings["model"], settings["pretrained"], root)
-    encoder = load_encoder(model, pretrained, params["seed"], settings["device"], settings["precision"])
+    embed = params["embed"]
+    model, pretrained = under_root(embed["model"], embed["pretrained"], root)
+    encoder = load_encoder(model, pretrained, params["seed"], device, embed["precision"])
     return encode_batch(encoder, preprocess_jpegs(load_frame_jpegs(packed), encoder)).astype(np.float16)
 
 
@@ -80,15 +80,15 @@ def check_encoder(saved: SavedModel, params: dict[str, Any], model_file: Path, r
         raise PipelineError(f"{model_file}: trained on embeddings made with {', '.join(differs)}; run dvc repro first")
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], args: argparse.Namespace) -> str:
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], args: argparse.Namespace) -> str:
     variant_spec(args.variant)
     model_file = paths.model_file(args.variant)
     saved = load_model(model_file, args.variant)
     check_encoder(saved, params, model_file, paths.root)
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
         work_dir = Path(tmp)
-        video, video_id = local_or_fetched(args.source, work_dir, paths, params["download"])
-        embeddings = frame_embeddings(video, work_dir, params, paths.root)
+        video, video_id = local_or_fetched(args.source, work_dir, paths, {**params["download"], **settings["download"]})
+        embeddings = frame_embeddings(video, work_dir, params, settings["embed"]["device"], paths.root)
     frames, mask = variant_inputs(saved.spec, embeddings[None], np.ones((1, len(embeddings)), dtype=bool), [video_id])
     probabilities = predict_proba(saved.model, frames, mask)[0]
     ranked = sorted(zip(saved.categories, probabilities, strict=True), key=lambda pair: -pair[1])

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from clipvideo.params import Settings
 from clipvideo.paths import ProjectPaths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ SHRUNK = {
     "frames.size": 64,
     "frames.min_videos": 4,
     "split.test_size": 0.34,
-    "train.epochs": 5,
+    "train.optim.epochs": 5,
     "evaluate.bootstrap": 50,
 }
 
@@ -47,14 +48,25 @@ def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
+def is_setting(key: str) -> bool:
+    """True for a settings.yaml key (how work is done), False for a params.yaml key (what changes a result)."""
+    section, _, name = key.partition(".")
+    field = Settings.model_fields.get(section)
+    return field is not None and name in field.annotation.model_fields
+
+
 def write_params(root: Path, overrides: dict[str, Any]) -> Path:
-    """The repo's params.yaml with dotted-key overrides, written to root/params.yaml."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    """The repo's params.yaml and settings.yaml with dotted-key overrides, written under root.
+
+    Each override goes to the file that holds its key, so a test says `download.workers` or
+    `frames_count` without caring which file that is.
+    """
+    files = {name: yaml.safe_load((REPO / name).read_text()) for name in ("params.yaml", "settings.yaml")}
     for key, value in overrides.items():
-        set_dotted(params, key, value)
-    path = root / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
+        set_dotted(files["settings.yaml" if is_setting(key) else "params.yaml"], key, value)
+    for name, content in files.items():
+        (root / name).write_text(yaml.safe_dump(content, sort_keys=False))
+    return root / "params.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +122,9 @@ def stages_that_ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
+GENERATED_BY_TESTS = ("dvc.lock", "params.yaml", "settings.yaml")  # write_params writes both files
+
+
 def copy_project(dest: Path) -> None:
     """The project as it stands (tracked or new files), without tests, benchmarks, outputs or lock."""
     listed = subprocess.run(
@@ -117,7 +132,7 @@ def copy_project(dest: Path) -> None:
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.splitlines()  # fmt: skip
     for name in listed:
-        if name.startswith(("tests/", "metrics/", "plots/", "bench/", ".dvc/")) or name in ("dvc.lock", "params.yaml"):
+        if name.startswith(("tests/", "metrics/", "plots/", "bench/", ".dvc/")) or name in GENERATED_BY_TESTS:
             continue
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
