@@ -40,6 +40,8 @@ def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, download:
     if path.is_file():
         # A file the pipeline stored under its id keeps that id, so random_frame picks the same frame.
         return path, path.stem if is_safe_id(path.stem) else url_id(str(path.resolve()))
+    if path.is_dir():
+        raise PipelineError(f"{source}: is a directory; expected a video file, an http(s) url or a YouTube id")
     if not is_remote(source):
         raise PipelineError(f"{source}: no such file (and not an http(s) url or a YouTube id)")
     try:
