@@ -99,7 +99,7 @@ class DownloadParams(Section):
 
 
 class FramesParams(Section):
-    size: int = Field(ge=32, le=1024, description="frames are resized (short side) and centre-cropped to size x size")
+    size: int = Field(ge=32, le=1024, description="the centre square of each frame, scaled to size x size")
     mode: Literal["exact", "keyframe"] = Field(
         description="exact timestamps, or the keyframe at or before each (approximate, much faster)"
     )
