@@ -92,6 +92,8 @@ class Worker:
     def read_reply(self, deadline: float, stop: threading.Event) -> dict[str, Any]:
         assert self.process is not None and self.process.stdout is not None
         descriptor = self.process.stdout.fileno()
+        poller = select.poll()  # not select.select: no limit on the descriptor's number
+        poller.register(descriptor, select.POLLIN)
         while b"\n" not in self._buffer:
             if stop.is_set():
                 self.kill()
@@ -100,8 +102,7 @@ class Worker:
             if remaining <= 0:
                 self.kill()
                 raise WorkerTimeout
-            readable, _, _ = select.select([descriptor], [], [], min(remaining, POLL_S))
-            if readable:
+            if poller.poll(min(remaining, POLL_S) * 1000):
                 chunk = os.read(descriptor, 65536)
                 if not chunk:
                     code = self.kill()

@@ -247,8 +247,8 @@ def fetch_all(
             for future in as_completed(futures):
                 try:
                     result = future.result()
-                except FetchStopped:
-                    continue
+                except FetchStopped:  # the network is down: the videos not done yet stay `failed`
+                    break
                 done[result["id"]] = result
                 bar.update()
                 bar.set_postfix_str(f"{result['status']} {result['id']}", refresh=False)
@@ -257,7 +257,7 @@ def fetch_all(
                     last_checkpoint = time.monotonic()
     finally:
         fetcher.close()  # running fetches end within a fraction of a second, their processes killed
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
         if len(done) < len(manifest):  # interrupted: keep what is known for the rerun
             checkpoint(paths, manifest, done, previous, NETWORK_DOWN if fetcher.health.dead else INTERRUPTED)
     if fetcher.health.dead:

@@ -67,6 +67,9 @@ def test_live_streams_and_playlists_are_refused_before_any_download(
         "/vod.m3u8": Body(playlist(names, "/vod/", ended=True), M3U8),
         "/live.m3u8": Body(playlist(names, "/live/", ended=False), "text/plain"),  # found by content
         "/feed.xml": Body(rss.encode(), "application/rss+xml"),
+        "/page.html": Body(
+            b'<html><head><meta http-equiv="refresh" content="0;url=/live.m3u8"></head></html>', "text/html"
+        ),
         "/feed/a.mp4": Video(mp4),
         "/feed/b.mp4": Video(mp4),
         **{f"/vod/{name}": Body(data, "video/mp2t") for name, data in hls.items()},
@@ -75,13 +78,14 @@ def test_live_streams_and_playlists_are_refused_before_any_download(
     with serving(routes) as server:
         rss = rss.replace("URL", server.url(""))
         server.routes["/feed.xml"] = Body(rss.encode(), "application/rss+xml")
-        urls = {path: server.url(path) for path in ("/vod.m3u8", "/live.m3u8", "/feed.xml")}
+        urls = {path: server.url(path) for path in ("/vod.m3u8", "/live.m3u8", "/feed.xml", "/page.html")}
         # a regression shows as "took longer than 60 s", not as a hang
         paths = make_project(tmp_path, {url: "food" for url in urls.values()}, {"download.video_timeout_s": 60})
         assert download.main(["--root", str(tmp_path)]) == 0
         rows = statuses(paths)
         got = {path: verdict(rows, url) for path, url in urls.items()}
         assert got["/live.m3u8"] == ("unavailable", "live stream")
+        assert got["/page.html"] == ("unavailable", "live stream")  # found on the way (a redirecting page)
         assert got["/feed.xml"] == ("unavailable", PLAYLIST)
         # a finished (VOD) HLS stream is one video: fetched segment by segment, to the end of its list
         assert got["/vod.m3u8"] == ("ok", "")
