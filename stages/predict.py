@@ -20,7 +20,7 @@ from clipvideo.cli import stage_main
 from clipvideo.clip import encode_batch, load_encoder, preprocess_jpegs, resolve_model_name, under_root
 from clipvideo.embeddings import ENCODER_KEYS, encoder_settings
 from clipvideo.errors import PipelineError
-from clipvideo.fetch import FetchError, FetchSettings, RequestPacer, fetch_remote, is_remote
+from clipvideo.fetch import Fetcher, FetchError, FetchSettings, is_remote
 from clipvideo.manifest import LinkError, is_safe_id, parse_link, url_id
 from clipvideo.models import SavedModel, load_model, predict_proba, variant_inputs, variant_spec
 from clipvideo.paths import ProjectPaths
@@ -46,8 +46,8 @@ def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, download:
         raise PipelineError(f"{source}: no such file (and not an http(s) url or a YouTube id)")
     try:
         video_id = parse_link(source).id
-        settings = FetchSettings.from_params(download, paths.root)
-        fetched = fetch_remote(source, work_dir, video_id, settings, RequestPacer(settings.sleep_s))
+        with Fetcher(FetchSettings.from_params(download, paths.root)) as fetcher:
+            fetched = fetcher.fetch(source, work_dir, video_id)
     except (LinkError, FetchError) as exc:
         raise PipelineError(f"{source}: cannot download ({exc})") from exc
     return fetched.path, video_id

@@ -37,6 +37,7 @@ SHRUNK = {
     "split.test_size": 0.34,
     "train.optim.epochs": 5,
     "evaluate.bootstrap": 50,
+    "download.allow_private_networks": True,  # test videos are served from 127.0.0.1
 }
 
 
@@ -79,6 +80,16 @@ def tiny_model_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def shrunk_params(tiny_model_config: Path) -> dict[str, Any]:
     return {**SHRUNK, "embed.model": str(tiny_model_config)}
+
+
+@pytest.fixture(scope="session")
+def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real 2-second H.264 MP4 (about 20 kB), for the loopback download tests."""
+    from clipvideo.sample import render_sample_video
+
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    render_sample_video(path, "testsrc=size=160x120:rate=10", 2, 10, False, 1)
+    return path.read_bytes()
 
 
 @pytest.fixture(scope="session")
