@@ -3,8 +3,9 @@ one-node Ray cluster on this machine (RAY_ADDRESS set), on the default sample an
 then the embed loop's throughput with forward batches that fill embed.batch_size across videos against batches
 cut per video (the old loop), at several frames_count.
 
-Each project uses the repo's params.yaml (ViT-B-32 with seeded random weights, fp32, 16 frames, batch 64). The
-Ray cluster is started here (`ray start --head`, the machine's cores as its CPUs) and stopped at the end.
+Each project uses the repo's params.yaml and settings.yaml (ViT-B-32 with seeded random weights, fp32, 16
+frames, batch 64). The Ray cluster is started here (`ray start --head`, the machine's cores as its CPUs) and
+stopped at the end.
 
     python bench/engines.py                              # about 15 minutes on 2 cores
     python bench/engines.py --videos 16 --repeat 1 --skip-batching
@@ -54,7 +55,8 @@ def run_stage(stage: str, root: Path, ray_address: str | None) -> float:
 def sample_project(root: Path) -> Path:
     """The default offline sample after the real manifest and download stages."""
     root.mkdir(parents=True)
-    shutil.copyfile(REPO / "params.yaml", root / "params.yaml")
+    for name in ("params.yaml", "settings.yaml"):
+        shutil.copyfile(REPO / name, root / name)
     for stage in ("manifest", "download"):
         run_stage(stage, root, None)
     return root
@@ -64,7 +66,8 @@ def minute_videos_project(root: Path, count: int) -> Path:
     """`count` generated 1-minute 640x360 videos (hard links of one cached file) as the download stage lists them."""
     videos = root / "data" / "videos"
     videos.mkdir(parents=True)
-    shutil.copyfile(REPO / "params.yaml", root / "params.yaml")
+    for name in ("params.yaml", "settings.yaml"):
+        shutil.copyfile(REPO / name, root / name)
     source = bench_video(1)
     rows = []
     for index in range(count):

@@ -67,8 +67,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="training epochs per variant (default 10)")
     args = parser.parse_args()
     print(f"machine: {machine()}\n")
-    params = load_params(REPO / "params.yaml", ("seed", "train"))
-    params["train"]["epochs"] = args.epochs
+    params = load_params(REPO / "params.yaml")
+    params["train"]["optim"]["epochs"] = args.epochs
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         rows = frames_rows(work)

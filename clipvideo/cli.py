@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from clipvideo.errors import PipelineError
-from clipvideo.params import load_params
+from clipvideo.errors import DiskFullError, PipelineError
+from clipvideo.params import load_params, load_settings
 from clipvideo.paths import ProjectPaths
 
-StageRun = Callable[[ProjectPaths, dict[str, Any], argparse.Namespace], str]
+# run(paths, params (the stage's sections of params.yaml), settings (all of settings.yaml), args) -> summary
+StageRun = Callable[[ProjectPaths, dict[str, Any], dict[str, Any], argparse.Namespace], str]
 
 
 def stage_main(
@@ -25,7 +25,10 @@ def stage_main(
     argv: Sequence[str] | None = None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> int:
-    """Parse arguments, validate params, run the stage, print its summary; 2 on a user error."""
+    """Parse arguments, validate params and settings, run the stage, print its summary; 2 on a user error.
+
+    `sections` are the params.yaml sections the stage may read: the ones dvc.yaml declares for it.
+    """
     parser = argparse.ArgumentParser(
         prog=f"python -m stages.{name}",
         description=description,
@@ -38,17 +41,16 @@ def stage_main(
     paths = ProjectPaths(args.root)
     started = time.monotonic()
     try:
-        params = load_params(paths.params, sections)
-        summary = run(paths, params, args)
+        params = load_params(paths.params)
+        settings = load_settings(paths.settings)
+        summary = run(paths, {section: params[section] for section in sections}, settings, args)
     except PipelineError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except OSError as exc:  # outside atomic_path, which names its output itself (DiskFullError)
+        if exc.errno not in DiskFullError.DISK_FULL_ERRNOS:
             raise
-        # atomic writes left every earlier output whole, and the resume folders keep finished videos
-        where = exc.filename or paths.root
-        print(f"{name}: error: {where}: disk full; free space and rerun (finished videos are kept)", file=sys.stderr)
+        print(f"{name}: error: {DiskFullError(exc.filename2 or exc.filename or 'a file')}", file=sys.stderr)
         return 2
     print(f"{name}: {summary} ({time.monotonic() - started:.1f}s)")
     return 0

@@ -85,7 +85,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("params.yaml: embed.device='cuda': no CUDA device is available here")
+        raise ParamsError("settings.yaml: embed.device='cuda': no CUDA device is available here")
     return torch.device(device)
 
 

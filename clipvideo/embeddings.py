@@ -188,7 +188,8 @@ class BatchEmbedder:
         for segment in plan.segments:
             content = segment.path.read_bytes()
             file_hash = hashlib.sha256(content).hexdigest()
-            digest.update(f"{segment.video_id} {file_hash} {segment.n_frames} {segment.first} {segment.stop}\n".encode())
+            where = f"{segment.n_frames} {segment.first} {segment.stop}"
+            digest.update(f"{segment.video_id} {file_hash} {where}\n".encode())
             contents.append(content)
         resume_file = self.resume_dir / f"{digest.hexdigest()[:32]}.npy"
         if resume_file.is_file():

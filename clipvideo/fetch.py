@@ -3,12 +3,17 @@
 A remote video is downloaded into a private temporary folder and renamed to `<id><ext>` only when
 complete, so a file under its final name is always a whole video: that is what makes the download
 stage resumable. Failures are classified as `unavailable` (permanent: removed, private, blocked,
-not a video) or `failed` (transient: network, timeout, HTTP 429/5xx), with yt-dlp's message.
+not a video, live) or `failed` (transient: network, timeout, HTTP 429/5xx), with yt-dlp's message.
+
+yt-dlp runs in worker processes (clipvideo.worker), one attempt at a time, so a video that never ends
+is killed at `download.video_timeout_s`; `Fetcher` retries, paces, and gives up on a dead network.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import shutil
 import threading
 import time
@@ -20,9 +25,24 @@ from typing import Any
 from clipvideo.errors import ParamsError
 from clipvideo.files import TMP_SUFFIX, atomic_path
 from clipvideo.manifest import YOUTUBE_ID, LinkError, is_safe_id, parse_link
+from clipvideo.network import (
+    REACHED,
+    UNKNOWN,
+    UNREACHABLE,
+    AddressPolicy,
+    NetworkHealth,
+    PrivateAddressError,
+    error_chain,
+    guard_connections,
+    network_outcome,
+    unreachable,
+)
+from clipvideo.worker import WorkerFailed, WorkerPool, WorkerStopped, WorkerTimeout
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
-MAX_REASON_CHARS = 300
+MAX_REASON_CHARS = 500
+# The network is judged unreachable when this many first attempts (fewer if fewer videos) reach no host.
+HEALTH_VERDICT_AFTER = 8
 
 # yt-dlp messages (lower case) that mean the video will not come back by retrying.
 PERMANENT_MESSAGES = (
@@ -46,16 +66,34 @@ PERMANENT_MESSAGES = (
 )
 # Messages that look permanent above but are YouTube pushing back: retry later, ideally with cookies.
 TRANSIENT_MESSAGES = ("not a bot", "rate-limited", "rate limited", "try again later", "too many requests")
+# A scheduled live stream or premiere: nothing to download before it airs.
+UPCOMING_MESSAGES = ("live event will begin", "premieres in", "premiere will begin")
+LIVE = "live stream"
+UPCOMING = "upcoming (not yet broadcast)"
+PLAYLIST = "a playlist, not a single video"
+JUST_ENDED = "a live stream that has just ended (retried on the next run, once the site has processed it)"
+# yt-dlp's wrapping around the part of a message a person needs.
+EXTRACTOR_PREFIX = re.compile(r"^\[[^\]\s]+\] (?:[^\s:]+: )?")  # "[generic] x: ", "[youtube] abcdefghijk: "
+UNABLE_PREFIX = re.compile(r"^Unable to (?:download|extract) [^:]{1,40}: ")  # "Unable to download webpage: "
+CAUSED_BY = re.compile(r" \(caused by .*?\)(?=;|$)")  # repeats the message it follows
+BUG_REPORT = re.compile(r";? ?please report this issue on .*$", re.IGNORECASE)
 PERMANENT_HTTP = (404, 410, 451)  # 400 is left transient: on YouTube it usually means an outdated yt-dlp
 
 
 class FetchError(Exception):
-    """A video that could not be fetched; `status` is `unavailable` (permanent), `failed` (retry) or `invalid`."""
+    """A video that could not be fetched; `status` is `unavailable` (permanent), `failed` (retry) or `invalid`.
 
-    def __init__(self, status: str, reason: str) -> None:
+    `unreachable`: the attempt reached no host (no name resolution, connection refused, no route)."""
+
+    def __init__(self, status: str, reason: str, unreachable: bool = False) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.unreachable = unreachable
+
+
+class FetchStopped(Exception):
+    """The fetcher stopped (the network is unreachable, or the stage is ending): no verdict for this video."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +112,8 @@ class FetchSettings:
     backoff_s: float
     socket_timeout_s: float
     sleep_s: float
+    video_timeout_s: float = 1800.0
+    allow_private_networks: bool | tuple[str, ...] = False
     cookies: Path | None = None
     cookies_from_browser: tuple[str | None, ...] | None = None
 
@@ -84,7 +124,7 @@ class FetchSettings:
             cookies = Path(download["cookies"]).expanduser()
             cookies = cookies if cookies.is_absolute() else root / cookies
             if not cookies.is_file():
-                raise ParamsError(f"params.yaml: download.cookies={download['cookies']!r}: no such file")
+                raise ParamsError(f"settings.yaml: download.cookies={download['cookies']!r}: no such file")
         return cls(
             max_height=download["max_height"],
             max_filesize_mb=download["max_filesize_mb"],
@@ -92,8 +132,30 @@ class FetchSettings:
             backoff_s=download["backoff_s"],
             socket_timeout_s=download["socket_timeout_s"],
             sleep_s=download["sleep_s"],
+            video_timeout_s=download["video_timeout_s"],
+            allow_private_networks=download["allow_private_networks"],
             cookies=cookies,
             cookies_from_browser=browser_spec(download["cookies_from_browser"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """For the worker process (JSON: paths as text, tuples as lists)."""
+        values = dataclasses.asdict(self)
+        values["cookies"] = str(self.cookies) if self.cookies else None
+        return values
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> FetchSettings:
+        def as_tuple(value: Any) -> Any:
+            return tuple(value) if isinstance(value, list) else value
+
+        return cls(
+            **{
+                **values,
+                "cookies": Path(values["cookies"]) if values["cookies"] else None,
+                "cookies_from_browser": as_tuple(values["cookies_from_browser"]),
+                "allow_private_networks": as_tuple(values["allow_private_networks"]),
+            }
         )
 
 
@@ -107,7 +169,7 @@ def browser_spec(value: str | None) -> tuple[str | None, ...] | None:
         return yt_dlp.parse_options(["--cookies-from-browser", value]).ydl_opts["cookiesfrombrowser"]
     except (Exception, SystemExit) as exc:  # yt-dlp's option parser exits on a bad value
         message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "not understood"
-        raise ParamsError(f"params.yaml: download.cookies_from_browser={value!r}: {message}") from exc
+        raise ParamsError(f"settings.yaml: download.cookies_from_browser={value!r}: {message}") from exc
 
 
 class SilentLogger:
@@ -131,13 +193,13 @@ def check_cookies(settings: FetchSettings) -> None:
         with yt_dlp.YoutubeDL(options) as ydl:
             _ = ydl.cookiejar
     except yt_dlp.utils.YoutubeDLError as exc:
-        raise ParamsError(f"params.yaml: {key}: yt-dlp cannot load these cookies ({one_line(str(exc))})") from exc
+        raise ParamsError(f"settings.yaml: {key}: yt-dlp cannot load these cookies ({reason_text(str(exc))})") from exc
 
 
 class RequestPacer:
     """At least `interval_s` between the starts of two requests, across all worker threads."""
 
-    def __init__(self, interval_s: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, interval_s: float, sleep: Callable[[float], object] = time.sleep) -> None:
         self.interval_s = interval_s
         self.sleep = sleep
         self._lock = threading.Lock()
@@ -225,6 +287,10 @@ def ytdlp_options(work_dir: Path, video_id: str, settings: FetchSettings) -> dic
         "fragment_retries": 0,
         "extractor_retries": 0,
         "noplaylist": True,
+        # yt-dlp's own downloaders (HLS and DASH included): they fetch what the playlist lists and stop,
+        # and every request goes through the address guard; ffmpeg would follow a live playlist forever.
+        "external_downloader": {"default": "native"},
+        "match_filter": single_video_filter,
         "logger": SilentLogger(),
         "quiet": True,
         "no_warnings": True,
@@ -248,36 +314,65 @@ def ytdlp_cookie_options(settings: FetchSettings) -> dict[str, Any]:
     return options
 
 
-def error_chain(exc: BaseException) -> list[BaseException]:
-    """The exception and what caused it, as yt-dlp nests them (exc_info, cause, __cause__)."""
-    chain: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or current in chain:
-            continue
-        chain.append(current)
-        exc_info = getattr(current, "exc_info", None)
-        todo += [exc_info[1] if isinstance(exc_info, tuple) else None, getattr(current, "cause", None)]
-        todo += [current.__cause__, current.__context__]
-    return chain
+def single_video_refusal(info: dict[str, Any]) -> FetchError | None:
+    """Why an extracted result is not one finished video to download (live, upcoming, a playlist), or None."""
+    if info.get("_type") in ("playlist", "multi_video") or info.get("playlist_index") is not None:
+        return FetchError("unavailable", PLAYLIST)
+    live_status = info.get("live_status")
+    if info.get("is_live") or live_status == "is_live":
+        return FetchError("unavailable", LIVE)
+    if info.get("is_upcoming") or live_status == "is_upcoming":
+        return FetchError("unavailable", UPCOMING)
+    if live_status == "post_live":
+        return FetchError("failed", JUST_ENDED)
+    return None
 
 
-def one_line(message: str) -> str:
-    text = " ".join(message.replace("\r", " ").split())
-    text = text.removeprefix("ERROR: ")
-    return text[:MAX_REASON_CHARS]
+def single_video_filter(info: dict[str, Any], incomplete: Any = False) -> None:
+    """yt-dlp's match_filter hook: runs on every video before its download, nested extractions included."""
+    refusal = single_video_refusal(info)
+    if refusal:
+        raise refusal
 
 
-def classify(exc: BaseException) -> FetchError:
-    """yt-dlp's error -> `unavailable` (permanent) or `failed` (transient), keeping its message as the reason."""
+def shorten(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """`text` whole if it fits, else cut at a word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "..."
+
+
+def reason_text(message: str) -> str:
+    """A one-line reason for videos.csv: yt-dlp's message without its wrapping, cut at a word boundary."""
+    text = " ".join(message.replace("\r", " ").split()).removeprefix("ERROR: ")
+    text = UNABLE_PREFIX.sub("", EXTRACTOR_PREFIX.sub("", text))
+    text = BUG_REPORT.sub("", CAUSED_BY.sub("", text)).strip()
+    return shorten(text)
+
+
+def classify(exc: BaseException, url: str = "") -> FetchError:
+    """yt-dlp's error -> `unavailable` (permanent) or `failed` (transient), with a reason that leads with
+    what a person needs: the refused address, the host that could not be reached, or yt-dlp's message."""
     from yt_dlp.networking.exceptions import HTTPError
 
-    reason = one_line(str(exc)) or type(exc).__name__
+    chain = error_chain(exc)
+    for error in chain:
+        if isinstance(error, PrivateAddressError):
+            return FetchError("unavailable", shorten(str(error)))
+    lead = unreachable(exc, url)
+    if lead:
+        return FetchError("failed", shorten(": ".join(lead)), unreachable=True)
+    reason = reason_text(str(exc)) or type(exc).__name__
     lowered = reason.lower()
+    if any(text in lowered for text in UPCOMING_MESSAGES):
+        return FetchError("unavailable", shorten(f"{UPCOMING}: {reason}"))
     if any(text in lowered for text in TRANSIENT_MESSAGES):
         return FetchError("failed", reason)
-    for error in error_chain(exc):
+    for error in chain:
         if isinstance(error, HTTPError):
             permanent = error.status in PERMANENT_HTTP
             return FetchError("unavailable" if permanent else "failed", reason)
@@ -310,41 +405,111 @@ def finish_download(work_dir: Path, dest_dir: Path, video_id: str, max_filesize_
     return Fetched(final, final.stat().st_size)
 
 
-def fetch_once(url: str, dest_dir: Path, video_id: str, settings: FetchSettings) -> Fetched:
+def warm_up() -> None:
+    """In a new worker: yt-dlp's imports and extractor set-up, paid before the first video's clock starts."""
+    import yt_dlp
+    from yt_dlp.extractor import gen_extractor_classes
+
+    with yt_dlp.YoutubeDL({"logger": SilentLogger(), "quiet": True}):
+        for extractor in gen_extractor_classes():
+            extractor.suitable("https://example.invalid/")
+
+
+def download_once(url: str, work_dir: str, video_id: str, settings: dict[str, Any]) -> dict[str, str]:
+    """One attempt, in a worker process: yt-dlp's file lands in `work_dir`. Live streams, premieres and
+    playlists are refused from the extracted info, before anything is downloaded (the info is processed
+    as it is: no second extraction). Returns status, reason and what the attempt says about the network."""
     import yt_dlp
 
-    work_dir = dest_dir / f".{video_id}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}"
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
+    checked = FetchSettings.from_json(settings)
+    guard_connections(AddressPolicy(checked.allow_private_networks))
     try:
-        with yt_dlp.YoutubeDL(ytdlp_options(work_dir, video_id, settings)) as ydl:
-            ydl.extract_info(url, download=True)
-        return finish_download(work_dir, dest_dir, video_id, settings.max_filesize_mb)
-    except yt_dlp.utils.DownloadError as exc:
-        raise classify(exc) from exc
-    finally:
+        with yt_dlp.YoutubeDL(ytdlp_options(Path(work_dir), video_id, checked)) as ydl:
+            info = ydl.extract_info(url, download=False, process=False) or {}
+            single_video_filter(info)
+            ydl.process_ie_result(info, download=True)
+    except FetchError as exc:
+        return {"status": exc.status, "reason": exc.reason, "network": REACHED}
+    except Exception as exc:  # yt-dlp's DownloadError, or anything else it lets through
+        error = classify(exc, url)
+        return {"status": error.status, "reason": error.reason, "network": network_outcome(exc, url)}
+    return {"status": "ok", "reason": "", "network": REACHED}
+
+
+class Fetcher:
+    """Remote videos through worker processes: at most `video_timeout_s` per video, transient failures
+    retried with backoff, requests paced across threads, and one verdict on the network: when the first
+    attempts all fail before reaching any host, `stop` is set and every fetch ends with FetchStopped.
+
+    Until some host has answered, an unreachable failure is not retried: the verdict comes in seconds."""
+
+    def __init__(self, settings: FetchSettings, expected_videos: int = 1) -> None:
+        self.settings = settings
+        self.stop = threading.Event()
+        self.pacer = RequestPacer(settings.sleep_s, self.stop.wait)
+        self.health = NetworkHealth(min(HEALTH_VERDICT_AFTER, expected_videos), self.stop.set)
+        self.workers = WorkerPool(f"{__name__}:download_once", f"{__name__}:warm_up")
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End running fetches (their worker processes are killed) and the idle workers."""
+        self.stop.set()
+        self.workers.close()
+
+    def fetch(self, url: str, dest_dir: Path, video_id: str) -> Fetched:
+        """Retry a transient failure up to `retries` times, backoff_s * 2**(k-1) before retry k."""
+        if not is_safe_id(video_id):
+            raise FetchError("invalid", f"unsafe id {video_id[:40]!r}")
+        target = remote_target(url, video_id)
+        deadline = time.monotonic() + self.settings.video_timeout_s
+        attempt = 0
+        while True:
+            self.pacer.wait()
+            if self.stop.is_set():
+                raise FetchStopped
+            try:
+                return self.attempt(target, dest_dir, video_id, deadline)
+            except FetchError as exc:
+                pause = self.settings.backoff_s * 2**attempt
+                if (
+                    exc.status != "failed"
+                    or attempt >= self.settings.retries
+                    or (exc.unreachable and not self.health.alive)
+                    or time.monotonic() + pause >= deadline
+                ):
+                    raise
+            attempt += 1
+            if self.stop.wait(pause):
+                raise FetchStopped
+
+    def attempt(self, url: str, dest_dir: Path, video_id: str, deadline: float) -> Fetched:
+        """One attempt in a worker; its private folder is removed whatever happens, a kill included."""
+        timeout_s = self.settings.video_timeout_s
+        late = FetchError("failed", f"took longer than {timeout_s:g} s (download.video_timeout_s)")
+        if time.monotonic() >= deadline:
+            raise late
+        work_dir = dest_dir / f".{video_id}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}"
         shutil.rmtree(work_dir, ignore_errors=True)
-
-
-def fetch_remote(
-    url: str,
-    dest_dir: Path,
-    video_id: str,
-    settings: FetchSettings,
-    pacer: RequestPacer,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Fetched:
-    """Fetch, retrying a transient failure up to `settings.retries` times, backoff_s * 2**(k-1) before retry k."""
-    if not is_safe_id(video_id):
-        raise FetchError("invalid", f"unsafe id {video_id[:40]!r}")
-    target = remote_target(url, video_id)
-    attempt = 0
-    while True:
-        pacer.wait()
+        work_dir.mkdir(parents=True)
+        request = {"url": url, "work_dir": str(work_dir), "video_id": video_id, "settings": self.settings.to_json()}
         try:
-            return fetch_once(target, dest_dir, video_id, settings)
-        except FetchError as exc:
-            if exc.status != "failed" or attempt >= settings.retries:
-                raise
-        attempt += 1
-        sleep(settings.backoff_s * 2 ** (attempt - 1))
+            try:
+                reply = self.workers.call(request, deadline - time.monotonic(), self.stop)
+            except WorkerTimeout:
+                self.health.record(UNKNOWN)
+                raise late from None
+            except WorkerStopped:
+                raise FetchStopped from None
+            except WorkerFailed as exc:
+                raise FetchError("failed", reason_text(str(exc))) from exc
+            self.health.record(reply["network"], reply["reason"])
+            if reply["status"] != "ok":
+                raise FetchError(reply["status"], reply["reason"], unreachable=reply["network"] == UNREACHABLE)
+            return finish_download(work_dir, dest_dir, video_id, self.settings.max_filesize_mb)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)

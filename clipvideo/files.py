@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from clipvideo.errors import PipelineError
+from clipvideo.errors import DiskFullError, PipelineError
 
 TMP_SUFFIX = ".tmp"
 
@@ -60,6 +60,12 @@ def atomic_path(final: Path) -> Iterator[Path]:
         fsync_tree(tmp)
         os.replace(tmp, final)
         fsync_path(final.parent)
+    except OSError as exc:
+        if exc.errno not in DiskFullError.DISK_FULL_ERRNOS:
+            raise
+        # name the output being written (a copy's error names its source first; a write often names nothing)
+        written = str(exc.filename2 or exc.filename or tmp)
+        raise DiskFullError(written.replace(str(tmp), str(final), 1)) from exc
     finally:
         remove_path(tmp)
 

@@ -22,6 +22,8 @@ YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{11}")
 YOUTUBE_HOSTS = ("youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtube-nocookie.com")
 SHORT_HOSTS = ("youtu.be", "www.youtu.be")
 MAX_LINK_CHARS = 2048
+# The csv module refuses fields over 128 KiB by default; descriptions are unused but can be long.
+MAX_FIELD_CHARS = 16 * 1024 * 1024
 CSV_COLUMNS = ("link", "title", "category")
 
 # Reason kinds: the text before the first ':' of a reason, counted by the manifest stage.
@@ -106,8 +108,15 @@ def reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
+def printable(text: str) -> str:
+    """`text` without control characters (NUL, escape sequences): CSV values reach the console and other files."""
+    return "".join(c for c in text if c.isprintable() or c == " ")
+
+
 def read_source_csv(path: Path) -> list[dict[str, str]]:
     """The Kaggle CSV (link,title,description,category; quoted multi-line fields) as dicts."""
+    limit = csv.field_size_limit(MAX_FIELD_CHARS)
+    reader = None
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -118,8 +127,13 @@ def read_source_csv(path: Path) -> list[dict[str, str]]:
                     "link,title,description,category (the Kaggle youtube-videos-dataset)"
                 )
             return list(reader)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise PipelineError(f"{path}: not a readable UTF-8 CSV ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x})") from None
+    except csv.Error as exc:
+        line = f":{reader.line_num + 1}" if reader is not None else ""  # line_num counts the lines done before it
+        raise PipelineError(f"{path}{line}: not a readable CSV ({exc})") from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def youtube_rows(source: Iterable[dict[str, str]], categories: list[str]) -> list[dict[str, str]]:
@@ -133,8 +147,8 @@ def youtube_rows(source: Iterable[dict[str, str]], categories: list[str]) -> lis
     rows = []
     for number, record in enumerate(source, start=1):
         link = record.get("link") or ""
-        category = (record.get("category") or "").strip()
-        title = " ".join((record.get("title") or "").split())
+        category = printable(record.get("category") or "").strip()
+        title = " ".join(printable(record.get("title") or "").split())
         try:
             parsed = parse_link(link)
             if not category:

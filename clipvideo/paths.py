@@ -19,6 +19,11 @@ class ProjectPaths:
         return self.root / "params.yaml"
 
     @property
+    def settings(self) -> Path:
+        """How work is done (workers, devices, retries, engine); not a DVC params file: changing it reruns nothing."""
+        return self.root / "settings.yaml"
+
+    @property
     def data(self) -> Path:
         return self.root / "data"
 

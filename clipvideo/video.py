@@ -1,7 +1,11 @@
-"""Decoding: evenly spaced frames per video, upright, resized and centre-cropped, one file per video.
+"""Decoding: evenly spaced frames per video, upright, centre-cropped and resized, one file per video.
 
 Frames are stored as JPEG bytes packed into one `.npz` per video (about 15-30 KB a frame at
 224 px), so thousands of videos stay thousands of files, never hundreds of thousands.
+
+Every file is untrusted: it is read only by single-file video demuxers from the local disk (never a
+playlist or anything else that opens other files or urls), from the stream the ffmpeg CLI would pick,
+and only when its pictures are of a size a real video has, so one file costs a bounded amount of memory.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import BinaryIO
 
 import av
 import numpy as np
+from av.stream import Disposition
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
@@ -28,6 +33,23 @@ MIN_PACKETS_TO_SPLIT = 600
 MIN_RUNS_TO_SPLIT = 8
 JPEG_QUALITY = 90
 THREAD_STATE = threading.local()
+
+# The demuxers a file may be read with (FFmpeg's names): containers that hold their own packets, every
+# format yt-dlp saves as one file. Never concat, hls, dash, image sequences (image2, *_pipe), subfile or
+# anything else that opens other files or urls it names: a 47-byte ffconcat file would become another
+# video's frames. Audio-only mp3 is read to say "no video stream".
+VIDEO_DEMUXERS = frozenset({
+    "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "flv", "mpegts", "mpeg", "ogg", "asf", "ivf",
+    "h264", "hevc", "m4v", "mp3",
+})  # fmt: skip
+SINGLE_FILE_ONLY = {"format_whitelist": ",".join(sorted(VIDEO_DEMUXERS)), "protocol_whitelist": "file"}
+# Pictures larger than DCI 8K (8192x4320, 35.4 Mpx: every camera and YouTube resolution fits) are refused
+# from the size the stream declares, before decoding: a 16000x16000 PNG frame alone is 768 MB of RGB.
+MAX_SIDE = 8192
+MAX_PIXELS = 8192 * 4320
+# The decoders' own cap (FFmpeg checks the width padded to its stride alignment, up to 64 px): it also
+# holds while FFmpeg probes the file and when a picture's size changes mid-stream.
+DECODER_LIMITS = {"max_pixels": str(MAX_PIXELS + 64 * MAX_SIDE)}
 
 
 class VideoError(Exception):
@@ -60,20 +82,108 @@ CONTAINER_SIGNATURES = (
     (0, b"OggS", "Ogg"),
     (0, b"\x00\x00\x01\xba", "MPEG-PS"),
 )
+# Text files FFmpeg would follow to other files or urls, by how they start (after blanks, in lower case).
+PLAYLIST_STARTS = (
+    (b"ffconcat version", "an ffconcat playlist that refers to other files"),
+    (b"#extm3u", "an HLS playlist (.m3u8 text) that refers to other files or urls"),
+    (b"v=0", "an SDP session description (it points at network streams)"),
+)
+# Files of other kinds saved in place of a video, by their leading bytes.
+OTHER_SIGNATURES = (
+    (0, b"\x89PNG", "a PNG image"),
+    (0, b"\xff\xd8\xff", "a JPEG image"),
+    (0, b"GIF8", "a GIF image"),
+    (8, b"WEBP", "a WebP image"),
+    (0, b"II*\x00", "a TIFF image"),
+    (0, b"MM\x00*", "a TIFF image"),
+    (8, b"WAVE", "WAV audio"),
+    (0, b"fLaC", "FLAC audio"),
+)
 TEXT_PAGE_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{")
 
 
 def describe_unreadable(path: Path) -> str:
-    """Why a non-empty file does not open as a container, told from its first bytes."""
+    """Why a non-empty file is not read as a video container, told from its first bytes."""
     with path.open("rb") as handle:
-        head = handle.read(64)
+        head = handle.read(1024)
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    for start, kind in PLAYLIST_STARTS:
+        if text.startswith(start):
+            return f"not a video: {kind}"
+    if b"<mpd" in text:
+        return "not a video: a DASH manifest (.mpd XML) that refers to other files or urls"
     if text.startswith(TEXT_PAGE_STARTS):
         return "not a video: the file is a text/HTML page (an error or login page saved in place of the video?)"
+    for offset, magic, kind in OTHER_SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return f"not a video: {kind}"
     for offset, magic, kind in CONTAINER_SIGNATURES:
         if head[offset : offset + len(magic)] == magic:
             return f"damaged or incomplete {kind} file: it starts like one but its index cannot be read (cut short?)"
     return "not a readable video container (unknown format)"
+
+
+def open_container(path: Path, decoder_options: dict[str, str]) -> av.container.InputContainer:
+    """Open a local file with a single-file video demuxer only (the allow-list, checked twice)."""
+    try:
+        container = av.open(
+            f"file:{path}", options=decoder_options, container_options=SINGLE_FILE_ONLY, metadata_errors="ignore"
+        )
+    except av.error.FFmpegError as exc:
+        raise VideoError(describe_unreadable(path)) from exc
+    if container.format.name not in VIDEO_DEMUXERS:  # FFmpeg enforces the allow-list; this keeps it so
+        container.close()
+        raise VideoError(describe_unreadable(path))
+    return container
+
+
+def is_cover(stream: av.video.stream.VideoStream) -> bool:
+    """An attached picture (cover art): one still image stored as a video stream."""
+    return bool(stream.disposition & Disposition.attached_pic)
+
+
+def video_streams(container: av.container.InputContainer) -> list[av.video.stream.VideoStream]:
+    """The video streams that are videos and that this FFmpeg can decode."""
+    return [s for s in container.streams.video if not is_cover(s) and s.codec_context is not None]
+
+
+def no_video_reason(container: av.container.InputContainer) -> str:
+    kinds = sorted({s.type for s in container.streams if s.type != "video"})
+    if any(is_cover(s) for s in container.streams.video):
+        kinds.append("a cover picture")
+    if any(not is_cover(s) and s.codec_context is None for s in container.streams.video):
+        kinds.append("video in a codec this FFmpeg cannot decode")
+    return f"no video stream (has: {', '.join(kinds or ['no streams'])})"
+
+
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The stream the ffmpeg CLI picks: the largest picture, the first among equals.
+
+    Not av_find_best_stream (PyAV's streams.best): it prefers the stream marked default, so a file
+    with a small default stream and a larger one would be sampled at the small size.
+    """
+    return max(video_streams(container), key=lambda stream: stream.width * stream.height)
+
+
+def declared_frame_size(path: Path) -> tuple[int, int]:
+    """The picture size the container and stream headers state, read with every decoder refused.
+
+    FFmpeg probes a stream by decoding a few packets and zeroes a size the capped decoder refuses;
+    without decoders it keeps what the headers say, at no cost.
+    """
+    with open_container(path, {"codec_whitelist": "none"}) as container:
+        stream = video_stream(container)
+        return stream.width, stream.height
+
+
+def check_frame_size(stream: av.video.stream.VideoStream, path: Path) -> None:
+    """Refuse pictures no real video has before decoding one (a size still unknown is left to the decoder's cap)."""
+    width, height = stream.width, stream.height
+    if not (width and height):
+        width, height = declared_frame_size(path)
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        limit = f"{MAX_SIDE} px a side and {MAX_PIXELS / 1e6:.1f} megapixels (DCI 8K, 8192x4320)"
+        raise VideoError(f"frame size {width}x{height} is over the limit of {limit}")
 
 
 def open_video(path: Path) -> av.container.InputContainer:
@@ -82,14 +192,16 @@ def open_video(path: Path) -> av.container.InputContainer:
         raise VideoError(f"file not found: {path.name}")
     if path.stat().st_size == 0:
         raise VideoError("empty file (0 bytes)")
+    container = open_container(path, DECODER_LIMITS)
     try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except av.error.FFmpegError as exc:
-        raise VideoError(describe_unreadable(path)) from exc
-    if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        if not video_streams(container):
+            raise VideoError(no_video_reason(container))
+        stream = video_stream(container)
+        check_frame_size(stream, path)
+        stream.codec_context.options = {**stream.codec_context.options, **DECODER_LIMITS}
+    except VideoError:
         container.close()
-        raise VideoError(f"no video stream (has: {', '.join(kinds)})")
+        raise
     return container
 
 
@@ -102,12 +214,12 @@ def stream_start(stream: av.video.stream.VideoStream) -> float:
     return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
 
 
-def demuxed_duration(path: str) -> float | None:
+def demuxed_duration(path: Path) -> float | None:
     """Duration by reading every packet (no decoding) in a separate container, so the caller's
     container is never rewound (raw elementary streams cannot seek): the last packet's end, or
     the packet count over the frame rate when packets carry no timestamps at all."""
-    with av.open(path, metadata_errors="ignore") as container:
-        stream = container.streams.video[0]
+    with open_video(path) as container:
+        stream = video_stream(container)
         last = None
         packets = 0
         try:
@@ -125,18 +237,18 @@ def demuxed_duration(path: str) -> float | None:
         return packets / frame_rate(stream) if packets else None
 
 
-def stream_duration(container: av.container.InputContainer) -> float | None:
+def stream_duration(container: av.container.InputContainer, path: Path) -> float | None:
     """Duration from the stream, else the container, else by demuxing packets (no decoding)."""
-    stream = container.streams.video[0]
+    stream = video_stream(container)
     if stream.duration:
         return float(stream.duration * stream.time_base)
     if container.duration:
         return container.duration / av.time_base - max(0.0, stream_start(stream))
-    return demuxed_duration(container.name)
+    return demuxed_duration(path)
 
 
-def checked_duration(container: av.container.InputContainer) -> float:
-    duration = stream_duration(container)
+def checked_duration(container: av.container.InputContainer, path: Path) -> float:
+    duration = stream_duration(container, path)
     if not duration or duration <= 0 or not math.isfinite(duration):
         raise VideoError("no duration: the container reports none and it has no readable video packets")
     return duration
@@ -144,7 +256,13 @@ def checked_duration(container: av.container.InputContainer) -> float:
 
 def video_duration(path: Path) -> float:
     with open_video(path) as container:
-        return checked_duration(container)
+        return checked_duration(container, path)
+
+
+# Scaled to planar RGB (returned as RGB by to_ndarray): swscale's packed rgb24 output at an even width
+# (every square size but odd ones) takes a fast path that darkens by about 1.5 levels of 255; gbrp
+# interpolates chroma per pixel, the same bytes as rgb24 with FULL_CHR_H_INT, in a third of the time.
+SCALED_FORMAT = "gbrp"
 
 
 def thread_reformatter() -> VideoReformatter:
@@ -154,19 +272,48 @@ def thread_reformatter() -> VideoReformatter:
     return THREAD_STATE.reformatter
 
 
+def centre_square(frame: av.VideoFrame) -> av.VideoFrame:
+    """The centre square of the stored picture, by reference: FFmpeg's crop filter moves plane pointers
+    and copies nothing. One graph per thread, rebuilt when the picture's size or format changes."""
+    side = min(frame.width, frame.height)
+    if frame.width == frame.height:
+        return frame
+    shape = (frame.width, frame.height, frame.format.name, int(frame.colorspace), int(frame.color_range))
+    if getattr(THREAD_STATE, "crop_shape", None) != shape:
+        graph = av.filter.Graph()
+        source = graph.add(
+            "buffer",
+            video_size=f"{frame.width}x{frame.height}",
+            pix_fmt=frame.format.name,
+            time_base="1/1000",
+            pixel_aspect="1/1",
+            colorspace=str(shape[3]),
+            range=str(shape[4]),
+        )
+        crop = graph.add("crop", f"{side}:{side}:{(frame.width - side) // 2}:{(frame.height - side) // 2}")
+        sink = graph.add("buffersink")
+        source.link_to(crop)
+        crop.link_to(sink)
+        graph.configure()
+        THREAD_STATE.crop_shape, THREAD_STATE.crop_ends = shape, (source, sink, graph)
+    source, sink, _ = THREAD_STATE.crop_ends
+    source.push(frame)
+    return sink.pull()
+
+
 def upright_square(frame: av.VideoFrame, size: int) -> np.ndarray:
-    """RGB at `size` x `size`: rotate per the display matrix, scale the short side, crop the centre."""
+    """RGB at `size` x `size`: crop the centre square, scale it, rotate per the display matrix.
+
+    Cropping first scales only what is kept: a 34000x10 picture never becomes 761600x224. A quarter
+    turn maps the centre square onto itself, so the stored picture is cropped and scaled before rotating.
+    """
     quarter_turns = round((frame.rotation or 0) / 90) % 4
-    # the short side is the same before and after a quarter turn: scale the stored picture, then rotate
-    scale = size / min(frame.width, frame.height)
-    width, height = max(size, round(frame.width * scale)), max(size, round(frame.height * scale))
-    scaled = thread_reformatter().reformat(frame, width=width, height=height, format="rgb24", interpolation="AREA")
+    square = centre_square(frame)
+    scaled = thread_reformatter().reformat(square, width=size, height=size, format=SCALED_FORMAT, interpolation="AREA")
     rgb = scaled.to_ndarray()
     if quarter_turns:
-        rgb = np.rot90(rgb, k=quarter_turns)
-    top = (rgb.shape[0] - size) // 2
-    left = (rgb.shape[1] - size) // 2
-    return np.ascontiguousarray(rgb[top : top + size, left : left + size])
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))
+    return rgb
 
 
 @dataclass(frozen=True)
@@ -208,7 +355,7 @@ def packet_index(path: Path) -> PacketIndex | None:
     pts: list[int] = []
     keys: list[bool] = []
     with open_video(path) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:  # the demuxer's end-of-stream marker
@@ -278,7 +425,7 @@ def decode_runs(
     container: av.container.InputContainer, index: PacketIndex, runs: Sequence[DecodeRun], size: int
 ) -> dict[int, tuple[np.ndarray, float]]:
     """Decode each run from its keyframe; frames nothing needs (non-reference, not wanted) are skipped."""
-    stream = container.streams.video[0]
+    stream = video_stream(container)
     context = stream.codec_context
     context.thread_count = 1  # parallelism comes from parts and workers; frame threads would only add latency
     found: dict[int, tuple[np.ndarray, float]] = {}
@@ -329,7 +476,7 @@ def decode_at_times(
     Used when packets carry no timestamps or seeking does not land where the index says; slower, but
     it makes no assumption about the container. A frame picked for two targets is kept once.
     """
-    stream = container.streams.video[0]
+    stream = video_stream(container)
     stream.codec_context.thread_type = "AUTO"
     fps = frame_rate(stream)
     half_frame = 0.5 / fps
@@ -367,7 +514,7 @@ def sample_with_index(
     index = packet_index(path)
     if index is None:
         return None
-    half_frame = 0.5 / frame_rate(container.streams.video[0])
+    half_frame = 0.5 / frame_rate(video_stream(container))
     chosen = choose_frames(index, targets, half_frame, keyframe_only)
     runs = plan_runs(index, chosen)
     worth_splitting = sum(r.packets for r in runs) >= MIN_PACKETS_TO_SPLIT or len(runs) >= MIN_RUNS_TO_SPLIT
@@ -400,8 +547,8 @@ def sample_frames(path: Path, count: int, size: int, mode: str = "exact", thread
     frames weighs that keyframe more than an exact sample would weigh any one frame.
     """
     with open_video(path) as container:
-        duration = checked_duration(container)
-        targets = stream_start(container.streams.video[0]) + sample_frame_times(duration, count)
+        duration = checked_duration(container, path)
+        targets = stream_start(video_stream(container)) + sample_frame_times(duration, count)
         try:
             try:
                 sampled = sample_with_index(path, container, targets, size, mode == "keyframe", threads)

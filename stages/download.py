@@ -2,8 +2,9 @@
 
 Resumable (both outputs are `persist: true` in dvc.yaml): a video whose complete file is already in
 data/videos/ is never fetched again, `failed` rows are retried, `unavailable` ones are skipped unless
-download.retry_unavailable is set. data/videos.csv is checkpointed while the stage runs, so a killed
-run loses at most the last few verdicts, never a finished video.
+settings.yaml's download.retry_unavailable is set. data/videos.csv is checkpointed while the stage runs, so a killed
+run loses at most the last few verdicts, never a finished video. When the first attempts all fail before
+reaching any host, the stage stops at once: the network is down, and every row not tried stays `failed`.
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ from clipvideo.errors import PipelineError
 from clipvideo.fetch import (
     VIDEO_SUFFIXES,
     Fetched,
+    Fetcher,
     FetchError,
     FetchSettings,
-    RequestPacer,
+    FetchStopped,
     check_cookies,
     copy_local,
     existing_video,
-    fetch_remote,
     is_remote,
     local_source,
+    reason_text,
     remote_target,
 )
 from clipvideo.files import read_table, remove_stale_temporaries, write_table, write_text_atomic
@@ -48,6 +50,7 @@ CHECKPOINT_S = 10.0
 FORMAT_FILE = ".format.json"
 STATUSES = ("ok", "unavailable", "failed", "invalid")
 INTERRUPTED = "not attempted yet (the run was interrupted)"
+NETWORK_DOWN = "not attempted yet (the network was unreachable)"
 
 
 def empty_row(row: dict[str, str]) -> dict[str, Any]:
@@ -69,14 +72,17 @@ def ok_row(row: dict[str, str], fetched: Fetched, root: Path) -> dict[str, Any]:
     }
 
 
-def fetch_row(row: dict[str, str], paths: ProjectPaths, settings: FetchSettings, pacer: RequestPacer) -> dict:
-    """One remote video -> its videos.csv row; never raises for a bad video, so one cannot stop the rest."""
+def fetch_row(row: dict[str, str], paths: ProjectPaths, fetcher: Fetcher) -> dict:
+    """One remote video -> its videos.csv row; never raises for a bad video, so one cannot stop the rest
+    (only FetchStopped: the fetcher was stopped and this video got no verdict)."""
     try:
-        return ok_row(row, fetch_remote(row["url"], paths.videos_dir, row["id"], settings, pacer), paths.root)
+        return ok_row(row, fetcher.fetch(row["url"], paths.videos_dir, row["id"]), paths.root)
     except FetchError as exc:
         return {**empty_row(row), "status": exc.status, "reason": exc.reason}
-    except Exception as exc:  # an unforeseen yt-dlp error: transient until shown otherwise
-        return {**empty_row(row), "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:300]}
+    except FetchStopped:
+        raise
+    except Exception as exc:  # an unforeseen error: transient until shown otherwise
+        return {**empty_row(row), "status": "failed", "reason": reason_text(f"{type(exc).__name__}: {exc}")}
 
 
 def previous_rows(paths: ProjectPaths) -> dict[str, dict[str, str]]:
@@ -103,17 +109,33 @@ def reset_if_format_changed(paths: ProjectPaths, settings: FetchSettings) -> boo
     return changed
 
 
-def prune(paths: ProjectPaths, wanted_ids: set[str]) -> int:
-    """Remove videos of rows no longer valid in the manifest: the persisted folder mirrors the manifest."""
-    removed = 0
+def is_video_file(path: Path) -> bool:
+    """A file this stage stores: `<validated id><video suffix>` (not the format marker, not a temporary)."""
+    return path.suffix in VIDEO_SUFFIXES and is_safe_id(path.stem)
+
+
+def prune(paths: ProjectPaths, wanted_ids: set[str]) -> tuple[int, int]:
+    """Remove what the manifest no longer asks for, so the persisted folder mirrors it: (videos of rows that
+    left the manifest, other visible files). Hidden files (the format marker, temporaries) are not touched."""
+    videos = others = 0
     for path in paths.videos_dir.iterdir():
-        if path.is_file() and not path.name.startswith(".") and path.stem not in wanted_ids:
-            path.unlink()
-            removed += 1
-    return removed
+        if not path.is_file() or path.name.startswith(".") or (is_video_file(path) and path.stem in wanted_ids):
+            continue
+        path.unlink()
+        if is_video_file(path):
+            videos += 1
+        else:
+            others += 1
+    return videos, others
 
 
-def checkpoint(paths: ProjectPaths, manifest: list[dict], done: dict[str, dict], previous: dict[str, dict]) -> None:
+def checkpoint(
+    paths: ProjectPaths,
+    manifest: list[dict],
+    done: dict[str, dict],
+    previous: dict[str, dict],
+    not_tried: str = INTERRUPTED,
+) -> None:
     """videos.csv in manifest order; rows not reached yet keep their last verdict, or say they were not tried."""
     rows = []
     for row in manifest:
@@ -122,7 +144,7 @@ def checkpoint(paths: ProjectPaths, manifest: list[dict], done: dict[str, dict],
         elif row["id"] in previous and previous[row["id"]]["status"] != "ok":
             rows.append(previous[row["id"]])
         else:
-            rows.append({**empty_row(row), "status": "failed", "reason": INTERRUPTED})
+            rows.append({**empty_row(row), "status": "failed", "reason": not_tried})
     write_table(paths.videos_table, VIDEOS_COLUMNS, rows)
 
 
@@ -142,14 +164,15 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
-    download = params["download"]
-    settings = FetchSettings.from_params(download, paths.root)
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
+    download = settings["download"]
+    fetch_settings = FetchSettings.from_params({**params["download"], **download}, paths.root)
     manifest = read_table(paths.manifest, MANIFEST_COLUMNS)
     paths.videos_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(paths.videos_dir)
-    previous = {} if reset_if_format_changed(paths, settings) else previous_rows(paths)
-    removed = prune(paths, {row["id"] for row in manifest if row["status"] == "valid" and is_safe_id(row["id"])})
+    previous = {} if reset_if_format_changed(paths, fetch_settings) else previous_rows(paths)
+    wanted = {row["id"] for row in manifest if row["status"] == "valid" and is_safe_id(row["id"])}
+    removed, strays = prune(paths, wanted)
 
     done: dict[str, dict[str, Any]] = {}
     to_fetch: list[dict[str, str]] = []
@@ -180,13 +203,15 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
         else:
             to_fetch.append(row)
 
-    fetch_all(to_fetch, paths, settings, download["workers"], manifest, done, previous)
+    fetch_all(to_fetch, paths, fetch_settings, download["workers"], manifest, done, previous)
     rows = [done[row["id"]] for row in manifest]
     write_table(paths.videos_table, VIDEOS_COLUMNS, rows)
     print(summary_table(rows))
+    fetched = sum(done[row["id"]]["status"] == "ok" for row in to_fetch)
     print(
-        f"  {len(to_fetch)} fetched now, {reused} already here, {skipped} skipped as unavailable before, "
-        f"{removed} removed (no longer in the manifest)"
+        f"  {fetched} fetched now (of {len(to_fetch)} attempted), {reused} already here, "
+        f"{skipped} skipped as unavailable before, {plural(removed, 'video')} removed (no longer in the manifest)"
+        + (f", {plural(strays, 'other file')} removed from {paths.videos_dir.name}/" if strays else "")
     )
     counts = Counter(row["status"] for row in rows)
     ok = counts.get("ok", 0)
@@ -208,20 +233,22 @@ def fetch_all(
     done: dict[str, dict[str, Any]],
     previous: dict[str, dict[str, str]],
 ) -> None:
-    """Fetch in parallel behind one request pacer; checkpoint videos.csv now and then, and on the way out."""
+    """Fetch in parallel behind one request pacer; checkpoint videos.csv now and then, and on the way out.
+    Stops with a PipelineError as soon as the network is judged unreachable."""
     if not to_fetch:
         return
     check_cookies(settings)
-    pacer = RequestPacer(settings.sleep_s)
     last_checkpoint = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=workers)
+    fetcher = Fetcher(settings, expected_videos=len(to_fetch))
     try:
-        futures: dict[Future, dict[str, str]] = {
-            pool.submit(fetch_row, row, paths, settings, pacer): row for row in to_fetch
-        }
+        futures: dict[Future, dict[str, str]] = {pool.submit(fetch_row, row, paths, fetcher): row for row in to_fetch}
         with tqdm(total=len(to_fetch), desc="download", unit="video") as bar:
             for future in as_completed(futures):
-                result = future.result()
+                try:
+                    result = future.result()
+                except FetchStopped:  # the network is down: the videos not done yet stay `failed`
+                    break
                 done[result["id"]] = result
                 bar.update()
                 bar.set_postfix_str(f"{result['status']} {result['id']}", refresh=False)
@@ -229,9 +256,18 @@ def fetch_all(
                     checkpoint(paths, manifest, done, previous)
                     last_checkpoint = time.monotonic()
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        fetcher.close()  # running fetches end within a fraction of a second, their processes killed
+        pool.shutdown(wait=True, cancel_futures=True)
         if len(done) < len(manifest):  # interrupted: keep what is known for the rerun
-            checkpoint(paths, manifest, done, previous)
+            checkpoint(paths, manifest, done, previous, NETWORK_DOWN if fetcher.health.dead else INTERRUPTED)
+    if fetcher.health.dead:
+        health = fetcher.health
+        untried = sum(row["id"] not in done for row in to_fetch)
+        raise PipelineError(
+            f"the network is unreachable: the first {plural(health.verdict_after, 'attempt')} all failed before "
+            f"reaching any host ({health.first_reason}); nothing was lost: every video not fetched is `failed` in "
+            f"{paths.videos_table} ({untried} not attempted yet) and the next run retries them"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

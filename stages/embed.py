@@ -28,8 +28,8 @@ from clipvideo.zeroshot import embed_prompts
 SECTIONS = ("seed", "dataset", "embed", "frames_count", "frames")
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
-    settings = params["embed"]
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
+    embed = params["embed"]
     rows = [row for row in read_table(paths.frames_table, FRAMES_COLUMNS) if row["status"] in ("ok", "short")]
     videos = []
     for row in rows:
@@ -39,25 +39,25 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
                 f"{paths.frames_table}: row {row['id']!r}: no frames file {path}; rerun the frames stage"
             )
         videos.append((row["id"], path))
-    model, pretrained = under_root(settings["model"], settings["pretrained"], paths.root)
-    encoder = load_encoder(model, pretrained, params["seed"], settings["device"], settings["precision"])
+    model, pretrained = under_root(embed["model"], embed["pretrained"], paths.root)
+    encoder = load_encoder(model, pretrained, params["seed"], settings["embed"]["device"], embed["precision"])
     print(f"embed: {encoder.describe()} on {encoder.device}, {torch.get_num_threads()} threads")
     # Before the images: a failure here costs nothing, and text.npz goes into the folder embed_videos renames.
-    prompts = embed_prompts(encoder, settings["prompt"], params["dataset"]["categories"])
+    prompts = embed_prompts(encoder, embed["prompt"], params["dataset"]["categories"])
     meta = {**encoder_settings(params, encoder.name), "note": encoder.describe()}
-    with contextlib.closing(open_engine(choose_engine())) as engine:
+    with contextlib.closing(open_engine(choose_engine(**settings["engine"]))) as engine:
         images = embed_videos(
             videos,
             [int(row["n_frames"]) for row in rows],
             encoder,
             paths.embeddings_dir,
-            settings["batch_size"],
+            settings["embed"]["batch_size"],
             meta,
             resume_root=paths.embeddings_resume_dir,
             seed=params["seed"],
             text=prompts,
             engine=engine,
-            device=settings["device"],
+            device=settings["embed"]["device"],
         )
         where = engine.describe()
     return (

@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("variant", help="which trained classifier to score (linear, transformer-mixup, logreg, ...)")
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], args: argparse.Namespace) -> str:
-    settings = params["evaluate"]
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], args: argparse.Namespace) -> str:
+    evaluate = params["evaluate"]
     variant_spec(args.variant)  # an unknown name fails before any file is read
     model_file = paths.model_file(args.variant)
     saved = load_model(model_file, args.variant)
@@ -37,7 +37,7 @@ def run(paths: ProjectPaths, params: dict[str, Any], args: argparse.Namespace) -
     probabilities = predict_proba(saved.model, frames, mask)
     predicted = probabilities.argmax(1)
     metrics = classification_metrics(
-        data.labels, probabilities, data.categories, settings["bootstrap"], settings["confidence"], params["seed"]
+        data.labels, probabilities, data.categories, evaluate["bootstrap"], evaluate["confidence"], params["seed"]
     )
     metrics = {"variant": args.variant, **metrics, "encoder": embeddings.meta.get("note", ""),
                "encoder_weights": embeddings.meta.get("pretrained", "")}  # fmt: skip

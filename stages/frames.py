@@ -103,15 +103,16 @@ def decode_video(
     return row
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
-    settings = params["frames"]
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
+    frames = params["frames"]
+    workers, min_videos = settings["frames"]["workers"], settings["frames"]["min_videos"]
     count = params["frames_count"]
     table = read_table(paths.videos_table, VIDEOS_COLUMNS, choices={"status": VIDEO_STATUSES})
     sources = [(row["id"], video_path(row, paths)) for row in table if row["status"] == "ok"]
     # data/frames holds exactly this run's videos; finished work survives in the resume folder.
     shutil.rmtree(paths.frames_dir, ignore_errors=True)
     paths.frames_dir.mkdir(parents=True)
-    key = resume_key({"frames_count": count, **{name: settings[name] for name in OUTPUT_PARAMS}}, DECODING_CODE)
+    key = resume_key({"frames_count": count, **{name: frames[name] for name in OUTPUT_PARAMS}}, DECODING_CODE)
     resume_dir = prepare_resume_dir(paths.frames_resume_dir, key).absolute()  # absolute: Ray workers write there
 
     rows: list[dict[str, Any]] = [{}] * len(sources)
@@ -130,10 +131,10 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
         else:
             publish(index, row)
     resumed = len(sources) - len(todo)
-    with contextlib.closing(open_engine(choose_engine(), settings["workers"])) as engine:
+    with contextlib.closing(open_engine(choose_engine(**settings["engine"]), workers)) as engine:
         # local: split long videos on spare cores; a Ray task holds one CPU
-        threads = max(1, available_cores() // settings["workers"]) if engine.local else 1
-        calls = [(*sources[i], resume_dir, count, settings["size"], settings["mode"], threads) for i in todo]
+        threads = max(1, available_cores() // workers) if engine.local else 1
+        calls = [(*sources[i], resume_dir, count, frames["size"], frames["mode"], threads) for i in todo]
         with tqdm(total=len(sources), initial=resumed, desc="frames", unit="video") as bar:
             for done, row in engine.map(decode_video, calls):
                 publish(todo[done], row)
@@ -145,15 +146,15 @@ def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> s
         if row["status"] == "error":
             print(f"  error {row['id']}: {row['reason']}")
     usable = counts.get("ok", 0) + counts.get("short", 0)
-    if usable < settings["min_videos"]:
+    if usable < min_videos:
         raise PipelineError(
-            f"only {plural(usable, 'video')} gave frames, fewer than frames.min_videos={settings['min_videos']}; "
+            f"only {plural(usable, 'video')} gave frames, fewer than frames.min_videos={min_videos} (settings.yaml); "
             f"see {paths.frames_table}"
         )
     shutil.rmtree(paths.frames_resume_dir)
     frames_total = sum(int(row["n_frames"]) for row in rows)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    summary += f"; {frames_total} frames at {settings['size']}px"
+    summary += f"; {frames_total} frames at {frames['size']}px"
     summary += f"; {resumed} resumed from an interrupted run" if resumed else ""
     return f"{summary}; {where}"
 

@@ -92,7 +92,7 @@ def counts_table(rows: list[dict[str, str]], categories: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
     source = params["dataset"]["source"]
     categories = params["dataset"]["categories"]
     rows = build_sample_manifest(paths, params) if source == "sample" else build_youtube_manifest(paths, params)

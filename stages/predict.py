@@ -20,7 +20,7 @@ from clipvideo.cli import stage_main
 from clipvideo.clip import encode_batch, load_encoder, preprocess_jpegs, resolve_model_name, under_root
 from clipvideo.embeddings import ENCODER_KEYS, encoder_settings
 from clipvideo.errors import PipelineError
-from clipvideo.fetch import FetchError, FetchSettings, RequestPacer, fetch_remote, is_remote
+from clipvideo.fetch import Fetcher, FetchError, FetchSettings, is_remote
 from clipvideo.manifest import LinkError, is_safe_id, parse_link, url_id
 from clipvideo.models import SavedModel, load_model, predict_proba, variant_inputs, variant_spec
 from clipvideo.paths import ProjectPaths
@@ -40,18 +40,20 @@ def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, download:
     if path.is_file():
         # A file the pipeline stored under its id keeps that id, so random_frame picks the same frame.
         return path, path.stem if is_safe_id(path.stem) else url_id(str(path.resolve()))
+    if path.is_dir():
+        raise PipelineError(f"{source}: is a directory; expected a video file, an http(s) url or a YouTube id")
     if not is_remote(source):
         raise PipelineError(f"{source}: no such file (and not an http(s) url or a YouTube id)")
     try:
         video_id = parse_link(source).id
-        settings = FetchSettings.from_params(download, paths.root)
-        fetched = fetch_remote(source, work_dir, video_id, settings, RequestPacer(settings.sleep_s))
+        with Fetcher(FetchSettings.from_params(download, paths.root)) as fetcher:
+            fetched = fetcher.fetch(source, work_dir, video_id)
     except (LinkError, FetchError) as exc:
         raise PipelineError(f"{source}: cannot download ({exc})") from exc
     return fetched.path, video_id
 
 
-def frame_embeddings(video: Path, work_dir: Path, params: dict[str, Any], root: Path) -> np.ndarray:
+def frame_embeddings(video: Path, work_dir: Path, params: dict[str, Any], device: str, root: Path) -> np.ndarray:
     """(frames, dim) float16, exactly as the frames and embed stages would store them."""
     frames = params["frames"]
     try:
@@ -60,9 +62,9 @@ def frame_embeddings(video: Path, work_dir: Path, params: dict[str, Any], root: 
         raise PipelineError(f"{video}: unreadable video ({exc})") from exc
     packed = work_dir / "frames.npz"
     save_frames(packed, sampled)  # the same JPEG round trip as the stored frames
-    settings = params["embed"]
-    model, pretrained = under_root(settings["model"], settings["pretrained"], root)
-    encoder = load_encoder(model, pretrained, params["seed"], settings["device"], settings["precision"])
+    embed = params["embed"]
+    model, pretrained = under_root(embed["model"], embed["pretrained"], root)
+    encoder = load_encoder(model, pretrained, params["seed"], device, embed["precision"])
     return encode_batch(encoder, preprocess_jpegs(load_frame_jpegs(packed), encoder)).astype(np.float16)
 
 
@@ -80,15 +82,15 @@ def check_encoder(saved: SavedModel, params: dict[str, Any], model_file: Path, r
         raise PipelineError(f"{model_file}: trained on embeddings made with {', '.join(differs)}; run dvc repro first")
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], args: argparse.Namespace) -> str:
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], args: argparse.Namespace) -> str:
     variant_spec(args.variant)
     model_file = paths.model_file(args.variant)
     saved = load_model(model_file, args.variant)
     check_encoder(saved, params, model_file, paths.root)
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
         work_dir = Path(tmp)
-        video, video_id = local_or_fetched(args.source, work_dir, paths, params["download"])
-        embeddings = frame_embeddings(video, work_dir, params, paths.root)
+        video, video_id = local_or_fetched(args.source, work_dir, paths, {**params["download"], **settings["download"]})
+        embeddings = frame_embeddings(video, work_dir, params, settings["embed"]["device"], paths.root)
     frames, mask = variant_inputs(saved.spec, embeddings[None], np.ones((1, len(embeddings)), dtype=bool), [video_id])
     probabilities = predict_proba(saved.model, frames, mask)[0]
     ranked = sorted(zip(saved.categories, probabilities, strict=True), key=lambda pair: -pair[1])

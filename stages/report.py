@@ -117,7 +117,7 @@ def summary_table(ranked: list[dict[str, Any]], gaps: dict[str, list[float]]) ->
     return "\n".join(lines) + "\n"
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
     missing = [v for v in VARIANTS if not paths.metrics_file(v).is_file()]
     if missing:
         raise PipelineError(f"{paths.metrics_file(missing[0])}: missing; run `dvc repro evaluate@{missing[0]}` first")

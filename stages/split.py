@@ -38,7 +38,7 @@ def stratified_split(rows: list[dict[str, str]], test_size: float, seed: int) ->
     return [{"id": r["id"], "category": r["category"], "split": assigned[r["id"]]} for r in ordered]
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], _: argparse.Namespace) -> str:
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
     videos = [row for row in read_table(paths.videos_table, VIDEOS_COLUMNS) if row["status"] == "ok"]
     rows = stratified_split(videos, params["split"]["test_size"], params["seed"])
     write_table(paths.split_table, SPLIT_COLUMNS, rows)

@@ -41,10 +41,10 @@ def fit(
 ) -> tuple[nn.Module, dict[str, Any], list[dict[str, float]]]:
     """The fitted module, the options needed to rebuild it, and its training curve."""
     spec = variant_spec(variant)
-    settings = params["train"]
+    train = params["train"]
     make_deterministic(params["seed"])
     if spec.kind == "logreg":
-        options = settings["logreg"]
+        options = train["logreg"]
         model, history = fit_logreg(
             frames, mask, data.labels, len(data.categories), options["C"], options["max_iter"]
         )  # fmt: skip
@@ -53,20 +53,20 @@ def fit(
         text = load_text_embeddings(paths.embeddings_dir)
         model = zeroshot_model(text.for_categories(data.categories, paths.embeddings_dir / TEXT_FILE))
         return model, {}, [fit_record(model, frames, mask, data.labels, epoch=0)]
-    options = dict(settings["transformer"]) if spec.kind == "transformer" else {}
+    options = dict(train["transformer"]) if spec.kind == "transformer" else {}
     model = build_model(spec.kind, frames.shape[-1], len(data.categories), options)
     config = TrainConfig(
-        epochs=settings["epochs"],
-        lr=settings["lr"],
-        weight_decay=settings["weight_decay"],
-        batch_size=settings["batch_size"],
+        epochs=train["optim"]["epochs"],
+        lr=train["optim"]["lr"],
+        weight_decay=train["optim"]["weight_decay"],
+        batch_size=train["optim"]["batch_size"],
         seed=params["seed"],
-        mixup_alpha=settings["mixup"]["alpha"] if spec.mixup else None,
+        mixup_alpha=train["mixup"]["alpha"] if spec.mixup else None,
     )
     return model, options, train_classifier(model, frames, mask, data.labels, config)
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], args: argparse.Namespace) -> str:
+def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], args: argparse.Namespace) -> str:
     spec = variant_spec(args.variant)
     embeddings = load_embeddings(paths.embeddings_dir)
     data = split_set(paths, "train", embeddings)

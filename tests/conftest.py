@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from clipvideo.params import Settings
 from clipvideo.paths import ProjectPaths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,8 +35,9 @@ SHRUNK = {
     "frames.size": 64,
     "frames.min_videos": 4,
     "split.test_size": 0.34,
-    "train.epochs": 5,
+    "train.optim.epochs": 5,
     "evaluate.bootstrap": 50,
+    "download.allow_private_networks": True,  # test videos are served from 127.0.0.1
 }
 
 
@@ -47,14 +49,25 @@ def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
+def is_setting(key: str) -> bool:
+    """True for a settings.yaml key (how work is done), False for a params.yaml key (what changes a result)."""
+    section, _, name = key.partition(".")
+    field = Settings.model_fields.get(section)
+    return field is not None and name in field.annotation.model_fields
+
+
 def write_params(root: Path, overrides: dict[str, Any]) -> Path:
-    """The repo's params.yaml with dotted-key overrides, written to root/params.yaml."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    """The repo's params.yaml and settings.yaml with dotted-key overrides, written under root.
+
+    Each override goes to the file that holds its key, so a test says `download.workers` or
+    `frames_count` without caring which file that is.
+    """
+    files = {name: yaml.safe_load((REPO / name).read_text()) for name in ("params.yaml", "settings.yaml")}
     for key, value in overrides.items():
-        set_dotted(params, key, value)
-    path = root / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
+        set_dotted(files["settings.yaml" if is_setting(key) else "params.yaml"], key, value)
+    for name, content in files.items():
+        (root / name).write_text(yaml.safe_dump(content, sort_keys=False))
+    return root / "params.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +80,16 @@ def tiny_model_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def shrunk_params(tiny_model_config: Path) -> dict[str, Any]:
     return {**SHRUNK, "embed.model": str(tiny_model_config)}
+
+
+@pytest.fixture(scope="session")
+def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real 2-second H.264 MP4 (about 20 kB), for the loopback download tests."""
+    from clipvideo.sample import render_sample_video
+
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    render_sample_video(path, "testsrc=size=160x120:rate=10", 2, 10, False, 1)
+    return path.read_bytes()
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +133,9 @@ def stages_that_ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
+GENERATED_BY_TESTS = ("dvc.lock", "params.yaml", "settings.yaml")  # write_params writes both files
+
+
 def copy_project(dest: Path) -> None:
     """The project as it stands (tracked or new files), without tests, benchmarks, outputs or lock."""
     listed = subprocess.run(
@@ -117,7 +143,7 @@ def copy_project(dest: Path) -> None:
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.splitlines()  # fmt: skip
     for name in listed:
-        if name.startswith(("tests/", "metrics/", "plots/", "bench/", ".dvc/")) or name in ("dvc.lock", "params.yaml"):
+        if name.startswith(("tests/", "metrics/", "plots/", "bench/", ".dvc/")) or name in GENERATED_BY_TESTS:
             continue
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)

@@ -113,6 +113,32 @@ class HtmlPage(Route):
             handler.wfile.write(body)
 
 
+@dataclass
+class Body(Route):
+    """Any content with its Content-Type (an HLS playlist, a segment, an RSS feed)."""
+
+    content: bytes
+    content_type: str
+
+    def respond(self, handler: BaseHTTPRequestHandler, attempt: int) -> None:
+        send_headers(handler, 200, self.content_type, len(self.content))
+        if handler.command != "HEAD":
+            handler.wfile.write(self.content)
+
+
+@dataclass
+class Redirect(Route):
+    """302 to `location` (another host, another address)."""
+
+    location: str
+
+    def respond(self, handler: BaseHTTPRequestHandler, attempt: int) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", self.location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -157,6 +183,10 @@ class LoopbackServer:
     def count(self, path: str) -> int:
         with self._lock:
             return self.requests[path]
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.requests.values())
 
     def __enter__(self) -> LoopbackServer:
         self.thread.start()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,23 @@ def test_experiment_reruns_only_what_frames_count_affects(dvc_repo: Path):
     for key, row in changed.items():
         assert row["old"] == baseline[key] and row["new"] == after[key]
     assert "metrics/linear.json" in run_command(["dvc", "metrics", "diff"], dvc_repo)
+
+
+def test_a_file_changed_in_place_is_found_and_repaired_by_the_readme_recipe(dvc_repo: Path):
+    """DVC trusts size and modification time: the README's recipe makes it rehash, then restores the cached copy."""
+    table = dvc_repo / "data" / "frames.csv"
+    assert "up to date" in run_command(["dvc", "status"], dvc_repo).lower()  # DVC now remembers every hash
+    original = table.read_bytes()
+    before = table.stat()
+    table.write_bytes(original.replace(b",ok,", b",OK,", 1))  # same size
+    os.utime(table, ns=(before.st_atime_ns, before.st_mtime_ns))  # same modification time
+    assert "modified" not in run_command(["dvc", "status"], dvc_repo)  # not noticed: the silent corruption
+
+    doctor = run_command(["dvc", "doctor"], dvc_repo)
+    site_cache = re.search(r"^Repo\.site_cache_dir: (.+)$", doctor, re.MULTILINE).group(1).strip()
+    shutil.rmtree(Path(site_cache) / "hashes", ignore_errors=True)
+    status = run_command(["dvc", "status"], dvc_repo)
+    assert "modified:" in status and "data/frames.csv" in status
+    run_command(["dvc", "checkout", "--relink", "--force"], dvc_repo)
+    assert table.read_bytes() == original
+    assert "up to date" in run_command(["dvc", "status"], dvc_repo).lower()

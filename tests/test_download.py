@@ -17,7 +17,6 @@ from clipvideo.fetch import FetchSettings, classify, ytdlp_options
 from clipvideo.files import write_table
 from clipvideo.manifest import parse_link, url_id, youtube_rows
 from clipvideo.paths import ProjectPaths
-from clipvideo.sample import render_sample_video
 from stages import download
 from tests.conftest import REPO, write_params
 from tests.loopback import DropMidBody, FailFirst, HtmlPage, Stall, Status, Video, serving
@@ -31,16 +30,9 @@ FAST = {
     "download.sleep_s": 0,
     "download.workers": 3,
     "download.min_videos": 1,
+    "download.allow_private_networks": True,  # the test server is on 127.0.0.1
 }
 pytestmark = pytest.mark.usefixtures("loopback_only")
-
-
-@pytest.fixture(scope="module")
-def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A real 2-second H.264 MP4 (about 20 kB)."""
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    render_sample_video(path, "testsrc=size=160x120:rate=10", 2, 10, False, 1)
-    return path.read_bytes()
 
 
 def make_project(root: Path, links: dict[str, str], overrides: dict | None = None) -> ProjectPaths:
@@ -128,6 +120,32 @@ def test_statuses_reasons_retries_and_resume(tmp_path: Path, mp4: bytes) -> None
         assert statuses(paths)[ids["/good.mp4"]]["status"] == "ok"
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (from /proc: Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Those of `pids` still running (a zombie waiting to be reaped has ended)."""
+    running = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.append(pid)
+    return running
+
+
 def test_sigkill_mid_download_then_rerun_loses_nothing(tmp_path: Path, mp4: bytes) -> None:
     routes = {
         "/a.mp4": Video(mp4),
@@ -144,9 +162,15 @@ def test_sigkill_mid_download_then_rerun_loses_nothing(tmp_path: Path, mp4: byte
             time.sleep(0.05)
         time.sleep(0.5)
         assert process.poll() is None, process.communicate()[0].decode()
+        workers = children(process.pid)
+        assert workers  # yt-dlp runs in worker processes
         process.send_signal(signal.SIGKILL)
         process.wait()
         assert not (paths.videos_dir / f"{slow_id}.mp4").exists()  # the partial file is not under its final name
+        deadline = time.monotonic() + 10
+        while alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert alive(workers) == []  # they noticed their parent was gone and ended
         before = dict(server.requests)
 
         server.routes["/slow.mp4"] = Video(mp4)
@@ -199,19 +223,31 @@ def test_no_row_can_reach_outside_data(tmp_path: Path, mp4: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    ("message", "status"),
+    ("message", "status", "reason"),
     [
-        ("[youtube] abcdefghijk: Video unavailable. This video has been removed by the uploader", "unavailable"),
-        ("[youtube] abcdefghijk: Private video. Sign in if you've been granted access", "unavailable"),
-        ("[youtube] abcdefghijk: The uploader has not made this video available in your country", "unavailable"),
-        ("[youtube] abcdefghijk: Sign in to confirm you’re not a bot. Use --cookies", "failed"),
-        ("[youtube] abcdefghijk: Unable to download API page: HTTP Error 429: Too Many Requests", "failed"),
-        ("Something nobody has seen before", "failed"),
+        (
+            "Video unavailable. This video has been removed by the uploader",
+            "unavailable",
+            "Video unavailable. This video has been removed by the uploader",
+        ),
+        ("Private video. Sign in if you've been granted access", "unavailable", None),
+        ("The uploader has not made this video available in your country", "unavailable", None),
+        ("Sign in to confirm you’re not a bot. Use --cookies", "failed", None),
+        ("Unable to download API page: HTTP Error 429: Too Many Requests", "failed", "HTTP Error 429: Too Many"),
+        ("This live event will begin in 3 hours.", "unavailable", "upcoming (not yet broadcast): This live event will"),
+        ("Premieres in 10 hours", "unavailable", "upcoming (not yet broadcast): Premieres in 10 hours"),
     ],
 )
-def test_youtube_messages_are_classified(message: str, status: str) -> None:
-    error = classify(yt_dlp.utils.DownloadError(f"ERROR: {message}"))
-    assert (error.status, error.reason) == (status, message)
+def test_youtube_messages_are_classified(message: str, status: str, reason: str | None) -> None:
+    """The reason leads with what a person needs: yt-dlp's "[youtube] <id>: " and "Unable to ...:" go."""
+    error = classify(yt_dlp.utils.DownloadError(f"ERROR: [youtube] abcdefghijk: {message}"))
+    assert error.status == status
+    assert error.reason.startswith(reason or message)
+
+
+def test_unknown_messages_are_transient_and_kept_whole() -> None:
+    error = classify(yt_dlp.utils.DownloadError("ERROR: Something nobody has seen before"))
+    assert (error.status, error.reason) == ("failed", "Something nobody has seen before")
 
 
 def test_ytdlp_options_single_file_deno_and_cookies(tmp_path: Path) -> None:
@@ -224,12 +260,15 @@ def test_ytdlp_options_single_file_deno_and_cookies(tmp_path: Path) -> None:
         "backoff_s": 5,
         "socket_timeout_s": 20,
         "sleep_s": 1,
+        "video_timeout_s": 1800,
+        "allow_private_networks": False,
         "cookies": "cookies.txt",
         "cookies_from_browser": "chrome:Profile 1",
     }
     settings = FetchSettings.from_params(params, tmp_path)
     options = ytdlp_options(tmp_path, "abcdefghijk", settings)
     assert "+" not in options["format"] and "height<=?360" in options["format"]  # never a merge of two streams
+    assert options["external_downloader"] == {"default": "native"}  # never an ffmpeg following a live playlist
     assert Path(options["js_runtimes"]["deno"]["path"]).is_file()
     assert options["cookiefile"] == str(cookies) and options["cookiesfrombrowser"][:2] == ("chrome", "Profile 1")
     del options["cookiesfrombrowser"]  # this machine has no browser to read
@@ -252,3 +291,18 @@ def test_bad_download_params_name_the_key(tmp_path: Path, capsys, override: dict
     error = capsys.readouterr().err.strip()
     assert expected in error and len(error.splitlines()) == 1
     assert os.path.exists(tmp_path / "data" / "manifest.csv") and not (tmp_path / "data" / "videos.csv").exists()
+
+
+def test_summary_counts_what_was_fetched_and_what_was_removed(tmp_path: Path, mp4: bytes, capsys) -> None:
+    with serving({"/good.mp4": Video(mp4), "/missing.mp4": Status(404)}) as server:
+        paths = make_project(tmp_path, {server.url("/good.mp4"): "food", server.url("/missing.mp4"): "food"})
+        paths.videos_dir.mkdir(parents=True)
+        (paths.videos_dir / "aaaaaaaaaaa.mp4").write_bytes(mp4)  # a row that left the manifest
+        (paths.videos_dir / "notes.txt").write_text("not a video")
+        (paths.videos_dir / f".{url_id('x')}.123.456.tmp").mkdir()  # a killed run's temporary
+        assert download.main(["--root", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "1 fetched now (of 2 attempted)" in out
+        assert "1 video removed (no longer in the manifest), 1 other file removed from videos/" in out
+        assert download.main(["--root", str(tmp_path)]) == 0
+        assert "0 fetched now (of 0 attempted), 1 already here, 1 skipped" in capsys.readouterr().out

@@ -147,9 +147,14 @@ def test_cut_short_video_keeps_the_frames_before_the_cut(videos: Path):
     ],
 )
 def test_unusable_file_is_an_error_with_its_own_reason(videos: Path, name: str, reason: str):
+    assert_refused(videos / name, reason)
+
+
+def assert_refused(path: Path, reason: str) -> None:
+    """The sampler raises VideoError and its message (the frames.csv reason) starts with `reason`."""
     with pytest.raises(VideoError) as caught:
-        sample_frames(videos / name, COUNT, SIZE)
-    assert str(caught.value).startswith(reason)
+        sample_frames(path, COUNT, SIZE)
+    assert str(caught.value).startswith(reason), caught.value
 
 
 def corner_pattern(directory: Path) -> Path:
@@ -213,26 +218,31 @@ def test_portrait_video_is_scaled_by_its_short_side_and_centre_cropped(tmp_path:
     assert 0.4 < row < 0.6 and col < 0.5
 
 
+def run_frames_stage(root: Path, sources: dict[str, Path]) -> dict[str, dict[str, str]]:
+    """The real frames stage on a project whose data/videos holds these files, each stored under the id
+    `url_id(name)` as the download stage stores it; returns the frames.csv rows by name."""
+    video_dir = root / "data" / "videos"
+    video_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, source in sources.items():
+        stored = f"data/videos/{url_id(name)}{Path(name).suffix}"
+        shutil.copyfile(source, root / stored)
+        rows.append({"id": url_id(name), "category": "food", "status": "ok", "reason": "", "path": stored,
+                     "bytes": 0, "duration_s": ""})  # fmt: skip
+    write_table(root / "data" / "videos.csv", VIDEOS_COLUMNS, rows)
+    write_params(root, {"frames_count": COUNT, "frames.size": SIZE, "frames.min_videos": 1})
+    assert frames.main(["--root", str(root)]) == 0
+    with (root / "data" / "frames.csv").open(newline="") as handle:
+        by_id = {row["id"]: row for row in csv.DictReader(handle)}
+    return {name: by_id[url_id(name)] for name in sources}
+
+
 def test_frames_stage_records_every_odd_video_and_carries_on(tmp_path: Path, videos: Path):
     """All of the above in one videos.csv: the stage finishes and frames.csv says what happened to each."""
     root = tmp_path / "project"
-    video_dir = root / "data" / "videos"
-    video_dir.mkdir(parents=True)
     names = sorted(p.name for p in videos.iterdir() if p.name not in ("whole.mp4", "faststart.mp4"))
-    rows = []
-    for name in names:
-        video_id = url_id(name)
-        shutil.copyfile(videos / name, video_dir / f"{video_id}{Path(name).suffix}")
-        rows.append({"id": video_id, "category": "food", "status": "ok", "reason": "",
-                     "path": f"data/videos/{video_id}{Path(name).suffix}", "bytes": 0, "duration_s": ""})  # fmt: skip
-    write_table(root / "data" / "videos.csv", VIDEOS_COLUMNS, rows)
-    write_params(root, {"frames_count": COUNT, "frames.size": SIZE, "frames.min_videos": 1})
-
-    assert frames.main(["--root", str(root)]) == 0
-
-    with (root / "data" / "frames.csv").open(newline="") as handle:
-        result = {row["id"]: row for row in csv.DictReader(handle)}
-    status = {name: result[url_id(name)]["status"] for name in names}
+    result = run_frames_stage(root, {name: videos / name for name in names})
+    status = {name: result[name]["status"] for name in names}
     assert status == {
         **dict.fromkeys(GOOD_VIDEOS, "ok"),
         "six_frames.mp4": "short",
@@ -244,8 +254,8 @@ def test_frames_stage_records_every_odd_video_and_carries_on(tmp_path: Path, vid
         "page.mp4": "error",
         "random.mp4": "error",
     }
-    assert result[url_id("six_frames.mp4")]["reason"] == f"6 of {COUNT} frames decodable"
-    errors = {result[url_id(name)]["reason"] for name in names if status[name] == "error"}
+    assert result["six_frames.mp4"]["reason"] == f"6 of {COUNT} frames decodable"
+    errors = {result[name]["reason"] for name in names if status[name] == "error"}
     assert len(errors) == 5 and all("\n" not in reason for reason in errors)
     stored = sorted(p.name for p in (root / "data" / "frames").iterdir())
     assert stored == sorted(f"{url_id(name)}.npz" for name in names if status[name] != "error")

@@ -9,26 +9,38 @@ import pytest
 import yaml
 
 from clipvideo.errors import ParamsError
-from clipvideo.params import SCHEMA, load_params
+from clipvideo.params import Settings, load_params, load_settings, readme_tables
 from clipvideo.paths import ProjectPaths
 from stages import embed, frames, manifest
 from tests.conftest import REPO, write_params
-
-ALL_SECTIONS = tuple(SCHEMA)
 
 
 def params_error(root: Path, overrides: dict[str, Any]) -> str:
     write_params(root, overrides)
     with pytest.raises(ParamsError) as caught:
-        load_params(root / "params.yaml", ALL_SECTIONS)
+        load_params(root / "params.yaml")
+        load_settings(root / "settings.yaml")
     message = str(caught.value)
     assert "\n" not in message
     return message
 
 
 def test_the_repository_params_are_valid():
-    params = load_params(REPO / "params.yaml", ALL_SECTIONS)
+    params = load_params(REPO / "params.yaml")
     assert params["frames_count"] >= 1 and params["frames"]["mode"] in ("exact", "keyframe")
+
+
+def test_the_committed_settings_file_holds_exactly_the_defaults():
+    """settings.yaml documents every setting; a missing file or key must mean the very same values."""
+    assert yaml.safe_load((REPO / "settings.yaml").read_text()) == Settings().model_dump()
+    assert load_settings(REPO / "settings.yaml") == Settings().model_dump()
+
+
+def test_readme_tables_are_the_ones_the_schema_generates():
+    """The README's params and settings tables are generated (`python -m clipvideo.params`), never hand-edited."""
+    readme = (REPO / "README.md").read_text()
+    for name, table in readme_tables(REPO).items():
+        assert table in readme, f"README's {name} table is stale: paste the output of `python -m clipvideo.params`"
 
 
 @pytest.mark.parametrize(
@@ -40,14 +52,17 @@ def test_the_repository_params_are_valid():
         ("frames_count", True, "params.yaml: frames_count=True: expected an integer"),
         ("split.test_size", 1.5, "params.yaml: split.test_size=1.5: expected a number in (0, 1)"),
         ("split.test_size", 0, "params.yaml: split.test_size=0: expected a number in (0, 1)"),
-        ("train.lr", "fast", "params.yaml: train.lr='fast': expected a number in (0, 10]"),
+        ("train.optim.lr", "fast", "params.yaml: train.optim.lr='fast': expected a number in (0, 10]"),
         ("dataset.source", "kaggle", "params.yaml: dataset.source='kaggle': expected one of sample, youtube"),
         ("frames.mode", "nearest", "params.yaml: frames.mode='nearest': expected one of exact, keyframe"),
         ("embed.model", "", "params.yaml: embed.model='': expected a non-empty string"),
         ("dataset.categories", ["food", "food"], "params.yaml: dataset.categories=['food', 'food']: expected a list"),
         ("dataset.categories", ["food", "art music"], "params.yaml: dataset.categories=['food', 'art music']"),
-        ("download.retry_unavailable", "yes", "params.yaml: download.retry_unavailable='yes': expected true or false"),
-        ("download.cookies", 5, "params.yaml: download.cookies=5: expected null or a non-empty string"),
+        ("download.retry_unavailable", "no", "settings.yaml: download.retry_unavailable='no': expected true or false"),
+        ("download.cookies", 5, "settings.yaml: download.cookies=5: expected null or a non-empty string"),
+        ("frames.workers", 0, "settings.yaml: frames.workers=0: expected an integer in [1, 64]"),
+        ("embed.device", "tpu", "settings.yaml: embed.device='tpu': expected one of auto, cpu, cuda"),
+        ("frames_count", "9" * 5000, f"params.yaml: frames_count='{'9' * 59}...: expected an integer in [1, 1000]"),
         ("embed.prompt", "a video", "params.yaml: embed.prompt='a video': expected text with {category}"),
         ("train.transformer.dropout", 1.0, "params.yaml: train.transformer.dropout=1.0: expected a number in [0, 1)"),
         ("frames", 5, "params.yaml: frames=5: expected a section with keys size, mode"),
@@ -64,7 +79,60 @@ def test_bad_value_is_one_line_naming_key_value_and_what_is_allowed(tmp_path, ke
 
 def test_unknown_key_in_a_section_is_reported_not_ignored(tmp_path):
     message = params_error(tmp_path, {"frames.sizes": 224})
-    assert message == "params.yaml: unknown key frames.sizes; frames takes size, mode, min_videos, workers"
+    assert message == "params.yaml: unknown key frames.sizes; frames takes size, mode"
+
+
+def test_a_runtime_setting_in_params_yaml_is_an_unknown_key(tmp_path):
+    """Workers, batch sizes and the like live in settings.yaml: in params.yaml they would make experiments."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["frames"]["workers"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match=r"^params.yaml: unknown key frames.workers; frames takes size, mode$"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_settings_file_is_optional_and_keys_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("CLIPVIDEO_SETTINGS", raising=False)
+    assert load_settings(tmp_path / "settings.yaml") == Settings().model_dump()
+    (tmp_path / "settings.yaml").write_text("frames:\n  workers: 3\n")
+    loaded = load_settings(tmp_path / "settings.yaml")
+    assert loaded["frames"] == {"workers": 3, "min_videos": 8} and loaded["download"]["workers"] == 2
+
+
+def test_settings_env_names_another_file(tmp_path, monkeypatch):
+    other = tmp_path / "cluster.yaml"
+    other.write_text("embed:\n  batch_size: 256\n")
+    monkeypatch.setenv("CLIPVIDEO_SETTINGS", str(other))
+    assert load_settings(tmp_path / "settings.yaml")["embed"]["batch_size"] == 256
+    monkeypatch.setenv("CLIPVIDEO_SETTINGS", str(tmp_path / "missing.yaml"))
+    with pytest.raises(ParamsError, match=r"^CLIPVIDEO_SETTINGS='.*missing.yaml': no such file$"):
+        load_settings(tmp_path / "settings.yaml")
+
+
+def test_an_alias_bomb_is_refused_at_once_in_one_short_line(tmp_path):
+    """Nine levels of aliases would expand to 10**9 items: refused before anything is expanded."""
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    text = (REPO / "params.yaml").read_text().replace("frames_count: 16", "frames_count: {" + ", ".join(levels) + "}")
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError) as caught:
+        load_params(tmp_path / "params.yaml")
+    message = str(caught.value)
+    assert "anchors and aliases" in message and message.startswith("params.yaml:") and len(message) < 200
+
+
+def test_a_byte_that_is_not_utf8_is_one_line_with_its_line(tmp_path):
+    text = (REPO / "params.yaml").read_bytes().replace(b"seed: 42", b"seed: 4\xff2")
+    (tmp_path / "params.yaml").write_bytes(text)
+    line = text[: text.index(b"\xff")].count(b"\n") + 1
+    with pytest.raises(ParamsError, match=rf"^params.yaml:{line}: byte 0xff is not UTF-8 text$"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_a_stage_given_a_non_utf8_params_file_prints_one_line(tmp_path, capsys):
+    (tmp_path / "params.yaml").write_bytes(b"frames_count: \xfe\n")
+    code, err = run_stage(manifest, tmp_path, capsys)
+    assert code == 2 and err == "manifest: error: params.yaml:1: byte 0xfe is not UTF-8 text"
 
 
 def test_unknown_key_in_a_nested_section_is_reported(tmp_path):
@@ -80,7 +148,7 @@ def test_missing_key_is_reported(tmp_path):
     del params["frames"]["mode"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ParamsError, match=r"^params.yaml: missing key frames.mode$"):
-        load_params(tmp_path / "params.yaml", ALL_SECTIONS)
+        load_params(tmp_path / "params.yaml")
 
 
 def test_key_given_twice_is_reported_with_its_line(tmp_path):
@@ -88,13 +156,13 @@ def test_key_given_twice_is_reported_with_its_line(tmp_path):
     (tmp_path / "params.yaml").write_text(text)
     line = text.splitlines().index("seed: 7") + 1
     with pytest.raises(ParamsError, match=rf"^params.yaml:{line}: key 'seed' is given twice$"):
-        load_params(tmp_path / "params.yaml", ALL_SECTIONS)
+        load_params(tmp_path / "params.yaml")
 
 
 def test_invalid_yaml_is_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text("frames_count: [16\n")
     with pytest.raises(ParamsError) as caught:
-        load_params(tmp_path / "params.yaml", ALL_SECTIONS)
+        load_params(tmp_path / "params.yaml")
     assert "not valid YAML" in str(caught.value) and "\n" not in str(caught.value)
 
 
@@ -105,10 +173,10 @@ def run_stage(stage, root: Path, capsys: pytest.CaptureFixture) -> tuple[int, st
 
 def test_a_bad_key_anywhere_stops_the_first_stage_before_any_work(tmp_path, capsys):
     """A typo in `train` stops `dvc repro` at manifest, not after hours of downloading and decoding."""
-    write_params(tmp_path, {"train.lr": -1})
+    write_params(tmp_path, {"train.optim.lr": -1})
     code, err = run_stage(manifest, tmp_path, capsys)
     assert code == 2
-    assert err == "manifest: error: params.yaml: train.lr=-1: expected a number in (0, 10]"
+    assert err == "manifest: error: params.yaml: train.optim.lr=-1: expected a number in (0, 10]"
     assert not (tmp_path / "data").exists()
 
 

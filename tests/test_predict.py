@@ -74,9 +74,14 @@ def test_bad_inputs_get_one_line(trained, tmp_path, capsys):
     garbage = tmp_path / "broken.mp4"
     garbage.write_bytes(b"not a video at all" * 100)
     _, video = a_test_video(trained)
+    shutil.copyfile(video, tmp_path / "stored.mp4")
+    playlist = tmp_path / "playlist.mp4"  # FFmpeg alone would read it as the video it names
+    playlist.write_text("ffconcat version 1.0\nfile stored.mp4\n")
     cases = [
         ([str(tmp_path / "missing.mp4")], "missing.mp4: no such file"),
+        ([str(tmp_path)], f"{tmp_path}: is a directory; expected a video file, an http(s) url or a YouTube id"),
         ([str(garbage)], "broken.mp4: unreadable video"),
+        ([str(playlist)], "playlist.mp4: unreadable video (not a video: an ffconcat playlist that refers to other"),
         ([video, "--variant", "nonsense"], "unknown variant 'nonsense'"),
         ([video, "--variant", "transformer"], "no trained model for variant 'transformer'; run `dvc repro train@"),
     ]

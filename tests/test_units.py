@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from clipvideo import ffmpeg, files
-from clipvideo.errors import PipelineError
+from clipvideo.errors import DiskFullError, PipelineError
 from clipvideo.manifest import is_safe_id, url_id
 from clipvideo.sample import generate_sample
 from clipvideo.video import sample_frame_times
@@ -124,3 +126,17 @@ def test_decoding_threads_follow_the_cores_this_process_may_use():
     finally:
         os.sched_setaffinity(0, allowed)
     assert frames.available_cores() == len(allowed)
+
+
+def test_disk_full_names_the_output_being_written_not_the_source_or_nothing(tmp_path: Path) -> None:
+    """A copy's OSError names its source first, a plain write names no file: the message must name the output."""
+    source = tmp_path / "source.mp4"
+    source.write_bytes(b"video")
+    final = tmp_path / "videos" / "abc.mp4"
+    with pytest.raises(DiskFullError) as caught, files.atomic_path(final) as tmp:
+        shutil.copyfile(source, tmp)
+        raise OSError(errno.ENOSPC, "No space left on device", str(source), None, str(tmp))
+    assert str(caught.value) == f"{final}: disk full; free space and rerun (finished videos are kept)"
+    with pytest.raises(DiskFullError, match=rf"^{final}: disk full"), files.atomic_path(final):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert not final.exists() and list(final.parent.iterdir()) == []

@@ -1,0 +1,191 @@
+"""Untrusted media, generated with ffmpeg: files that would make FFmpeg read other files, pick the wrong
+picture or cost hundreds of megabytes; each is sampled safely or refused with what it is."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from clipvideo.manifest import url_id
+from clipvideo.video import is_cover, open_video, sample_frames, video_stream
+from tests.conftest import REPO
+from tests.test_odd_videos import COUNT, SIZE, assert_refused, render, run_frames_stage
+
+RED, GREEN, BLUE = (255, 0, 0), (0, 128, 0), (0, 0, 255)
+SHORT_CLIP = ["-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p"]
+
+
+def colour(name: str, size: str, seconds: float = 2) -> list[str]:
+    return ["-f", "lavfi", "-i", f"color={name}:s={size}:r=25:d={seconds}"]
+
+
+def ffconcat_to(video_name: str) -> bytes:
+    """A 40-byte ffconcat playlist: FFmpeg reads it as the video it names (with that video's frames)."""
+    return f"ffconcat version 1.0\nfile {video_name}\n".encode()
+
+
+def hls_playlist(segment_name: str) -> bytes:
+    """A finished (VOD) HLS playlist of one local MPEG-TS segment."""
+    return (
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+        f"#EXTINF:2.0,\n{segment_name}\n#EXT-X-ENDLIST\n"
+    ).encode()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every file of this module, rendered once."""
+    directory = tmp_path_factory.mktemp("untrusted")
+    render(directory, "target.mp4", [*colour("red", "160x96"), *SHORT_CLIP])
+    (directory / "ffconcat.mp4").write_bytes(ffconcat_to("target.mp4"))
+    render(directory, "segment.ts", [*colour("red", "160x96"), "-c:v", "libx264", "-f", "mpegts"])
+    (directory / "hls.mp4").write_bytes(hls_playlist("segment.ts"))
+    (directory / "hls.m3u8").write_bytes(hls_playlist("segment.ts"))
+    dash = directory / "dash"
+    dash.mkdir()
+    render(dash, "manifest.mpd", [*colour("red", "160x96"), "-c:v", "libx264", "-f", "dash"])
+    (directory / "dash.mp4").write_bytes((dash / "manifest.mpd").read_bytes())
+    render(directory, "image.mp4", [*colour("red", "160x96"), "-frames:v", "1", "-c:v", "png", "-f", "image2pipe"])
+    # two video streams: the small one first and marked default, the large one second (and the other way round)
+    two = ["-map", "0", "-map", "1", *SHORT_CLIP]
+    render(directory, "small_first.mkv", [*colour("red", "320x180"), *colour("blue", "480x270"), *two])
+    render(directory, "large_first.mp4", [*colour("blue", "480x270"), *colour("red", "320x180"), *two])
+    # cover art (an attached picture) larger than the video, and audio files whose only picture is a cover
+    render(directory, "cover.png", [*colour("green", "640x640"), "-frames:v", "1"])
+    render(directory, "cover_and_video.mp4", ["-i", str(directory / "cover.png"), *colour("red", "160x96"), "-map",
+                                              "0", "-map", "1", "-c:v:0", "png", "-disposition:v:0", "attached_pic",
+                                              "-c:v:1", "libx264", "-qp", "0", "-pix_fmt:v:1", "yuv444p"])  # fmt: skip
+    sine = ["-f", "lavfi", "-i", "sine=d=1"]
+    cover_only = ["-i", str(directory / "cover.png"), "-map", "0", "-map", "1", "-c:v", "png", "-disposition:v",
+                  "attached_pic"]  # fmt: skip
+    render(directory, "cover_only.m4a", [*sine, *cover_only, "-c:a", "aac"])
+    render(directory, "cover_only.mp3", [*sine, *cover_only, "-c:a", "libmp3lame", "-id3v2_version", "3"])
+    # one tiny PNG frame each: a 1.7 KB file of 34000x10, a 280 KB file of 16000x16000 (256 MB decoded),
+    # and a thin picture within the limits (blue in its centre square, red around it)
+    render(directory, "wide.mkv", ["-f", "lavfi", "-i", "color=gray:s=34000x10", "-frames:v", "1", "-c:v", "png"])
+    render(directory, "huge.mkv", ["-f", "lavfi", "-i", "color=gray:s=16000x16000", "-frames:v", "1",
+                                   "-pix_fmt", "gray", "-c:v", "png"])  # fmt: skip
+    centre_blue = "drawbox=x=4092:y=0:w=8:h=8:c=blue:t=fill"
+    render(directory, "thin.mkv", ["-f", "lavfi", "-i", "color=red:s=8192x8", "-vf", centre_blue, "-frames:v", "1",
+                                   "-c:v", "png"])  # fmt: skip
+    return directory
+
+
+def mean_colour(images: list[np.ndarray]) -> np.ndarray:
+    return np.mean([image.reshape(-1, 3).mean(axis=0) for image in images], axis=0)
+
+
+def test_without_the_allow_list_ffmpeg_reads_a_playlist_as_the_video_it_names(media: Path):
+    """Why the allow-list exists: plain PyAV opens these text files and follows what they name."""
+    with av.open(str(media / "ffconcat.mp4")) as container:
+        assert container.format.name == "concat"
+        assert next(container.decode(video=0)).width == 160  # the target's frames
+    with av.open(str(media / "hls.m3u8")) as container:
+        assert container.format.name == "hls"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("ffconcat.mp4", "not a video: an ffconcat playlist that refers to other files"),
+        ("hls.mp4", "not a video: an HLS playlist (.m3u8 text)"),
+        ("hls.m3u8", "not a video: an HLS playlist (.m3u8 text)"),
+        ("dash.mp4", "not a video: a DASH manifest (.mpd XML)"),
+        ("image.mp4", "not a video: a PNG image"),
+        ("cover_only.m4a", "no video stream (has: audio, a cover picture)"),
+        ("cover_only.mp3", "no video stream (has: audio, a cover picture)"),
+        ("wide.mkv", "frame size 34000x10 is over the limit of 8192 px a side and 35.4 megapixels"),
+        ("huge.mkv", "frame size 16000x16000 is over the limit of 8192 px a side and 35.4 megapixels"),
+    ],
+)
+def test_a_file_that_is_no_usable_video_is_refused_saying_what_it_is(media: Path, name: str, reason: str):
+    assert_refused(media / name, reason)
+
+
+@pytest.mark.parametrize("name", ["small_first.mkv", "large_first.mp4"])
+def test_two_video_streams_sample_the_largest_like_the_ffmpeg_cli(media: Path, name: str):
+    with open_video(media / name) as container:
+        stream = video_stream(container)
+        assert (stream.width, stream.height) == (480, 270)
+    sampled = sample_frames(media / name, COUNT, SIZE)
+    assert len(sampled.images) == COUNT
+    assert mean_colour(sampled.images) == pytest.approx(BLUE, abs=4)
+
+
+def test_a_cover_picture_is_never_sampled_even_when_larger(media: Path):
+    """The largest-picture rule alone would take the 640x640 cover over the 160x96 video."""
+    with av.open(str(media / "cover_and_video.mp4")) as container:
+        pictures = {(s.width, is_cover(s)) for s in container.streams.video}
+    assert pictures == {(640, True), (160, False)}
+    sampled = sample_frames(media / "cover_and_video.mp4", COUNT, SIZE)
+    assert len(sampled.images) == COUNT
+    assert mean_colour(sampled.images) == pytest.approx(RED, abs=4)
+
+
+def test_a_thin_picture_is_cropped_to_its_centre_square_before_scaling(media: Path):
+    sampled = sample_frames(media / "thin.mkv", 1, SIZE)
+    assert sampled.images[0].shape == (SIZE, SIZE, 3)
+    assert mean_colour(sampled.images) == pytest.approx(BLUE, abs=4)
+
+
+# Runs in a fresh interpreter and prints its peak resident memory: VmHWM, the high-water mark of the
+# memory this process mapped since exec. Not ru_maxrss: Linux carries the parent's peak over an exec
+# into the child's (and so into RUSAGE_CHILDREN), so under pytest it reports pytest's own size.
+PEAK_RSS = """
+import sys
+from pathlib import Path
+from clipvideo.video import VideoError, sample_frames
+for path in sys.argv[1:]:
+    try:
+        sample_frames(Path(path), 16, 224)
+    except VideoError as exc:
+        print(exc)
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
+
+
+def peak_rss_mb(*paths: Path) -> float:
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *map(str, paths)], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return int(result.stdout.split()[-1]) / 1024  # kB
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("name", ["wide.mkv", "huge.mkv", "thin.mkv"])
+def test_one_input_costs_little_memory_whatever_its_picture_size(media: Path, name: str):
+    """Before sizes were checked and pictures cropped before scaling, these cost 807 MB, 304 MB and
+    282 MB at 224 px; Python with PyAV, numpy and the sampler imported takes about 52 MB."""
+    baseline = peak_rss_mb()
+    assert baseline < 150  # the measure is the child's own memory, not its parent's
+    assert peak_rss_mb(media / name) < baseline + 40, name
+
+
+def test_frames_stage_records_hostile_files_and_takes_no_other_videos_frames(tmp_path: Path, media: Path):
+    root = tmp_path / "project"
+    (root / "data" / "videos").mkdir(parents=True)
+    (root / "data" / "videos" / "segment.ts").write_bytes((media / "segment.ts").read_bytes())
+    playlist = tmp_path / "ffconcat.mp4"
+    playlist.write_bytes(ffconcat_to(f"{url_id('target.mp4')}.mp4"))  # the target as stored in data/videos
+    names = ["target.mp4", "hls.mp4", "small_first.mkv", "cover_and_video.mp4", "cover_only.m4a", "wide.mkv",
+             "huge.mkv"]  # fmt: skip
+    result = run_frames_stage(root, {"ffconcat.mp4": playlist, **{name: media / name for name in names}})
+
+    assert {name: row["status"] for name, row in result.items()} == {
+        "target.mp4": "ok",
+        "small_first.mkv": "ok",
+        "cover_and_video.mp4": "ok",
+        **dict.fromkeys(["ffconcat.mp4", "hls.mp4", "cover_only.m4a", "wide.mkv", "huge.mkv"], "error"),
+    }
+    assert result["ffconcat.mp4"]["reason"] == "not a video: an ffconcat playlist that refers to other files"
+    assert result["hls.mp4"]["reason"].startswith("not a video: an HLS playlist")
+    assert result["cover_only.m4a"]["reason"] == "no video stream (has: audio, a cover picture)"
+    assert result["wide.mkv"]["reason"].startswith("frame size 34000x10 is over the limit")
+    assert result["huge.mkv"]["reason"].startswith("frame size 16000x16000 is over the limit")
+    stored = sorted(p.name for p in (root / "data" / "frames").iterdir())
+    assert stored == sorted(f"{url_id(name)}.npz" for name in ("target.mp4", "small_first.mkv", "cover_and_video.mp4"))
