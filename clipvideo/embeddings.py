@@ -293,6 +293,8 @@ def embed_videos(
                     offset += size
                 resumed += result.cached
                 bar.update(offset)
+        if bar.n != total:  # an engine that dropped a batch would leave zeros in the array
+            raise PipelineError(f"embed: {bar.n} of {total} frames came back from the engine; rerun to resume")
         array.flush()
         del array
         write_table(

@@ -37,11 +37,9 @@ def choose_engine(
     if environ.get(ADDRESS_VARIABLE, "").strip():
         return EngineChoice("ray", environ[ADDRESS_VARIABLE].strip())
     if kind not in KINDS:
-        raise ParamsError(f"settings: engine.kind={kind!r}: expected one of {', '.join(KINDS)}")
+        raise ParamsError(f"settings.yaml: engine.kind={kind!r}: expected one of {', '.join(KINDS)}")
     if kind == "local":
-        if address:
-            raise ParamsError(f"settings: engine.address={address!r} is set but engine.kind is local; set kind: ray")
-        return EngineChoice("local")
+        return EngineChoice("local")  # an address kept in the file waits for kind: ray
     return EngineChoice("ray", address or None)
 
 

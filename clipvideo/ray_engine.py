@@ -110,7 +110,9 @@ class RayEngine:
         """(index into `calls`, `function(*call)`) as each finishes: one Ray task per call, one CPU each."""
         remote = ray.remote(num_cpus=1, max_retries=RETRIES)(function)
         cpus = int(sum(node["Resources"].get("CPU", 0) for node in self.nodes()))
-        lanes = [lambda item: remote.remote(*item[1])] * max(1, cpus * TASKS_AHEAD_PER_CPU)
+        if not cpus:
+            raise PipelineError(f"Ray cluster at {self.address}: no node has a CPU to run tasks on")
+        lanes = [lambda item: remote.remote(*item[1])] * (cpus * TASKS_AHEAD_PER_CPU)
         name = function.__name__
         for (index, _), result in completed(lanes, enumerate(calls), lambda item: f"{name}({item[1][0]!r}, ...)"):
             yield index, result
@@ -121,7 +123,7 @@ class RayEngine:
         nodes = self.nodes()
         gpus = int(sum(node["Resources"].get("GPU", 0) for node in nodes))
         if spec.device == "cuda" and not gpus:
-            raise ParamsError(f"params.yaml: embed.device='cuda': the Ray cluster at {self.address} has no GPU")
+            raise ParamsError(f"settings.yaml: embed.device='cuda': the Ray cluster at {self.address} has no GPU")
         if spec.device != "cpu" and gpus:
             cpus_per_gpu = min(
                 int(node["Resources"].get("CPU", 1) // node["Resources"]["GPU"])
@@ -129,10 +131,13 @@ class RayEngine:
                 if node["Resources"].get("GPU")
             )
             threads = max(1, min(cpus_per_gpu, MAX_DECODE_THREADS_PER_GPU))
-            count, device, options = gpus, "cuda", {"num_gpus": 1, "num_cpus": threads, "max_concurrency": threads + 1}
+            cpus = min(threads, cpus_per_gpu)  # a GPU node without CPUs still gets its replica
+            count, device, options = gpus, "cuda", {"num_gpus": 1, "num_cpus": cpus, "max_concurrency": threads + 1}
             self.work = f"{plural(count, 'GPU model replica')}"
         else:
             threads = int(min(spec.threads, max(node["Resources"].get("CPU", 0) for node in nodes)))
+            if threads < 1:
+                raise PipelineError(f"Ray cluster at {self.address}: no node has a CPU for a model replica")
             count = sum(int(node["Resources"].get("CPU", 0) // threads) for node in nodes)
             device, options = "cpu", {"num_cpus": threads, "max_concurrency": 2}
             self.work = f"{plural(count, 'CPU model replica')} x {plural(threads, 'thread')}"
