@@ -76,6 +76,15 @@ class LocalCluster:
             grew = bool(children)
         return {pid: everything[pid][1] for pid in ours}
 
+    def cpu_seconds(self) -> float:
+        """CPU time its live processes have used, with their finished children (workers, killed actors)."""
+        ticks = 0
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+                ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def processes_titled(self, title: str) -> list[int]:
         """PIDs of this cluster's workers whose process title starts with `title` (Ray sets `ray::<task>`)."""
         return sorted(pid for pid, command in self.processes().items() if command.startswith(title))
