@@ -96,3 +96,8 @@ class ProjectPaths:
 
     def training_curve_file(self, variant: str) -> Path:
         return self.plots_dir / "train" / f"{variant}.csv"
+
+    @property
+    def errors_dir(self) -> Path:
+        """One PNG per variant of its misclassified test videos (DVC image plots)."""
+        return self.plots_dir / "errors"

@@ -1,4 +1,4 @@
-"""report: one table of every evaluated variant, best first -> metrics/summary.md."""
+"""report: one table of every evaluated variant, best first -> metrics/summary.md; their errors -> plots/errors/."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 from clipvideo.cli import stage_main
 from clipvideo.errors import PipelineError
 from clipvideo.files import read_table, write_text_atomic
+from clipvideo.gallery import write_error_images
 from clipvideo.metrics import paired_difference_interval
 from clipvideo.models import VARIANTS
 from clipvideo.paths import ProjectPaths
@@ -129,7 +130,8 @@ def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _
     text = summary_table(ranked, gaps)
     write_text_atomic(paths.summary, text)
     print(text)
-    return f"{len(results)} variants -> {paths.summary}"
+    wrong = sum(write_error_images(paths.errors_dir, predictions, paths.frames_dir).values())
+    return f"{len(results)} variants -> {paths.summary}; {wrong} misclassified videos -> {paths.errors_dir}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
