@@ -101,8 +101,8 @@ def project(tmp_path: Path, downloaded_sample: Path) -> ProjectPaths:
     return ProjectPaths(root)
 
 
-def run_command(cmd: list[str], cwd: Path) -> str:
-    """Run a CLI (dvc, git) in `cwd`; fail the test with its output when it fails."""
+def command_result(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run a CLI (dvc, git) in `cwd`, as a user would, with a git identity."""
     env = {
         **os.environ,
         "DVC_NO_ANALYTICS": "1",
@@ -112,9 +112,22 @@ def run_command(cmd: list[str], cwd: Path) -> str:
         "GIT_COMMITTER_EMAIL": "test@example.com",
         "PYTHONPATH": str(cwd),
     }
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def run_command(cmd: list[str], cwd: Path) -> str:
+    """Run a CLI in `cwd`; fail the test with its output when it fails."""
+    result = command_result(cmd, cwd)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-4000:]}"
+    return output
+
+
+def refused_command(cmd: list[str], cwd: Path) -> str:
+    """Run a CLI in `cwd` that must fail; its output (what the user reads)."""
+    result = command_result(cmd, cwd)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"{' '.join(cmd)} succeeded:\n{output[-4000:]}"
     return output
 
 
