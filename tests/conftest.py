@@ -145,7 +145,7 @@ def copy_project(dest: Path) -> None:
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.splitlines()  # fmt: skip
     for name in listed:
-        if name.startswith(("tests/", "metrics/", "plots/", "bench/", ".dvc/")) or name in GENERATED_BY_TESTS:
+        if name.startswith(("tests/", "metrics/", "reports/", "plots/", "bench/", ".dvc/")) or name in GENERATED_BY_TESTS:
             continue
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
