@@ -8,10 +8,11 @@ such as `openai`, or a local checkpoint path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -22,9 +23,14 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import decode_jpeg
 
+from clipvideo.engine import available_cores
 from clipvideo.errors import ParamsError
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+# On CUDA, fp16 and bf16 run the fp32 weights under autocast (matmuls in half precision, norms in fp32).
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -97,6 +103,11 @@ def load_encoder(model: str, pretrained: str, seed: int, device: str = "cpu", pr
         )
     torch.manual_seed(seed)
     torch_device = resolve_device(device)
+    if precision == "fp16" and torch_device.type != "cuda":
+        raise ParamsError(
+            f"params.yaml: embed.precision='fp16': needs a CUDA device, and this run uses {torch_device}; "
+            "use bf16 on a CPU"
+        )
     if weights is None:  # open_clip warns "initialized randomly"; describe() says so in the stage's own words
         logging.disable(logging.WARNING)
     try:
@@ -104,7 +115,7 @@ def load_encoder(model: str, pretrained: str, seed: int, device: str = "cpu", pr
     finally:
         logging.disable(logging.NOTSET)
     clip_model.eval()
-    if precision == "bf16":
+    if precision == "bf16" and torch_device.type == "cpu":
         # Weights in bf16, not autocast: autocast re-casts fp32 weights on every call and ran slower than fp32
         # on this CPU; bf16 weights run on the AMX/avx512_bf16 units (about 2-4x fp32, cosine > 0.9999).
         clip_model.to(torch.bfloat16)
@@ -136,58 +147,59 @@ def preprocess_jpegs(jpegs: Sequence[bytes], encoder: ClipEncoder) -> torch.Tens
 
 
 def input_dtype(encoder: ClipEncoder) -> torch.dtype:
-    return torch.bfloat16 if encoder.precision == "bf16" else torch.float32
+    """bf16 for a CPU model cast to bf16; float32 otherwise (on CUDA, autocast casts inside the model)."""
+    return torch.bfloat16 if encoder.precision == "bf16" and encoder.device.type == "cpu" else torch.float32
+
+
+def precision_context(encoder: ClipEncoder) -> contextlib.AbstractContextManager:
+    """Autocast to fp16/bf16 on CUDA; nothing on a CPU, where bf16 means bf16 weights (see load_encoder)."""
+    if encoder.device.type == "cuda" and encoder.precision in AUTOCAST_DTYPES:
+        return torch.autocast("cuda", dtype=AUTOCAST_DTYPES[encoder.precision])
+    return contextlib.nullcontext()
+
+
+def loader_threads(device: torch.device) -> int:
+    """Threads that read and decode the next batches while the model runs on this one.
+
+    One on a CPU: the forward already uses every core, and more decoding only slows it. On a GPU the CPU side
+    must keep up with thousands of images a second: every core but one, at most 8.
+    """
+    if device.type != "cuda":
+        return 1
+    return max(1, min(8, available_cores() - 1))
 
 
 @torch.inference_mode()
 def encode_batch(encoder: ClipEncoder, batch: torch.Tensor) -> np.ndarray:
-    """Image embeddings as float32, computed in the encoder's precision (the model's own dtype)."""
-    features = encoder.model.encode_image(batch.to(encoder.device, dtype=input_dtype(encoder), non_blocking=True))
+    """Image embeddings as float32, computed in the encoder's precision."""
+    with precision_context(encoder):
+        features = encoder.model.encode_image(batch.to(encoder.device, dtype=input_dtype(encoder), non_blocking=True))
     return features.float().cpu().numpy()
 
 
-def prefetched(batches: Iterable[T], depth: int = 2, poll_s: float = 0.1) -> Iterator[T]:
-    """Prepare the next batches in a thread while the model runs on the current one.
+def prefetched(prepare: Callable[[T], R], items: Iterable[T], workers: int = 1, depth: int = 2) -> Iterator[R]:
+    """`prepare(item)` for each item, in order, computed ahead in `workers` threads while the caller works
+    on earlier results (the model's forward on the previous batch).
 
-    When the consumer stops early (an error, Ctrl-C, or closing this generator), the producer sees it within
-    `poll_s` and ends instead of blocking forever on a full queue while holding batches.
+    At most `workers + depth` results are in progress or waiting, so memory stays flat. When the consumer
+    stops early (an error, Ctrl-C, or closing this generator), what has not started is cancelled.
     """
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stopped = threading.Event()
-
-    def hand_over(item: object) -> bool:
-        """Queue `item` unless the consumer has stopped; False once it has."""
-        while not stopped.is_set():
-            try:
-                ready.put(item, timeout=poll_s)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if not hand_over(batch):
-                    return
-        except BaseException as exc:  # re-raised in the consumer
-            hand_over(exc)
-            return
-        hand_over(done)
-
-    threading.Thread(target=produce, daemon=True, name="prefetch").start()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="prefetch")
+    pending: deque[Future] = deque()
     try:
-        while (item := ready.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        for item in items:
+            pending.append(pool.submit(prepare, item))
+            if len(pending) >= workers + depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
     finally:
-        stopped.set()
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 @torch.inference_mode()
 def encode_texts(encoder: ClipEncoder, texts: Sequence[str]) -> np.ndarray:
     tokenizer = open_clip.get_tokenizer(encoder.name)
     tokens = tokenizer(list(texts)).to(encoder.device)
-    return encoder.model.encode_text(tokens).float().cpu().numpy()
+    with precision_context(encoder):
+        return encoder.model.encode_text(tokens).float().cpu().numpy()

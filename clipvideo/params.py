@@ -132,7 +132,9 @@ class EmbedParams(Section):
     pretrained: Text = Field(
         description="`none` (seeded random init: a pipeline check), an open_clip tag (`openai`, ...), a checkpoint path"
     )
-    precision: Literal["fp32", "bf16"] = Field(description="compute precision; stored as float16 either way")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        description="compute precision: bf16 weights on a CPU, autocast on CUDA (fp16: CUDA only); stored as float16"
+    )
 
 
 class EmbedTextParams(Section):
@@ -220,7 +222,7 @@ class FramesSettings(Section):
 
 
 class EmbedSettings(Section):
-    batch_size: int = Field(64, ge=1, le=4096, description="images per forward pass")
+    batch_size: int = Field(64, ge=1, le=4096, description="images per forward pass, filled across videos")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
 
 

@@ -8,6 +8,7 @@ stage wrote with the frames: this stage does not read frames_count or frames.* f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from clipvideo.cli import stage_main
 from clipvideo.clip import load_encoder, under_root
 from clipvideo.contracts import FRAMES_COLUMNS
 from clipvideo.embeddings import embed_videos, encoder_settings, frames_settings
+from clipvideo.engine import choose_engine, open_engine
 from clipvideo.errors import PipelineError
 from clipvideo.files import read_table
 from clipvideo.manifest import is_safe_id
@@ -42,17 +44,21 @@ def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _
     encoder = load_encoder(model, pretrained, params["seed"], settings["embed"]["device"], embed["precision"])
     print(f"embed: {encoder.describe()} on {encoder.device}, {torch.get_num_threads()} threads")
     meta = {**encoder_settings(params, encoder.name), **made_with, "note": encoder.describe()}
-    images = embed_videos(
-        videos,
-        [int(row["n_frames"]) for row in rows],
-        encoder,
-        paths.embeddings_dir,
-        settings["embed"]["batch_size"],
-        meta,
-        resume_root=paths.embeddings_resume_dir,
-        seed=params["seed"],
-    )
-    return f"{images} frames of {len(videos)} videos -> {paths.embeddings_dir} ({encoder.describe()})"
+    with contextlib.closing(open_engine(choose_engine(**settings["engine"]))) as engine:
+        images = embed_videos(
+            videos,
+            [int(row["n_frames"]) for row in rows],
+            encoder,
+            paths.embeddings_dir,
+            settings["embed"]["batch_size"],
+            meta,
+            resume_root=paths.embeddings_resume_dir,
+            seed=params["seed"],
+            engine=engine,
+            device=settings["embed"]["device"],
+        )
+        where = engine.describe()
+    return f"{images} frames of {len(videos)} videos -> {paths.embeddings_dir} ({encoder.describe()}); {where}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,13 +11,12 @@ half-way reuses what it finished; a successful run removes the folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from clipvideo import video
 from clipvideo.cli import plural, stage_main
 from clipvideo.contracts import FRAMES_COLUMNS, FRAMES_SETTINGS_KEYS, VIDEOS_COLUMNS
+from clipvideo.engine import available_cores, choose_engine, open_engine
 from clipvideo.errors import PipelineError
 from clipvideo.files import (
     TableRow,
@@ -60,13 +60,6 @@ def video_path(row: TableRow, paths: ProjectPaths) -> Path:
     if not path.is_file():
         raise PipelineError(f"{where}: {row['path']} does not exist; rerun the download stage")
     return path
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity: taskset, a container's cpuset), not the machine's."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def video_identity(path: Path) -> dict[str, int]:
@@ -113,19 +106,6 @@ def decode_video(
     return row
 
 
-def frames_for_video(
-    video_id: str, path: Path, resume_dir: Path, out_dir: Path, count: int, size: int, mode: str, threads: int
-) -> tuple[dict[str, Any], bool]:
-    """(row, resumed): reuse what a killed run finished, else decode; publish the frames file."""
-    row = resumed_row(video_id, path, resume_dir)
-    resumed = row is not None
-    if row is None:
-        row = decode_video(video_id, path, resume_dir, count, size, mode, threads)
-    if row["status"] != "error":
-        link_or_copy(resume_dir / f"{video_id}.npz", out_dir / f"{video_id}.npz")
-    return row, resumed
-
-
 def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
     frames = params["frames"]
     workers, min_videos = settings["frames"]["workers"], settings["frames"]["min_videos"]
@@ -136,17 +116,33 @@ def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _
     shutil.rmtree(paths.frames_dir, ignore_errors=True)
     paths.frames_dir.mkdir(parents=True)
     key = resume_key({"frames_count": count, **{name: frames[name] for name in OUTPUT_PARAMS}}, DECODING_CODE)
-    resume_dir = prepare_resume_dir(paths.frames_resume_dir, key)
-    threads_per_video = max(1, available_cores() // workers)  # split long videos on spare cores
-    with ThreadPoolExecutor(workers) as pool:
-        jobs = pool.map(
-            lambda item: frames_for_video(
-                *item, resume_dir, paths.frames_dir, count, frames["size"], frames["mode"], threads_per_video
-            ),
-            sources,
-        )
-        results = list(tqdm(jobs, total=len(sources), desc="frames", unit="video"))
-    rows = [row for row, _ in results]
+    resume_dir = prepare_resume_dir(paths.frames_resume_dir, key).absolute()  # absolute: Ray workers write there
+
+    rows: list[dict[str, Any]] = [{}] * len(sources)
+
+    def publish(index: int, row: dict[str, Any]) -> None:
+        """Keep the row; link a finished video's frames from the resume folder into data/frames."""
+        rows[index] = row
+        if row["status"] != "error":
+            link_or_copy(resume_dir / f"{sources[index][0]}.npz", paths.frames_dir / f"{sources[index][0]}.npz")
+
+    todo = []
+    for index, (video_id, path) in enumerate(sources):
+        row = resumed_row(video_id, path, resume_dir)
+        if row is None:
+            todo.append(index)
+        else:
+            publish(index, row)
+    resumed = len(sources) - len(todo)
+    with contextlib.closing(open_engine(choose_engine(**settings["engine"]), workers)) as engine:
+        # local: split long videos on spare cores; a Ray task holds one CPU
+        threads = max(1, available_cores() // workers) if engine.local else 1
+        calls = [(*sources[i], resume_dir, count, frames["size"], frames["mode"], threads) for i in todo]
+        with tqdm(total=len(sources), initial=resumed, desc="frames", unit="video") as bar:
+            for done, row in engine.map(decode_video, calls):
+                publish(todo[done], row)
+                bar.update()
+        where = engine.describe()
     write_table(paths.frames_table, FRAMES_COLUMNS, rows)
     # What made these frames, with them: embed records it without reading (undeclared) params.
     settings_made = {key: dotted(params, source) for key, source in FRAMES_SETTINGS_KEYS.items()}
@@ -162,11 +158,11 @@ def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _
             f"see {paths.frames_table}"
         )
     shutil.rmtree(paths.frames_resume_dir)
-    resumed = sum(was_resumed for _, was_resumed in results)
     frames_total = sum(int(row["n_frames"]) for row in rows)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     summary += f"; {frames_total} frames at {frames['size']}px"
-    return summary + (f"; {resumed} resumed from an interrupted run" if resumed else "")
+    summary += f"; {resumed} resumed from an interrupted run" if resumed else ""
+    return f"{summary}; {where}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

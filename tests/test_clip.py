@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,34 +77,39 @@ def test_bf16_text_embeddings_follow_the_model_dtype(tiny_model_config: Path):
     assert np.all(cosine > 0.99)
 
 
-def test_prefetch_thread_ends_when_the_consumer_stops_early():
-    """A consumer that stops (an error, Ctrl-C) must not leave the producer blocked on a full queue forever."""
-    produced: list[int] = []
+def test_prefetch_threads_end_when_the_consumer_stops_early():
+    """A consumer that stops (an error, Ctrl-C) must not leave threads preparing batches nobody will use."""
+    prepared: list[int] = []
 
     def endless() -> Iterator[int]:
+        count = 0
         while True:
-            produced.append(len(produced))
-            yield produced[-1]
+            yield count
+            count += 1
 
     before = set(threading.enumerate())
-    items = prefetched(endless(), depth=2, poll_s=0.01)
+    items = prefetched(lambda item: prepared.append(item) or item, endless(), workers=2, depth=2)
     assert next(items) == 0
     items.close()  # what contextlib.closing does when the embed loop raises
-    (producer,) = set(threading.enumerate()) - before
-    producer.join(timeout=30)
-    assert not producer.is_alive()
-    assert len(produced) <= 4  # it stopped producing, at most a queue's worth ahead
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    assert len(prepared) <= 4  # it stopped preparing: at most workers + depth ahead
 
 
-def test_prefetch_passes_items_in_order_and_reraises_a_producer_error():
-    assert list(prefetched(iter(range(10)), depth=2)) == list(range(10))
+def test_prefetch_passes_items_in_order_and_reraises_an_error():
+    slow_first = [0.05, 0, 0, 0, 0, 0, 0, 0, 0, 0]  # with 3 threads, later items finish first
+    assert list(prefetched(lambda i: time.sleep(slow_first[i]) or i * i, range(10), workers=3)) == [
+        i * i for i in range(10)
+    ]
 
-    def failing() -> Iterator[int]:
-        yield 1
-        raise ValueError("bad frames file")
+    def fails_on_two(item: int) -> int:
+        if item == 2:
+            raise ValueError("bad frames file")
+        return item
 
-    items = prefetched(failing())
-    assert next(items) == 1
+    items = prefetched(fails_on_two, range(5))
+    assert [next(items), next(items)] == [0, 1]
     with pytest.raises(ValueError, match="bad frames file"):
         next(items)
 
@@ -117,3 +123,9 @@ def test_relative_config_and_checkpoint_paths_are_taken_against_the_root(tmp_pat
     assert under_root("configs/tiny.json", "ckpt.pt", tmp_path) == expected
     assert under_root("ViT-B-32", "openai", tmp_path) == ("ViT-B-32", "openai")  # names and tags stay as given
     assert under_root("/abs/model.json", "none", tmp_path) == ("/abs/model.json", "none")
+
+
+def test_fp16_needs_a_cuda_device(tiny_model_config: Path):
+    """fp16 is CUDA autocast; a CPU has no fast fp16 path, so it is refused with the key named, not run slowly."""
+    with pytest.raises(ParamsError, match=r"embed\.precision='fp16': needs a CUDA device, and this run uses cpu"):
+        load_encoder(str(tiny_model_config), "none", seed=0, device="cpu", precision="fp16")

@@ -48,14 +48,21 @@ def leftovers(paths: ProjectPaths) -> list[str]:
     )
 
 
-def test_a_crashed_run_resumes_per_video_and_gives_the_same_bytes(
-    framed: ProjectPaths, tmp_path: Path, tiny_model_config: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_crashed_run_resumes_per_batch_and_gives_the_same_bytes(
+    framed: ProjectPaths, tiny_model_config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
+    """Forward batches fill embed.batch_size across videos; a crash keeps the finished batches, and the rerun cuts
+    the rest at the same places, so it writes the same bytes as an uninterrupted run."""
+    write_params(framed.root, {**SHRUNK, "embed.model": str(tiny_model_config), "embed.batch_size": 5})
     assert embed.main(["--root", str(framed.root)]) == 0
     uninterrupted = (framed.embeddings_dir / ARRAY).read_bytes()
     shutil.rmtree(framed.embeddings_dir)
 
     videos, n_frames = frame_files(framed)
+    assert n_frames == [4] * 12
+    plans = list(embeddings.plan_batches(videos, n_frames, 5))
+    assert [plan.size for plan in plans] == [5] * 9 + [3]
+    assert [(s.row, s.first, s.stop) for s in plans[1].segments] == [(1, 1, 4), (2, 0, 2)]  # videos mix in a batch
     encoder = load_encoder(str(tiny_model_config), "none", seed=42)
     real_encode = embeddings.encode_batch
     calls: list[int] = []
@@ -68,15 +75,16 @@ def test_a_crashed_run_resumes_per_video_and_gives_the_same_bytes(
 
     monkeypatch.setattr(embeddings, "encode_batch", encode_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        embed_videos(videos, n_frames, encoder, framed.embeddings_dir, 64, {}, framed.embeddings_resume_dir, seed=42)
+        embed_videos(videos, n_frames, encoder, framed.embeddings_dir, 5, {}, framed.embeddings_resume_dir, seed=42)
     assert not framed.embeddings_dir.exists()  # the final output only ever appears complete
-    saved = list(framed.embeddings_resume_dir.rglob("*.npy"))
-    assert len(saved) == 3  # batches never mix videos: three batches finished three videos
+    assert len(list(framed.embeddings_resume_dir.rglob("*.npy"))) == 3  # the three finished batches
 
     calls.clear()
     monkeypatch.setattr(embeddings, "encode_batch", lambda e, b: calls.append(len(b)) or real_encode(e, b))
+    capsys.readouterr()
     assert embed.main(["--root", str(framed.root)]) == 0
-    assert sum(calls) == sum(n_frames) - sum(n_frames[:3])  # the finished videos were not embedded again
+    assert calls == [5] * 6 + [3]  # only the batches not finished, composed as before
+    assert "resumed 3 of 10 batches" in capsys.readouterr().out
     assert (framed.embeddings_dir / ARRAY).read_bytes() == uninterrupted
     assert leftovers(framed) == []
 
@@ -92,12 +100,15 @@ def test_changed_frames_or_settings_never_reuse_old_embeddings(framed: ProjectPa
     assert len(keys) == 3
     assert encoder_resume_key(load_encoder(str(tiny_model_config), "none", seed=42), 42) in keys  # stable across loads
 
-    # a resume file from a run over different frames of the same video is not picked up
+    # a resume file of the first batch, from a run over different frames of the first video, is not picked up
     key_dir = framed.embeddings_resume_dir / encoder_resume_key(fp32, 42)
     key_dir.mkdir(parents=True)
-    video_id = videos[0][0]
-    stale = key_dir / f"{video_id}.0000000000000000.npy"
-    np.save(stale, np.full((n_frames[0], 32), 7, dtype=np.float16))
+    first = next(embeddings.plan_batches(videos, n_frames, 64))
+    embedder = embeddings.BatchEmbedder(fp32, key_dir)
+    stale = embedder.prepare(first).resume_file
+    np.save(stale, np.full((first.size, 32), 7, dtype=np.float16))
+    videos[0][1].write_bytes(videos[1][1].read_bytes())  # new frames for video 0 (frames.csv still says 4 frames)
+    assert embedder.prepare(first).resume_file != stale
     embed_videos(videos, n_frames, fp32, framed.embeddings_dir, 64, {}, framed.embeddings_resume_dir, seed=42)
     stored = load_embeddings(framed.embeddings_dir)
     assert stored.frames.dtype == np.float16
@@ -160,7 +171,6 @@ def test_relative_model_config_and_checkpoint_paths_resolve_against_root(
     assert (stored.meta["model"], stored.meta["pretrained"]) == ("tiny", "weights/tiny.pt")  # as given: no abs path
 
     videos, n_frames = frame_files(framed)
-    expected = embeddings.encode_batch(source, preprocess_jpegs(load_frame_jpegs(videos[0][1]), source)).astype(
-        np.float16
-    )
-    np.testing.assert_array_equal(stored.frames[0, : n_frames[0]], expected)
+    first_batch = [jpeg for _, path in videos for jpeg in load_frame_jpegs(path)]  # 48 frames: one batch of 64
+    expected = embeddings.encode_batch(source, preprocess_jpegs(first_batch, source)).astype(np.float16)
+    np.testing.assert_array_equal(stored.frames[0, : n_frames[0]], expected[: n_frames[0]])

@@ -1,0 +1,129 @@
+"""A throwaway Ray cluster on this machine, for the engine tests and bench/engines.py: a head node and more nodes
+joined with `ray start --address` (each stands for another machine), all in a private temp folder.
+
+It is stopped by the PIDs of its own processes (those naming its temp folder, and their children), never with
+`ray stop`, which stops every Ray process of the user on the machine, other people's clusters included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+OBJECT_STORE_BYTES = 100_000_000  # the results are small arrays; Ray's default takes 30% of the machine's memory
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def ray_command() -> str:
+    """The `ray` CLI next to this Python (the one requirements.txt installed), else the one on PATH."""
+    beside = Path(sys.executable).with_name("ray")
+    return str(beside) if beside.is_file() else "ray"
+
+
+def live_processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process that is not a zombie."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # it ended while we looked
+            continue
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        if state != "Z":
+            found[int(entry.name)] = (int(parent), command)
+    return found
+
+
+@dataclass
+class LocalCluster:
+    temp_dir: Path
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def processes(self) -> dict[int, str]:
+        """This cluster's live processes: those naming its temp folder and their descendants (workers, agents)."""
+        everything = live_processes()
+        caller, pid = set(), os.getpid()  # this process and its parents, should their command line name the folder
+        while pid > 1 and pid not in caller:
+            caller.add(pid)
+            pid = everything.get(pid, (0, ""))[0]
+        ours = {pid for pid, (_, command) in everything.items() if str(self.temp_dir) in command} - caller
+        grew = True
+        while grew:
+            children = {pid for pid, (parent, _) in everything.items() if parent in ours} - ours
+            ours |= children
+            grew = bool(children)
+        return {pid: everything[pid][1] for pid in ours}
+
+    def cpu_seconds(self) -> float:
+        """CPU time its live processes have used, with their finished children (workers, killed actors)."""
+        ticks = 0
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+                ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def processes_titled(self, title: str) -> list[int]:
+        """PIDs of this cluster's workers whose process title starts with `title` (Ray sets `ray::<task>`)."""
+        return sorted(pid for pid, command in self.processes().items() if command.startswith(title))
+
+    def stop(self, wait_s: float = 30) -> None:
+        """SIGKILL every process of the cluster (what `ray stop --force` does to every cluster on the machine; a
+        graceful SIGTERM takes the GCS 20 s here, and the folder and the data are thrown away anyway)."""
+        deadline = time.monotonic() + wait_s
+        while (left := self.processes()) and time.monotonic() < deadline:
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def local_cluster(nodes: int = 2, cpus_per_node: int = 2) -> Iterator[LocalCluster]:
+    """Start the cluster, yield it, stop it (also when starting fails half-way)."""
+    # Short folder: Ray's unix sockets live under it (107-byte limit on a socket path)
+    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="ray", dir="/tmp")), free_port())
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray replaces 127.0.0.1 with the host's routable address on Linux and listens on every interface
+    # (Ray 2.60 has no option to bind loopback only); the cluster lives only as long as the tests.
+    every_node = [
+        "--node-ip-address=127.0.0.1", f"--num-cpus={cpus_per_node}", "--num-gpus=0",
+        f"--temp-dir={cluster.temp_dir}", f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
+    ]  # fmt: skip
+    head = ["--head", f"--port={cluster.port}", "--include-dashboard=false", f"--dashboard-port={free_port()}"]
+    try:
+        for node in range(nodes):
+            role = head if node == 0 else [f"--address={cluster.address}"]
+            command = [ray_command(), "start", *role, *every_node, f"--dashboard-agent-listen-port={free_port()}"]
+            started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+            if started.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed:\n{(started.stdout + started.stderr)[-3000:]}")
+        yield cluster
+    finally:
+        cluster.stop()
+        left = cluster.processes()
+        shutil.rmtree(cluster.temp_dir, ignore_errors=True)
+        if left:
+            raise RuntimeError(f"Ray processes still running after stop: {left}")

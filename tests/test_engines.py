@@ -1,0 +1,165 @@
+"""Engines. Without RAY_ADDRESS nothing changes: the stages run here and never import Ray. With it, frames and
+embed run on a real two-node Ray cluster started here (`ray start --head` and `ray start --address`: the second
+node stands for another machine) and write the local engine's bytes, also when a Ray worker or the stage itself
+is SIGKILLed mid-run.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from clipvideo.engine import EngineChoice, choose_engine
+from clipvideo.errors import ParamsError
+from clipvideo.paths import ProjectPaths
+from stages import embed, frames
+from tests.conftest import REPO, write_params
+from tests.ray_cluster import LocalCluster, local_cluster
+from tests.test_interruptions import leftovers, many_videos_project
+
+# Both stages in one fresh process, which then says whether anything imported Ray.
+BOTH_STAGES = """
+import sys
+from stages import embed, frames
+for stage in (frames, embed):
+    if stage.main(["--root", sys.argv[1]]) != 0:
+        sys.exit(1)
+print("ray imported:", "ray" in sys.modules)
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[LocalCluster]:
+    """One cluster for this module (starting one takes seconds): a head and a second node, 2 CPUs each."""
+    with local_cluster(nodes=2, cpus_per_node=2) as cluster:
+        yield cluster
+    assert cluster.processes() == {}  # no raylet, GCS or worker is left behind
+
+
+def environment(ray_address: str | None) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    return env | {"RAY_ADDRESS": ray_address} if ray_address else env
+
+
+def run_both_stages(root: Path, ray_address: str | None) -> str:
+    command = [sys.executable, "-c", BOTH_STAGES, str(root)]
+    done = subprocess.run(command, cwd=REPO, env=environment(ray_address), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def assert_same_outputs(left: Path, right: Path) -> None:
+    """data/frames.csv and every file of data/frames and data/embeddings, byte for byte."""
+    for folder in ("frames", "embeddings"):
+        names = sorted(p.name for p in (left / "data" / folder).iterdir())
+        assert names == sorted(p.name for p in (right / "data" / folder).iterdir())
+        _, mismatch, errors = filecmp.cmpfiles(left / "data" / folder, right / "data" / folder, names, shallow=False)
+        assert (mismatch, errors) == ([], [])
+    assert (left / "data" / "frames.csv").read_bytes() == (right / "data" / "frames.csv").read_bytes()
+
+
+def test_the_engine_comes_from_ray_address_then_the_settings():
+    assert choose_engine(environ={}) == EngineChoice("local")
+    assert choose_engine(environ={"RAY_ADDRESS": " 10.0.0.5:6379 "}) == EngineChoice("ray", "10.0.0.5:6379")
+    assert choose_engine("local", environ={"RAY_ADDRESS": "auto"}) == EngineChoice("ray", "auto")  # as Ray does
+    assert choose_engine("ray", "head:6379", environ={"RAY_ADDRESS": ""}) == EngineChoice("ray", "head:6379")
+    assert choose_engine("ray", environ={}) == EngineChoice("ray", None)
+    assert choose_engine("local", "head:6379", environ={}) == EngineChoice("local")
+    with pytest.raises(ParamsError, match=r"^settings.yaml: engine.kind='spark': expected one of local, ray$"):
+        choose_engine("spark", environ={})
+
+
+def test_frames_and_embed_on_two_ray_nodes_write_the_local_bytes(
+    project: ProjectPaths, tmp_path: Path, shrunk_params, ray_cluster: LocalCluster
+):
+    # batch 5 over 4-frame videos: forward batches mix videos, and the 10 batches spread over both replicas
+    write_params(project.root, {**shrunk_params, "embed.batch_size": 5})
+    on_ray = tmp_path / "on-ray"
+    shutil.copytree(project.root, on_ray)
+
+    here = run_both_stages(project.root, ray_address=None)
+    assert "ray imported: False" in here  # a local run starts no Ray process: it never even imports Ray
+    assert here.count("on this host") == 2
+
+    there = run_both_stages(on_ray, ray_address=ray_cluster.address)
+    cluster = "(2 nodes, 4 CPUs, 0 GPUs)"
+    assert "frames: 12 ok; 48 frames at 64px; on Ray cluster " in there and cluster in there
+    # 2 replicas of 2 CPUs each on nodes of 2 CPUs: one model replica ran on each node
+    assert f"{cluster}, 2 CPU model replicas x 2 threads" in there
+    assert_same_outputs(project.root, on_ray)
+    assert leftovers(on_ray) == []
+
+
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen, what: str, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert process.poll() is None, f"the stage ended before {what}:\n{process.communicate()[0][-3000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def start_stage(stage: str, root: Path, ray_address: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", f"stages.{stage}", "--root", str(root)]
+    env = environment(ray_address)
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def kill_a_worker_mid_run(
+    stage: str, root: Path, cluster: LocalCluster, title: str, finished: Callable[[], int]
+) -> str:
+    """Run the stage on the cluster; once 3 items are done, SIGKILL (by PID) a Ray worker busy with `title`
+    (Ray titles a worker `ray::<task or actor.method>` while it runs one). The stage must still succeed."""
+    process = start_stage(stage, root, cluster.address)
+    wait_until(lambda: finished() >= 3 and cluster.processes_titled(title), process, f"a busy {title}")
+    os.kill(cluster.processes_titled(title)[0], signal.SIGKILL)
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def test_a_killed_ray_worker_or_stage_loses_and_duplicates_no_video(
+    tmp_path: Path, downloaded_sample: Path, shrunk_params, ray_cluster: LocalCluster
+):
+    killed = many_videos_project(downloaded_sample, tmp_path / "killed")  # 60 videos
+    settings = {"frames_count": 16, "frames.size": 96, "embed.batch_size": 24}
+    write_params(killed.root, {**shrunk_params, **settings})
+    reference = ProjectPaths(tmp_path / "reference")
+    shutil.copytree(killed.root, reference.root)
+    assert frames.main(["--root", str(reference.root)]) == 0
+    assert embed.main(["--root", str(reference.root)]) == 0
+
+    # frames: a worker dies while decoding; Ray runs its task again on another worker
+    kill_a_worker_mid_run(
+        "frames", killed.root, ray_cluster, "ray::decode_video",
+        lambda: len(list(killed.frames_resume_dir.glob("*/*.json"))),
+    )  # fmt: skip
+    assert leftovers(killed.root) == []
+
+    # embed: the stage itself dies; the rerun on the cluster resumes its finished batches, and then a model
+    # replica dies mid-batch: Ray restarts it and runs its batches again
+    def batches_done() -> int:
+        return len(list(killed.embeddings_resume_dir.glob("*/*.npy")))
+
+    stage = start_stage("embed", killed.root, ray_cluster.address)
+    wait_until(lambda: batches_done() >= 3, stage, "3 finished batches")
+    stage.send_signal(signal.SIGKILL)
+    stage.wait()
+    resumed = batches_done()
+    assert 3 <= resumed < 40 and not killed.embeddings_dir.exists()  # 60 videos x 16 frames: 40 batches of 24
+    rerun = kill_a_worker_mid_run("embed", killed.root, ray_cluster, "ray::EmbeddingActor.embed", batches_done)
+    # at least what was there at the kill (a replica of the killed stage may have finished one more as it ended)
+    reused = int(re.search(r"resumed (\d+) of 40 batches", rerun).group(1))
+    assert resumed <= reused < 40
+
+    assert_same_outputs(reference.root, killed.root)
+    assert leftovers(killed.root) == []
