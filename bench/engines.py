@@ -14,6 +14,7 @@ stopped at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import resource
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,34 @@ from tests.ray_cluster import LocalCluster, local_cluster
 STAGES = ("frames", "embed")
 
 
+class ClusterCpu:
+    """CPU seconds the cluster's processes use while the block runs. Ray's worker processes come and go (a killed
+    replica, an idle worker it retires), so their CPU time is sampled every 0.1 s rather than read at the end."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.seconds = 0.0
+
+    def __enter__(self) -> ClusterCpu:
+        self.start = self.cluster.cpu_ticks()
+        self.last = dict(self.start)
+        self.stop = threading.Event()
+        self.sampler = threading.Thread(target=self.sample, daemon=True)
+        self.sampler.start()
+        return self
+
+    def sample(self) -> None:
+        while not self.stop.wait(0.1):
+            self.last.update(self.cluster.cpu_ticks())
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.sampler.join()
+        self.last.update(self.cluster.cpu_ticks())
+        ticks = sum(used - self.start.get(pid, 0) for pid, used in self.last.items())
+        self.seconds = ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run_stage(stage: str, root: Path, cluster: LocalCluster | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of `python -m stages.<stage>` started as DVC starts it; on `cluster` (RAY_ADDRESS)
     the CPU seconds include the cluster's processes (workers, replicas, raylet, GCS) during the run.
@@ -48,16 +78,18 @@ def run_stage(stage: str, root: Path, cluster: LocalCluster | None = None) -> tu
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     if cluster:
         env["RAY_ADDRESS"] = cluster.address
-    children, ray_cpu = resource.getrusage(resource.RUSAGE_CHILDREN), cluster.cpu_seconds() if cluster else 0.0
-    started = time.perf_counter()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     command = [sys.executable, "-m", f"stages.{stage}", "--root", str(root)]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
+    with contextlib.ExitStack() as stack:
+        ray_cpu = stack.enter_context(ClusterCpu(cluster)) if cluster else None
+        started = time.perf_counter()
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"stages.{stage} failed in {root}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
-    return wall, cpu + (cluster.cpu_seconds() - ray_cpu if cluster else 0.0)
+    return wall, cpu + (ray_cpu.seconds if ray_cpu else 0.0)
 
 
 def sample_project(root: Path) -> Path:
@@ -102,7 +134,7 @@ def engine_rows(name: str, root: Path, cluster: LocalCluster, repeat: int) -> li
             print(f"  done: {name}, {engine}", file=sys.stderr, flush=True)
     local_wall, local_cpu = sum(wall["local"].values()), sum(cpu["local"].values())
     rows = []
-    for engine, label in (("local", "local"), ("ray", "Ray, 1 node")):
+    for engine, label in (("local", "local"), ("ray", "Ray, 1 node, workers at nice 0")):
         total_wall, total_cpu = sum(wall[engine].values()), sum(cpu[engine].values())
         rows.append([
             name, label, f"{wall[engine]['frames']:.1f}", f"{wall[engine]['embed']:.1f}", f"{total_wall:.1f}",
@@ -175,7 +207,8 @@ def main() -> None:
         work = Path(scratch)
         if not args.skip_engines:
             rows = []
-            with local_cluster(nodes=1, cpus_per_node=available_cores()) as cluster:
+            # workers at nice 0 like the local engine's threads (Ray's default, 15, yields to the other jobs here)
+            with local_cluster(nodes=1, cpus_per_node=available_cores(), worker_niceness=0) as cluster:
                 if not args.skip_sample:
                     rows += engine_rows("default sample", sample_project(work / "sample"), cluster, args.repeat)
                 minute = minute_videos_project(work / "minute", args.videos)

@@ -76,14 +76,14 @@ class LocalCluster:
             grew = bool(children)
         return {pid: everything[pid][1] for pid in ours}
 
-    def cpu_seconds(self) -> float:
-        """CPU time its live processes have used, with their finished children (workers, killed actors)."""
-        ticks = 0
+    def cpu_ticks(self) -> dict[int, int]:
+        """pid -> CPU time (user + system, in clock ticks) of each live process of the cluster."""
+        ticks = {}
         for pid in self.processes():
             with contextlib.suppress(OSError):
                 fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-                ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-        return ticks / os.sysconf("SC_CLK_TCK")
+                ticks[pid] = int(fields[11]) + int(fields[12])
+        return ticks
 
     def processes_titled(self, title: str) -> list[int]:
         """PIDs of this cluster's workers whose process title starts with `title` (Ray sets `ray::<task>`)."""
@@ -101,11 +101,16 @@ class LocalCluster:
 
 
 @contextlib.contextmanager
-def local_cluster(nodes: int = 2, cpus_per_node: int = 2) -> Iterator[LocalCluster]:
-    """Start the cluster, yield it, stop it (also when starting fails half-way)."""
+def local_cluster(nodes: int = 2, cpus_per_node: int = 2, worker_niceness: int | None = None) -> Iterator[LocalCluster]:
+    """Start the cluster, yield it, stop it (also when starting fails half-way).
+
+    `worker_niceness`: Ray runs its workers at nice 15 by default, so they yield to everything else on a shared
+    machine; 0 makes them compete like the stage's own threads (for comparing engines)."""
     # Short folder: Ray's unix sockets live under it (107-byte limit on a socket path)
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="ray", dir="/tmp")), free_port())
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": "0"}
+    if worker_niceness is not None:
+        env["RAY_worker_niceness"] = str(worker_niceness)
     # Ray replaces 127.0.0.1 with the host's routable address on Linux and listens on every interface
     # (Ray 2.60 has no option to bind loopback only); the cluster lives only as long as the tests.
     every_node = [
