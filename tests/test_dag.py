@@ -85,9 +85,10 @@ def test_a_runtime_setting_or_a_typo_never_becomes_an_experiment(dvc_repo: Path)
     assert run_command(["dvc", "exp", "list", "--name-only"], dvc_repo).strip() == ""
 
 
-def test_plots_list_each_curve_once_and_a_csv_in_datasets_reruns_nothing(dvc_repo: Path):
+def test_plots_list_each_curve_and_error_image_once_and_a_csv_in_datasets_reruns_nothing(dvc_repo: Path):
     plots = json.loads(run_command(["dvc", "plots", "show", "--json"], dvc_repo))["data"]
-    assert sorted(plots) == sorted(f"plots/{kind}/{v}.csv" for kind in ("confusion", "train") for v in VARIANTS)
+    curves = [f"plots/{kind}/{v}.csv" for kind in ("confusion", "train") for v in VARIANTS]
+    assert sorted(plots) == sorted(curves + [f"plots/errors/{v}.png" for v in VARIANTS])  # each once, and the images
 
     (dvc_repo / "datasets" / "youtube" / "youtube.csv").write_text("link,title,description,category\n")
     (dvc_repo / "datasets" / "other.csv").write_text("a,b\n")
