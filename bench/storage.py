@@ -25,8 +25,7 @@ from clipvideo.datasets import LabelledSet
 from clipvideo.embeddings import ARRAY, INDEX, META, load_embeddings
 from clipvideo.files import write_table
 from clipvideo.models import VARIANTS, variant_inputs
-from clipvideo.params import load_params
-from clipvideo.paths import ProjectPaths
+from clipvideo.params import load_params, subset
 from clipvideo.video import sample_frames, save_frames
 from stages.train import fit
 
@@ -100,8 +99,9 @@ def main() -> None:
             if spec.kind == "zeroshot":
                 continue  # nothing to train
             frames, mask = variant_inputs(spec, data.frames, data.mask, data.ids)
-            seconds = timed(lambda name=name, frames=frames, mask=mask: fit(name, data, frames, mask, params,
-                                                                              ProjectPaths(work)))  # fmt: skip
+            declared = subset(params, spec.params, f"variants.yaml: {name}")
+            seconds = timed(lambda spec=spec, frames=frames, mask=mask, declared=declared: fit(
+                spec, data, frames, mask, declared))  # fmt: skip
             if spec.kind == "logreg":
                 timings.append([name, "until converged", f"{seconds:.1f}", "-"])
             else:

@@ -22,12 +22,12 @@ import torch
 from tqdm import tqdm
 
 from clipvideo.clip import ClipEncoder, encode_batch, load_encoder, loader_threads, prefetched, preprocess_jpegs
+from clipvideo.contracts import FRAMES_SETTINGS_KEYS
 from clipvideo.engine import Engine
 from clipvideo.errors import PipelineError
 from clipvideo.files import atomic_path, prepare_resume_dir, read_table, resume_key, write_table
 from clipvideo.params import dotted
 from clipvideo.video import load_frame_jpegs
-from clipvideo.zeroshot import TextEmbeddings, save_text_embeddings
 
 # The code that computes an embedding: a change to it invalidates the resume cache.
 EMBEDDING_CODE = (Path(__file__).with_name("clip.py"), Path(__file__))
@@ -36,27 +36,39 @@ ARRAY = "frames.npy"
 INDEX = "index.csv"
 META = "meta.json"
 
-# Everything besides the video that decides its embeddings, as meta.json keys -> the params.yaml key each comes
-# from. Recorded in meta.json, copied into every trained model, checked by predict against params.yaml.
+# The encoder settings, as meta.json keys -> the params.yaml key each comes from (embed and embed_text declare them).
 ENCODER_KEYS = {
     "model": "embed.model",
     "pretrained": "embed.pretrained",
     "precision": "embed.precision",
     "seed": "seed",
-    "frames_count": "frames_count",
-    "frames_size": "frames.size",
-    "frames_mode": "frames.mode",
 }
+# Everything besides the video that decides its embeddings: the encoder's and the frames' settings (copied from
+# data/frames/settings.json). Recorded in meta.json, copied into every trained model, checked by predict.
+EMBEDDING_KEYS = {**ENCODER_KEYS, **FRAMES_SETTINGS_KEYS}
 
 
-def encoder_settings(params: dict[str, Any], model_name: str) -> dict[str, Any]:
-    """The ENCODER_KEYS values params.yaml gives now; `model_name` is embed.model resolved (a config's stem)."""
-    return {key: dotted(params, source) for key, source in ENCODER_KEYS.items()} | {"model": model_name}
+def encoder_settings(params: dict[str, Any], model_name: str, keys: dict[str, str] = ENCODER_KEYS) -> dict[str, Any]:
+    """The `keys` values params.yaml gives now; `model_name` is embed.model resolved (a config's stem)."""
+    return {key: dotted(params, source) for key, source in keys.items()} | {"model": model_name}
 
 
 def recorded_encoder(meta: dict[str, Any]) -> dict[str, Any]:
-    """The ENCODER_KEYS values an embeddings meta.json records (None where it predates a key): what a model keeps."""
-    return {key: meta.get(key) for key in ENCODER_KEYS}
+    """The EMBEDDING_KEYS values an embeddings meta.json records (None where it predates a key): what a model keeps."""
+    return {key: meta.get(key) for key in EMBEDDING_KEYS}
+
+
+def frames_settings(path: Path) -> dict[str, Any]:
+    """The settings the frames stage recorded next to the frames it made (data/frames/settings.json)."""
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: missing; rerun the frames stage") from None
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{path}: not readable JSON ({type(exc).__name__}); rerun the frames stage") from None
+    if not isinstance(recorded, dict) or set(recorded) != set(FRAMES_SETTINGS_KEYS):
+        raise PipelineError(f"{path}: expected the keys {', '.join(FRAMES_SETTINGS_KEYS)}; rerun the frames stage")
+    return recorded
 
 
 @dataclass
@@ -252,7 +264,6 @@ def embed_videos(
     resume_root: Path,
     seed: int,
     progress: bool = True,
-    text: TextEmbeddings | None = None,
     engine: Engine | None = None,
     device: str = "auto",
 ) -> int:
@@ -260,9 +271,8 @@ def embed_videos(
 
     Forward batches are `batch_size` frames across videos (plan_batches). Each finished batch is saved under
     `resume_root` first, so a killed run resumes where it stopped; the folder is removed once `out_dir` is
-    complete. `text` (the prompt embeddings) is written into the same folder before it is renamed, so
-    `out_dir` appears whole or not at all. `engine`: where the batches run (default: this process);
-    `device`: embed.device as set, for a distributed engine's workers.
+    complete, and `out_dir` appears whole or not at all. `engine`: where the batches run (default: this
+    process); `device`: embed.device as set, for a distributed engine's workers.
     """
     dim = int(encoder.model.visual.output_dim)
     max_frames = max(n_frames, default=0)
@@ -305,8 +315,6 @@ def embed_videos(
         (tmp / META).write_text(
             json.dumps({**meta, "dim": dim, "max_frames": max_frames}, indent=2) + "\n", encoding="utf-8"
         )
-        if text is not None:
-            save_text_embeddings(tmp, text)
         if out_dir.exists():
             shutil.rmtree(out_dir)
     shutil.rmtree(resume_root, ignore_errors=True)

@@ -66,6 +66,18 @@ def paired_difference_interval(
     return percentile_interval(difference, confidence)
 
 
+# The few flat numbers of metrics/<variant>.json, the DVC metrics: one column each per variant in `dvc exp show`
+# (README, "Experiments", counts the columns). Everything else evaluate finds goes to reports/<variant>.json.
+DVC_METRICS = ("f1_micro", "f1_macro")
+PREDICTION_COLUMNS = ("id", "actual", "predicted")  # one test video: its category and the variant's answer
+
+
+def with_interval(name: str, value: float, bounds: list[float]) -> dict[str, float | None]:
+    """`name`, `name_low`, `name_high` as separate numbers (the bounds None without bootstrap)."""
+    low, high = bounds or (None, None)
+    return {name: value, f"{name}_low": low, f"{name}_high": high}
+
+
 def classification_metrics(
     y_true: np.ndarray,
     probabilities: np.ndarray,
@@ -74,20 +86,21 @@ def classification_metrics(
     confidence: float,
     seed: int,
 ) -> dict:
+    """Every figure of one variant on the test videos: flat numbers, then the per-class table."""
     labels = list(range(len(categories)))
     y_pred = probabilities.argmax(1)
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    f1_micro = round(float(f1_score(y_true, y_pred, labels=labels, average="micro", zero_division=0)), 4)
+    # over the categories present (true or predicted), as on every bootstrap resample
+    f1_macro = round(float(f1_score(y_true, y_pred, average="macro", zero_division=0)), 4)
     return {
         "n_test": len(y_true),
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
-        "f1_micro": round(float(f1_score(y_true, y_pred, labels=labels, average="micro", zero_division=0)), 4),
-        # over the categories present (true or predicted), as on every bootstrap resample
-        "f1_macro": round(float(f1_score(y_true, y_pred, average="macro", zero_division=0)), 4),
-        "balanced_accuracy": round(float(balanced_accuracy_score(y_true, y_pred)), 4),
-        "f1_micro_ci": bootstrap_interval(y_true, y_pred, "micro", bootstrap, confidence, seed),
-        "f1_macro_ci": bootstrap_interval(y_true, y_pred, "macro", bootstrap, confidence, seed),
-        "log_loss": round(float(log_loss(y_true, probabilities, labels=labels)), 4),
         "confidence": confidence,
+        **with_interval("f1_micro", f1_micro, bootstrap_interval(y_true, y_pred, "micro", bootstrap, confidence, seed)),
+        **with_interval("f1_macro", f1_macro, bootstrap_interval(y_true, y_pred, "macro", bootstrap, confidence, seed)),
+        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
+        "balanced_accuracy": round(float(balanced_accuracy_score(y_true, y_pred)), 4),
+        "log_loss": round(float(log_loss(y_true, probabilities, labels=labels)), 4),
         "per_class": {
             name: {
                 "precision": round(float(precision[i]), 4),

@@ -1,4 +1,4 @@
-"""Classifiers over stored frame embeddings: the eight variants, their training, saving and loading.
+"""Classifiers over stored frame embeddings: the variants' models (variants.yaml), training, saving and loading.
 
 Every variant ends as a torch module with the same call, `model(frames, mask) -> logits`, and is
 saved the same way, so evaluate and predict treat a scikit-learn logistic regression or a
@@ -24,37 +24,11 @@ from torch import nn
 
 from clipvideo.errors import PipelineError
 from clipvideo.files import write_bytes_atomic
+from clipvideo.variants import VARIANTS, Variant
 
 # CLIP's own logit scale (exp of its learned temperature at the end of training): zero-shot logits
 # are 100 x cosine similarity, which is what makes its softmax probabilities comparable.
 ZERO_SHOT_SCALE = 100.0
-
-
-@dataclass(frozen=True)
-class Variant:
-    """What a variant name means: the model kind, mixup or not, all frames or one per video."""
-
-    kind: str  # linear | transformer | logreg | zeroshot
-    mixup: bool = False
-    one_frame: bool = False
-
-
-VARIANTS: dict[str, Variant] = {
-    "linear": Variant("linear"),
-    "linear-mixup": Variant("linear", mixup=True),
-    "transformer": Variant("transformer"),
-    "transformer-mixup": Variant("transformer", mixup=True),
-    "random_frame": Variant("linear", one_frame=True),
-    "random_frame-mixup": Variant("linear", mixup=True, one_frame=True),
-    "logreg": Variant("logreg"),
-    "zeroshot": Variant("zeroshot"),
-}
-
-
-def variant_spec(name: str) -> Variant:
-    if name not in VARIANTS:
-        raise PipelineError(f"unknown variant {name!r}; expected one of {', '.join(VARIANTS)}")
-    return VARIANTS[name]
 
 
 def masked_mean(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import os
 import string
 import sys
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,10 +41,14 @@ def distinct_names(value: list[str]) -> list[str]:
     return value
 
 
-def category_template(value: str) -> str:
-    fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-    if fields != ["category"]:
-        raise ValueError("not a template")
+def category_templates(value: list[str]) -> list[str]:
+    """Each text has exactly one {category} field and nothing else in braces; no text twice."""
+    for template in value:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        if fields != ["category"]:
+            raise ValueError("not a template")
+    if not value or len(set(value)) != len(value):
+        raise ValueError("not distinct templates")
     return value
 
 
@@ -71,9 +75,14 @@ Names = Annotated[
     AfterValidator(distinct_names),
     Expect("a list of at least 2 distinct names made of letters, digits and underscores"),
 ]
-Prompt = Annotated[str, AfterValidator(category_template), Expect("text with {category} and no other {}")]
 Networks = Annotated[
     Any, AfterValidator(ip_networks), Expect("true, false or a list of IP networks such as [10.1.2.0/24]")
+]
+Prompts = Annotated[
+    list[str],
+    Field(max_length=64),
+    AfterValidator(category_templates),
+    Expect("a list of 1 to 64 distinct texts, each with {category} and no other {}"),
 ]
 
 
@@ -126,7 +135,12 @@ class EmbedParams(Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         description="compute precision: bf16 weights on a CPU, autocast on CUDA (fp16: CUDA only); stored as float16"
     )
-    prompt: Prompt = Field(description="the zeroshot prompt per category (`_` in a name is read as a space)")
+
+
+class EmbedTextParams(Section):
+    prompts: Prompts = Field(
+        description="zeroshot prompt templates (`_` in a category is read as a space); several are averaged"
+    )
 
 
 class SplitParams(Section):
@@ -176,6 +190,7 @@ class Params(Section):
     download: DownloadParams
     frames: FramesParams
     embed: EmbedParams
+    embed_text: EmbedTextParams
     split: SplitParams
     train: TrainParams
     evaluate: EvaluateParams
@@ -369,6 +384,41 @@ def dotted(values: Mapping[str, Any], key: str) -> Any:
     for part in key.split("."):
         node = node[part]
     return node
+
+
+def is_params_key(key: str) -> bool:
+    """True when `key` (dotted) names a section or a value of params.yaml."""
+    model: Any = Params
+    for part in key.split("."):
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return False
+        model = model.model_fields[part].annotation
+    return True
+
+
+class DeclaredParams(dict):
+    """Only the keys a stage declares, nested as in params.yaml: reading any other is an error naming it."""
+
+    def __init__(self, owner: str, prefix: str = "") -> None:
+        super().__init__()
+        self.owner, self.prefix = owner, prefix
+
+    def __missing__(self, key: str) -> Any:
+        raise ParamsError(f"{self.owner} reads {self.prefix}{key}, which it does not declare")
+
+
+def subset(values: Mapping[str, Any], keys: Sequence[str], owner: str) -> DeclaredParams:
+    """The dotted `keys` of `values`, for `owner` (named in the error when it reads another key)."""
+    chosen = DeclaredParams(owner)
+    for key in keys:
+        *parents, last = key.split(".")
+        node = chosen
+        for depth, part in enumerate(parents):
+            if part not in node:
+                node[part] = DeclaredParams(owner, ".".join(parents[: depth + 1]) + ".")
+            node = node[part]
+        node[last] = dotted(values, key)
+    return chosen
 
 
 # ------------------------------------------------------------------------------------ README tables

@@ -52,6 +52,11 @@ class ProjectPaths:
         return self.data / "frames.csv"
 
     @property
+    def frames_settings(self) -> Path:
+        """frames_count, size and mode of the stored frames, written with them (embed copies, not re-reads params)."""
+        return self.frames_dir / "settings.json"
+
+    @property
     def frames_resume_dir(self) -> Path:
         """Finished videos of an interrupted frames run; not a DVC out, so `dvc repro` keeps it."""
         return self.data / "frames-resume"
@@ -64,6 +69,11 @@ class ProjectPaths:
     def embeddings_resume_dir(self) -> Path:
         """Videos an interrupted embed run finished; not a DVC out, removed when the stage completes."""
         return self.data / "embeddings-resume"
+
+    @property
+    def text_dir(self) -> Path:
+        """The category prompt embeddings (embed_text stage): the zeroshot classifier."""
+        return self.data / "text"
 
     @property
     def split_table(self) -> Path:
@@ -84,6 +94,14 @@ class ProjectPaths:
         return self.metrics_dir / f"{variant}.json"
 
     @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def report_file(self, variant: str) -> Path:
+        """Everything evaluate found (not a DVC metric): per-class figures, intervals, encoder, predictions."""
+        return self.reports_dir / f"{variant}.json"
+
+    @property
     def summary(self) -> Path:
         return self.metrics_dir / "summary.md"
 
@@ -96,3 +114,8 @@ class ProjectPaths:
 
     def training_curve_file(self, variant: str) -> Path:
         return self.plots_dir / "train" / f"{variant}.csv"
+
+    @property
+    def errors_dir(self) -> Path:
+        """One PNG per variant of its misclassified test videos (DVC image plots)."""
+        return self.plots_dir / "errors"

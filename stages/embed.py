@@ -1,7 +1,8 @@
-"""embed: CLIP embeddings of every stored frame, and of one prompt per category -> data/embeddings/.
+"""embed: CLIP embeddings of every stored frame -> data/embeddings/.
 
-meta.json records every setting the embeddings depend on, frames_count and frames.* included (read here,
-not declared: they reach this stage through data/frames), so a trained model can be checked against them.
+meta.json records every setting the embeddings depend on, so a trained model can be checked against them:
+the encoder's (declared params) and the frames' (copied from data/frames/settings.json, which the frames
+stage wrote with the frames: this stage does not read frames_count or frames.* from params.yaml).
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ import torch
 from clipvideo.cli import stage_main
 from clipvideo.clip import load_encoder, under_root
 from clipvideo.contracts import FRAMES_COLUMNS
-from clipvideo.embeddings import embed_videos, encoder_settings
+from clipvideo.embeddings import embed_videos, encoder_settings, frames_settings
 from clipvideo.engine import choose_engine, open_engine
 from clipvideo.errors import PipelineError
 from clipvideo.files import read_table
 from clipvideo.manifest import is_safe_id
 from clipvideo.paths import ProjectPaths
-from clipvideo.zeroshot import embed_prompts
 
-SECTIONS = ("seed", "dataset", "embed", "frames_count", "frames")
+SECTIONS = ("seed", "embed")
 
 
 def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
@@ -39,12 +39,11 @@ def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _
                 f"{paths.frames_table}: row {row['id']!r}: no frames file {path}; rerun the frames stage"
             )
         videos.append((row["id"], path))
+    made_with = frames_settings(paths.frames_settings)
     model, pretrained = under_root(embed["model"], embed["pretrained"], paths.root)
     encoder = load_encoder(model, pretrained, params["seed"], settings["embed"]["device"], embed["precision"])
     print(f"embed: {encoder.describe()} on {encoder.device}, {torch.get_num_threads()} threads")
-    # Before the images: a failure here costs nothing, and text.npz goes into the folder embed_videos renames.
-    prompts = embed_prompts(encoder, embed["prompt"], params["dataset"]["categories"])
-    meta = {**encoder_settings(params, encoder.name), "note": encoder.describe()}
+    meta = {**encoder_settings(params, encoder.name), **made_with, "note": encoder.describe()}
     with contextlib.closing(open_engine(choose_engine(**settings["engine"]))) as engine:
         images = embed_videos(
             videos,
@@ -55,15 +54,11 @@ def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _
             meta,
             resume_root=paths.embeddings_resume_dir,
             seed=params["seed"],
-            text=prompts,
             engine=engine,
             device=settings["embed"]["device"],
         )
         where = engine.describe()
-    return (
-        f"{images} frames of {len(videos)} videos and {len(prompts.prompts)} category prompts "
-        f"-> {paths.embeddings_dir} ({encoder.describe()}); {where}"
-    )
+    return f"{images} frames of {len(videos)} videos -> {paths.embeddings_dir} ({encoder.describe()}); {where}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,7 @@
 """frames: sample `frames_count` evenly spaced frames per video -> data/frames/<id>.npz, data/frames.csv.
 
+data/frames/settings.json records frames_count, frames.size and frames.mode with the frames they made.
+
 Resume: each finished video is first kept in data/frames-resume/<key>/ (not a DVC out, so `dvc
 repro` does not delete it before a rerun), keyed by everything that changes the frames (the
 params and this stage's code) and by the video file's size and modification time. A run killed
@@ -22,7 +24,7 @@ from tqdm import tqdm
 
 from clipvideo import video
 from clipvideo.cli import plural, stage_main
-from clipvideo.contracts import FRAMES_COLUMNS, VIDEOS_COLUMNS
+from clipvideo.contracts import FRAMES_COLUMNS, FRAMES_SETTINGS_KEYS, VIDEOS_COLUMNS
 from clipvideo.engine import available_cores, choose_engine, open_engine
 from clipvideo.errors import PipelineError
 from clipvideo.files import (
@@ -35,6 +37,7 @@ from clipvideo.files import (
     write_text_atomic,
 )
 from clipvideo.manifest import is_safe_id
+from clipvideo.params import dotted
 from clipvideo.paths import ProjectPaths
 from clipvideo.video import VideoError, sample_frames, save_frames
 
@@ -141,6 +144,9 @@ def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _
                 bar.update()
         where = engine.describe()
     write_table(paths.frames_table, FRAMES_COLUMNS, rows)
+    # What made these frames, with them: embed records it without reading (undeclared) params.
+    settings_made = {key: dotted(params, source) for key, source in FRAMES_SETTINGS_KEYS.items()}
+    write_text_atomic(paths.frames_settings, json.dumps(settings_made, indent=2) + "\n")
     counts = Counter(row["status"] for row in rows)
     for row in rows:
         if row["status"] == "error":

@@ -18,12 +18,13 @@ import numpy as np
 
 from clipvideo.cli import stage_main
 from clipvideo.clip import encode_batch, load_encoder, preprocess_jpegs, resolve_model_name, under_root
-from clipvideo.embeddings import ENCODER_KEYS, encoder_settings
+from clipvideo.embeddings import EMBEDDING_KEYS, encoder_settings
 from clipvideo.errors import PipelineError
 from clipvideo.fetch import Fetcher, FetchError, FetchSettings, is_remote
 from clipvideo.manifest import LinkError, is_safe_id, parse_link, url_id
-from clipvideo.models import SavedModel, load_model, predict_proba, variant_inputs, variant_spec
+from clipvideo.models import SavedModel, load_model, predict_proba, variant_inputs
 from clipvideo.paths import ProjectPaths
+from clipvideo.variants import variant_spec
 from clipvideo.video import VideoError, load_frame_jpegs, sample_frames, save_frames
 
 SECTIONS = ("seed", "frames_count", "frames", "embed", "download")
@@ -72,10 +73,10 @@ def check_encoder(saved: SavedModel, params: dict[str, Any], model_file: Path, r
     """A model only means something on embeddings made the way its training embeddings were: the same encoder
     (model, weights, seed, precision) on the same frames (frames_count, frames.size, frames.mode)."""
     model, _ = under_root(params["embed"]["model"], params["embed"]["pretrained"], root)
-    now = encoder_settings(params, resolve_model_name(model))
+    now = encoder_settings(params, resolve_model_name(model), EMBEDDING_KEYS)
     differs = [
-        f"{ENCODER_KEYS[key]} {saved.encoder.get(key)!r} (params.yaml now: {now[key]!r})"
-        for key in ENCODER_KEYS
+        f"{EMBEDDING_KEYS[key]} {saved.encoder.get(key)!r} (params.yaml now: {now[key]!r})"
+        for key in EMBEDDING_KEYS
         if saved.encoder.get(key) != now[key]
     ]
     if differs:

@@ -1,4 +1,5 @@
-"""report: one table of every evaluated variant, best first -> metrics/summary.md."""
+"""report: every evaluated variant from reports/<variant>.json, best first -> metrics/summary.md; their errors ->
+plots/errors/<variant>.png."""
 
 from __future__ import annotations
 
@@ -12,32 +13,27 @@ import numpy as np
 
 from clipvideo.cli import stage_main
 from clipvideo.errors import PipelineError
-from clipvideo.files import read_table, write_text_atomic
+from clipvideo.files import write_text_atomic
+from clipvideo.gallery import write_error_images
 from clipvideo.metrics import paired_difference_interval
-from clipvideo.models import VARIANTS
 from clipvideo.paths import ProjectPaths
+from clipvideo.variants import VARIANTS
 
 SECTIONS = ("seed", "evaluate")
 
-# f1_micro of the reference study on its 173 test videos (YouTube dataset, pretrained CLIP).
-REFERENCE_F1_MICRO = {
-    "linear": 0.965,
-    "linear-mixup": 0.977,
-    "transformer": 0.987,
-    "transformer-mixup": 0.954,
-    "random_frame": 0.844,
-    "random_frame-mixup": 0.867,
-}
+
+def interval(m: dict[str, Any], name: str) -> str:
+    low, high = m[f"{name}_low"], m[f"{name}_high"]
+    return "-" if low is None else f"[{low:.3f}, {high:.3f}]"
 
 
-def interval(values: list[float]) -> str:
+def gap_interval(values: list[float]) -> str:
     return f"[{values[0]:.3f}, {values[1]:.3f}]" if values else "-"
 
 
-def read_predictions(paths: ProjectPaths, variant: str) -> dict[str, tuple[str, str]]:
-    """id -> (actual, predicted) from the variant's confusion data."""
-    rows = read_table(paths.confusion_file(variant), ("id", "actual", "predicted"))
-    return {row["id"]: (row["actual"], row["predicted"]) for row in rows}
+def predictions_of(report: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """id -> (actual, predicted) from a variant's report."""
+    return {row["id"]: (row["actual"], row["predicted"]) for row in report["predictions"]}
 
 
 def gaps_to_best(
@@ -75,6 +71,20 @@ def rank(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(results, key=lambda m: (-m["f1_micro"], -m["f1_macro"], m["variant"]))
 
 
+def per_class_table(ranked: list[dict[str, Any]]) -> list[str]:
+    """f1 of every category per variant, and each category's test videos."""
+    categories = list(ranked[0]["per_class"])
+    lines = [
+        "| variant | " + " | ".join(f"f1 {c}" for c in categories) + " |",
+        "|---|" + "---|" * len(categories),
+    ]
+    lines += [
+        f"| {m['variant']} | " + " | ".join(f"{m['per_class'][c]['f1']:.3f}" for c in categories) + " |" for m in ranked
+    ]
+    support = ", ".join(f"{c} {ranked[0]['per_class'][c]['support']}" for c in categories)
+    return [*lines, "", f"Test videos per category: {support}."]
+
+
 def summary_table(ranked: list[dict[str, Any]], gaps: dict[str, list[float]]) -> str:
     """Markdown: variants best first, with intervals, and which gaps to the best are inside the noise."""
     best = ranked[0]
@@ -90,11 +100,12 @@ def summary_table(ranked: list[dict[str, Any]], gaps: dict[str, list[float]]) ->
     ]
     for m in ranked:
         gap = gaps.get(m["variant"], [])
-        gap_text = "-" if m is best else f"{m['f1_micro'] - best['f1_micro']:+.3f} {interval(gap)}"
-        reference = REFERENCE_F1_MICRO.get(m["variant"])
+        gap_text = "-" if m is best else f"{m['f1_micro'] - best['f1_micro']:+.3f} {gap_interval(gap)}"
+        spec = VARIANTS.get(m["variant"])
+        reference = spec.reference_f1_micro if spec else None
         lines.append(
-            f"| {m['variant']} | {m['f1_micro']:.3f} | {interval(m['f1_micro_ci'])} | {m['f1_macro']:.3f} "
-            f"| {interval(m['f1_macro_ci'])} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {gap_text} "
+            f"| {m['variant']} | {m['f1_micro']:.3f} | {interval(m, 'f1_micro')} | {m['f1_macro']:.3f} "
+            f"| {interval(m, 'f1_macro')} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {gap_text} "
             f"| {'best' if m is best else verdict(gap)} | {'-' if reference is None else f'{reference:.3f}'} |"
         )
     tied = [m["variant"] for m in ranked[1:] if verdict(gaps.get(m["variant"], [])) == "inside the noise"]
@@ -114,22 +125,24 @@ def summary_table(ranked: list[dict[str, Any]], gaps: dict[str, list[float]]) ->
             f"spaces are unrelated, so it is at chance ({1 / len(best['per_class']):.2f} for "
             f"{len(best['per_class'])} categories) by construction; it means something only with pretrained weights."
         )
+    lines += ["", "## Per category", "", *per_class_table(ranked)]
     return "\n".join(lines) + "\n"
 
 
 def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
-    missing = [v for v in VARIANTS if not paths.metrics_file(v).is_file()]
+    missing = [v for v in VARIANTS if not paths.report_file(v).is_file()]
     if missing:
-        raise PipelineError(f"{paths.metrics_file(missing[0])}: missing; run `dvc repro evaluate@{missing[0]}` first")
-    # exactly the variants dvc.yaml declares as deps: a stray JSON in metrics/ is not a result
-    results = [json.loads(paths.metrics_file(v).read_text(encoding="utf-8")) for v in VARIANTS]
+        raise PipelineError(f"{paths.report_file(missing[0])}: missing; run `dvc repro evaluate@{missing[0]}` first")
+    # exactly the variants of variants.yaml: a stray file in reports/ is not a result
+    results = [json.loads(paths.report_file(v).read_text(encoding="utf-8")) for v in VARIANTS]
     ranked = rank(results)
-    predictions = {m["variant"]: read_predictions(paths, m["variant"]) for m in results}
+    predictions = {m["variant"]: predictions_of(m) for m in results}
     gaps = gaps_to_best(ranked, predictions, params["evaluate"], params["seed"])
     text = summary_table(ranked, gaps)
     write_text_atomic(paths.summary, text)
     print(text)
-    return f"{len(results)} variants -> {paths.summary}"
+    wrong = sum(write_error_images(paths.errors_dir, predictions, paths.frames_dir).values())
+    return f"{len(results)} variants -> {paths.summary}; {wrong} misclassified videos -> {paths.errors_dir}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -112,8 +112,8 @@ def project(tmp_path: Path, downloaded_sample: Path) -> ProjectPaths:
     return ProjectPaths(root)
 
 
-def run_command(cmd: list[str], cwd: Path) -> str:
-    """Run a CLI (dvc, git) in `cwd`; fail the test with its output when it fails."""
+def command_result(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run a CLI (dvc, git) in `cwd`, as a user would, with a git identity."""
     env = {
         **os.environ,
         "DVC_NO_ANALYTICS": "1",
@@ -123,9 +123,22 @@ def run_command(cmd: list[str], cwd: Path) -> str:
         "GIT_COMMITTER_EMAIL": "test@example.com",
         "PYTHONPATH": str(cwd),
     }
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def run_command(cmd: list[str], cwd: Path) -> str:
+    """Run a CLI in `cwd`; fail the test with its output when it fails."""
+    result = command_result(cmd, cwd)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-4000:]}"
+    return output
+
+
+def refused_command(cmd: list[str], cwd: Path) -> str:
+    """Run a CLI in `cwd` that must fail; its output (what the user reads)."""
+    result = command_result(cmd, cwd)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"{' '.join(cmd)} succeeded:\n{output[-4000:]}"
     return output
 
 
@@ -133,6 +146,7 @@ def stages_that_ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
+OUTPUTS_AND_TOOLING = ("tests/", "metrics/", "reports/", "plots/", "bench/", ".dvc/")
 GENERATED_BY_TESTS = ("dvc.lock", "params.yaml", "settings.yaml")  # write_params writes both files
 
 
@@ -143,7 +157,7 @@ def copy_project(dest: Path) -> None:
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.splitlines()  # fmt: skip
     for name in listed:
-        if name.startswith(("tests/", "metrics/", "plots/", "bench/", ".dvc/")) or name in GENERATED_BY_TESTS:
+        if name.startswith(OUTPUTS_AND_TOOLING) or name in GENERATED_BY_TESTS:
             continue
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,7 @@
-"""The embed loop: per-video resume after a crash, the same bytes as an uninterrupted run, no leftovers."""
+"""The embed loop: per-video resume after a crash, the same bytes as an uninterrupted run, no leftovers; meta.json."""
 
 from __future__ import annotations
 
-import errno
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from clipvideo.clip import load_encoder, preprocess_jpegs
 from clipvideo.contracts import FRAMES_COLUMNS
 from clipvideo.embeddings import (
     ARRAY,
-    ENCODER_KEYS,
+    EMBEDDING_KEYS,
     embed_videos,
     encoder_resume_key,
     load_embeddings,
@@ -24,7 +23,6 @@ from clipvideo.embeddings import (
 from clipvideo.files import read_table
 from clipvideo.paths import ProjectPaths
 from clipvideo.video import load_frame_jpegs
-from clipvideo.zeroshot import load_text_embeddings
 from stages import embed, frames
 from tests.conftest import SHRUNK, write_params
 
@@ -127,36 +125,11 @@ def test_a_frames_file_that_disagrees_with_frames_csv_is_named(framed: ProjectPa
     assert not framed.embeddings_dir.exists()
 
 
-def test_a_failure_writing_the_prompt_embeddings_publishes_nothing_and_keeps_the_resume_files(
-    framed: ProjectPaths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    """text.npz is written inside the folder that is renamed into place: data/embeddings/ is whole or absent."""
-    real_save = embeddings.save_text_embeddings
-
-    def disk_full(directory: Path, text) -> Path:  # the only fake: an OS error while writing text.npz
-        raise OSError(errno.ENOSPC, "No space left on device", str(directory / "text.npz"))
-
-    monkeypatch.setattr(embeddings, "save_text_embeddings", disk_full)
-    assert embed.main(["--root", str(framed.root)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
-    assert err.startswith("embed: error: ") and err.endswith(
-        "text.npz: disk full; free space and rerun (finished videos are kept)"
-    )
-    assert not framed.embeddings_dir.exists()
-    assert len(list(framed.embeddings_resume_dir.rglob("*.npy"))) == 1  # the image work (48 frames: one batch) survives
-
-    monkeypatch.setattr(embeddings, "save_text_embeddings", real_save)
-    capsys.readouterr()
-    assert embed.main(["--root", str(framed.root)]) == 0
-    assert "resumed 1 of 1 batches" in capsys.readouterr().out
-    text = load_text_embeddings(framed.embeddings_dir)
-    assert text.categories == ["food", "art_music", "travel", "history"]
-    assert text.vectors.shape == (4, 32)
-    assert leftovers(framed) == []
-
-
 def test_meta_records_every_setting_the_embeddings_depend_on(framed: ProjectPaths, tiny_model_config: Path) -> None:
-    write_params(framed.root, {**SHRUNK, "embed.model": str(tiny_model_config), "seed": 7, "frames.mode": "keyframe"})
+    """The frames' settings come from data/frames/settings.json, written with them, not from params.yaml now
+    (as when DVC restores the frames from its run-cache): embed does not declare frames_count or frames.*."""
+    overrides = {"seed": 7, "frames_count": 3, "frames.mode": "keyframe", "frames.size": 48}  # frames were not redone
+    write_params(framed.root, {**SHRUNK, "embed.model": str(tiny_model_config), **overrides})
     assert embed.main(["--root", str(framed.root)]) == 0
     meta = load_embeddings(framed.embeddings_dir).meta
     assert recorded_encoder(meta) == {
@@ -166,9 +139,21 @@ def test_meta_records_every_setting_the_embeddings_depend_on(framed: ProjectPath
         "seed": 7,
         "frames_count": SHRUNK["frames_count"],
         "frames_size": SHRUNK["frames.size"],
-        "frames_mode": "keyframe",
+        "frames_mode": "exact",
     }
-    assert set(ENCODER_KEYS) <= set(meta)
+    assert set(EMBEDDING_KEYS) <= set(meta)
+
+
+@pytest.mark.parametrize("content", [None, "not json", '{"frames_count": 4}'])
+def test_missing_or_bad_frames_settings_stop_embed_with_one_line(framed: ProjectPaths, capsys, content) -> None:
+    if content is None:
+        framed.frames_settings.unlink()
+    else:
+        framed.frames_settings.write_text(content)
+    assert embed.main(["--root", str(framed.root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"embed: error: {framed.frames_settings}: ") and err.endswith("rerun the frames stage")
+    assert len(err.splitlines()) == 1
 
 
 def test_relative_model_config_and_checkpoint_paths_resolve_against_root(

@@ -56,10 +56,12 @@ def metrics(variant: str, f1: float, interval: list[float]) -> dict:
         "f1_macro": f1,
         "accuracy": f1,
         "balanced_accuracy": f1,
-        "f1_micro_ci": interval,
-        "f1_macro_ci": interval,
+        "f1_micro_low": interval[0],
+        "f1_micro_high": interval[1],
+        "f1_macro_low": interval[0],
+        "f1_macro_high": interval[1],
         "confidence": 0.95,
-        "per_class": {"a": {}, "b": {}},
+        "per_class": {"a": {"f1": f1, "support": 4}, "b": {"f1": f1, "support": 4}},
         "encoder": "tiny",
         "encoder_weights": "none",
     }
@@ -72,9 +74,11 @@ def test_summary_ranks_and_marks_the_noise():
         metrics("logreg", 0.875, [0.6, 1.0]),
     ]
     text = summary_table(rank(results), {"logreg": [-0.375, 0.0], "zeroshot": [-0.75, -0.25]})
-    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
+    ranking, per_class = text.split("## Per category")
+    rows = [line for line in ranking.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
     assert [row.split(" | ")[0] for row in rows] == ["| linear", "| logreg", "| zeroshot"]
     assert "| best |" in rows[0] and "inside the noise" in rows[1] and "| worse |" in rows[2]
     assert "| 0.965 |" in rows[0]  # the reference study's linear result, for comparison
     assert "Not distinguishable from it (the paired interval of the f1_micro gap contains 0): logreg." in text
     assert "at chance (0.50 for 2 categories)" in text
+    assert "| linear | 1.000 | 1.000 |" in per_class and "Test videos per category: a 4, b 4." in per_class

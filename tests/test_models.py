@@ -16,6 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from clipvideo.clip import load_encoder
+from clipvideo.metrics import DVC_METRICS
 from clipvideo.models import (
     VARIANTS,
     LinearProbe,
@@ -31,8 +33,8 @@ from clipvideo.models import (
     zeroshot_model,
 )
 from clipvideo.paths import ProjectPaths
-from clipvideo.zeroshot import category_prompts, load_text_embeddings
-from stages import embed, evaluate, frames, report, split, train
+from clipvideo.zeroshot import category_prompts, embed_prompts, load_text_embeddings
+from stages import embed, embed_text, evaluate, frames, report, split, train
 from tests.conftest import REPO, write_params
 
 
@@ -43,6 +45,7 @@ def build_embedded_project(root: Path, downloaded_sample: Path, params: dict) ->
     args = ["--root", str(root)]
     assert frames.main(args) == 0
     assert embed.main(args) == 0
+    assert embed_text.main(args) == 0
     assert split.main(args) == 0
     return ProjectPaths(root)
 
@@ -188,35 +191,66 @@ def test_zeroshot_picks_the_nearest_prompt():
     assert category_prompts("a video about {category}", ["art_music"]) == ["a video about art music"]
 
 
+def test_prompt_ensemble_is_open_clips_zero_shot_classifier(tiny_model_config):
+    """Several templates: each prompt embedding normalised, averaged per category, normalised again."""
+    import open_clip
+    from open_clip.zero_shot_classifier import build_zero_shot_classifier
+
+    encoder = load_encoder(str(tiny_model_config), "none", seed=3)
+    templates = ["a video about {category}", "a photo of {category}.", "{category}"]
+    categories = ["art_music", "food", "travel"]
+    ours = embed_prompts(encoder, templates, categories, {"seed": 3})
+    reference = build_zero_shot_classifier(
+        encoder.model,
+        open_clip.get_tokenizer(encoder.name),
+        [c.replace("_", " ") for c in categories],
+        [t.replace("{category}", "{}") for t in templates],
+    )
+    np.testing.assert_allclose(ours.vectors, reference.T.numpy(), atol=1e-5)
+    single = embed_prompts(encoder, templates[:1], categories, {"seed": 3}).vectors
+    assert not np.allclose(single, ours.vectors) and np.allclose(np.linalg.norm(single, axis=1), 1)
+
+
+def test_zeroshot_refuses_prompts_embedded_by_another_encoder(embedded, tmp_path, capsys):
+    root = tmp_path / "copy"
+    shutil.copytree(embedded.root, root)
+    meta = root / "data" / "text" / "meta.json"
+    recorded = json.loads(meta.read_text())
+    meta.write_text(json.dumps({"encoder": {**recorded["encoder"], "seed": 99}}))
+    assert train.main(["--root", str(root), "zeroshot"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("prompts embedded with seed=99, frames with 42; rerun dvc repro") and len(err.splitlines()) == 1
+
+
 def test_every_variant_trains_evaluates_and_reruns_identically(embedded, tmp_path):
     root = ["--root", str(embedded.root)]
-    text = load_text_embeddings(embedded.embeddings_dir)
-    assert text.prompts[1] == "a video about art music" and text.vectors.shape == (4, 32)
+    text = load_text_embeddings(embedded.text_dir)
+    assert text.templates == ["a video about {category}"] and text.vectors.shape == (4, 32)
     first = {}
     for variant in VARIANTS:
         assert train.main([*root, variant]) == 0
         assert evaluate.main([*root, variant]) == 0
-        first[variant] = embedded.metrics_file(variant).read_text()
-        metrics = json.loads(first[variant])
-        assert metrics["variant"] == variant and metrics["n_test"] == 4
-        assert set(metrics) >= {"accuracy", "f1_micro", "f1_macro", "balanced_accuracy", "f1_micro_ci", "f1_macro_ci"}
-        assert len(metrics["f1_micro_ci"]) == 2 and metrics["f1_micro_ci"][0] <= metrics["f1_micro_ci"][1]
+        first[variant] = embedded.metrics_file(variant).read_text() + embedded.report_file(variant).read_text()
+        metrics = json.loads(embedded.metrics_file(variant).read_text())
+        assert list(metrics) == list(DVC_METRICS) and all(isinstance(v, float) for v in metrics.values())
+        found = json.loads(embedded.report_file(variant).read_text())
+        assert found["variant"] == variant and found["n_test"] == 4 and len(found["predictions"]) == 4
+        assert {name: found[name] for name in DVC_METRICS} == metrics
+        assert found["f1_micro_low"] <= found["f1_micro"] <= found["f1_micro_high"]
+        assert found["f1_macro_low"] <= found["f1_macro"] <= found["f1_macro_high"]
         curve = embedded.training_curve_file(variant).read_text().splitlines()
         assert curve[0] == "epoch,loss,f1"
         assert len(curve) == 1 + (1 if variant in ("logreg", "zeroshot") else 5)
-        assert load_model(embedded.model_file(variant), variant).categories == metrics_categories(metrics)
-    for variant in VARIANTS:  # a rerun with the same params and seed: byte-identical metrics
+        assert load_model(embedded.model_file(variant), variant).categories == sorted(found["per_class"])
+    for variant in VARIANTS:  # a rerun with the same params and seed: byte-identical metrics and reports
         assert train.main([*root, variant]) == 0
         assert evaluate.main([*root, variant]) == 0
-        assert embedded.metrics_file(variant).read_text() == first[variant]
+        assert embedded.metrics_file(variant).read_text() + embedded.report_file(variant).read_text() == first[variant]
     assert report.main(root) == 0
     summary = embedded.summary.read_text()
     assert all(f"| {variant} |" in summary for variant in VARIANTS)
     assert "zeroshot compares frames with prompt embeddings of an untrained encoder" in summary
-
-
-def metrics_categories(metrics: dict) -> list[str]:
-    return sorted(metrics["per_class"])
+    assert "| variant | f1 art_music | f1 food | f1 history | f1 travel |" in summary  # the per-class table
 
 
 @pytest.mark.parametrize(

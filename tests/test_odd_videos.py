@@ -257,7 +257,7 @@ def test_frames_stage_records_every_odd_video_and_carries_on(tmp_path: Path, vid
     assert result["six_frames.mp4"]["reason"] == f"6 of {COUNT} frames decodable"
     errors = {result[name]["reason"] for name in names if status[name] == "error"}
     assert len(errors) == 5 and all("\n" not in reason for reason in errors)
-    stored = sorted(p.name for p in (root / "data" / "frames").iterdir())
+    stored = sorted(p.name for p in (root / "data" / "frames").glob("*.npz"))
     assert stored == sorted(f"{url_id(name)}.npz" for name in names if status[name] != "error")
     assert not (root / "data" / "frames-resume").exists()
 

@@ -63,7 +63,12 @@ def test_readme_tables_are_the_ones_the_schema_generates():
         ("frames.workers", 0, "settings.yaml: frames.workers=0: expected an integer in [1, 64]"),
         ("embed.device", "tpu", "settings.yaml: embed.device='tpu': expected one of auto, cpu, cuda"),
         ("frames_count", "9" * 5000, f"params.yaml: frames_count='{'9' * 59}...: expected an integer in [1, 1000]"),
-        ("embed.prompt", "a video", "params.yaml: embed.prompt='a video': expected text with {category}"),
+        ("embed_text.prompts", ["a video"], "params.yaml: embed_text.prompts=['a video']: expected a list of 1 to"),
+        ("embed_text.prompts", [], "params.yaml: embed_text.prompts=[]: expected a list of 1 to 64 distinct texts"),
+        ("embed_text.prompts", ["a {category}", "a {category}"], "params.yaml: embed_text.prompts=['a {category}'"),
+        ("embed_text.prompts", ["{category} {x}"], "params.yaml: embed_text.prompts=['{category} {x}']: expected"),
+        ("embed_text.prompts", ["a {category"], "params.yaml: embed_text.prompts=['a {category']: expected"),
+        ("embed_text.prompts", "a {category}", "params.yaml: embed_text.prompts='a {category}': expected a list"),
         ("train.transformer.dropout", 1.0, "params.yaml: train.transformer.dropout=1.0: expected a number in [0, 1)"),
         ("frames", 5, "params.yaml: frames=5: expected a section with keys size, mode"),
         (

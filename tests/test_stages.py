@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 
-from clipvideo.models import VARIANTS
 from clipvideo.paths import ProjectPaths
-from stages import embed, evaluate, frames, report, split, train
+from clipvideo.variants import VARIANTS
+from stages import embed, embed_text, evaluate, frames, report, split, train
 from tests.conftest import write_params
 
 
@@ -38,9 +38,14 @@ def test_downstream_stages_end_to_end(project, shrunk_params):
     assert frames.main(root) == 0
     rows = read_csv(project.frames_table)
     assert len(rows) == 12 and all(row["status"] == "ok" and row["n_frames"] == "4" for row in rows)
-    assert sorted(p.name for p in project.frames_dir.iterdir()) == sorted(f"{row['id']}.npz" for row in rows)
+    assert sorted(p.name for p in project.frames_dir.iterdir()) == sorted(
+        [f"{row['id']}.npz" for row in rows] + ["settings.json"]
+    )
+    made_with = json.loads(project.frames_settings.read_text())
+    assert made_with == {"frames_count": 4, "frames_size": 64, "frames_mode": "exact"}
 
     assert embed.main(root) == 0
+    assert embed_text.main(root) == 0
     array = np.load(project.embeddings_dir / "frames.npy")
     assert array.dtype == np.float16 and array.shape == (12, 4, 32)
     assert np.isfinite(array).all()
@@ -52,12 +57,17 @@ def test_downstream_stages_end_to_end(project, shrunk_params):
     for variant in VARIANTS:
         assert train.main([*root, variant]) == 0
         assert evaluate.main([*root, variant]) == 0
-        metrics = json.loads(project.metrics_file(variant).read_text())
-        assert metrics["n_test"] == 4 and set(metrics["per_class"]) == {"food", "art_music", "travel", "history"}
-        assert sum(c["support"] for c in metrics["per_class"].values()) == 4
+        found = json.loads(project.report_file(variant).read_text())
+        assert found["n_test"] == 4 and set(found["per_class"]) == {"food", "art_music", "travel", "history"}
+        assert sum(c["support"] for c in found["per_class"].values()) == 4
         confusion = read_csv(project.confusion_file(variant))
+        assert confusion == found["predictions"]
         agreeing = sum(row["actual"] == row["predicted"] for row in confusion)
-        assert len(confusion) == 4 and metrics["accuracy"] == metrics["f1_micro"] == round(agreeing / 4, 4)
+        assert len(confusion) == 4 and found["accuracy"] == found["f1_micro"] == round(agreeing / 4, 4)
+        assert json.loads(project.metrics_file(variant).read_text()) == {
+            "f1_micro": found["f1_micro"],
+            "f1_macro": found["f1_macro"],
+        }
     assert report.main(root) == 0
     summary = project.summary.read_text()
     assert all(f"| {variant} |" in summary for variant in VARIANTS)
@@ -65,10 +75,10 @@ def test_downstream_stages_end_to_end(project, shrunk_params):
 
 def test_report_refuses_a_missing_variant_and_ignores_stray_files(project, shrunk_params, capsys):
     write_params(project.root, shrunk_params)
-    project.metrics_dir.mkdir(parents=True)
-    (project.metrics_dir / "old-experiment.json").write_text("{}")
+    project.reports_dir.mkdir(parents=True)
+    (project.reports_dir / "old-experiment.json").write_text("{}")
     assert report.main(["--root", str(project.root)]) == 2
-    assert "metrics/linear.json: missing" in capsys.readouterr().err
+    assert "reports/linear.json: missing; run `dvc repro evaluate@linear` first" in capsys.readouterr().err
 
 
 def test_an_undecodable_video_is_an_error_row_and_the_stage_succeeds(project, shrunk_params):

@@ -187,5 +187,5 @@ def test_frames_stage_records_hostile_files_and_takes_no_other_videos_frames(tmp
     assert result["cover_only.m4a"]["reason"] == "no video stream (has: audio, a cover picture)"
     assert result["wide.mkv"]["reason"].startswith("frame size 34000x10 is over the limit")
     assert result["huge.mkv"]["reason"].startswith("frame size 16000x16000 is over the limit")
-    stored = sorted(p.name for p in (root / "data" / "frames").iterdir())
+    stored = sorted(p.name for p in (root / "data" / "frames").glob("*.npz"))
     assert stored == sorted(f"{url_id(name)}.npz" for name in ("target.mp4", "small_first.mkv", "cover_and_video.mp4"))

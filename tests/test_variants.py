@@ -1,0 +1,94 @@
+"""variants.yaml is the one definition of the variants: dvc.yaml, README and the code follow it; a variant
+reads only the params it declares."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from clipvideo.datasets import LabelledSet
+from clipvideo.errors import ParamsError
+from clipvideo.params import load_params, subset
+from clipvideo.variants import PARAM_SLOTS, VARIANTS, Variant, dvc_vars_block, load_variants, variants_table
+from stages import train
+from tests.conftest import REPO
+
+
+def test_dvc_yaml_and_readme_follow_variants_yaml():
+    dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    declared = next(entry["variants"] for entry in dvc_yaml["vars"] if "variants" in entry)
+    assert declared == {name: variant.dvc_slots() for name, variant in VARIANTS.items()}, (
+        "dvc.yaml's variants are stale: paste the block `python -m clipvideo.models` prints"
+    )
+    assert dvc_vars_block(VARIANTS) in (REPO / "dvc.yaml").read_text()
+    assert variants_table(VARIANTS) in (REPO / "README.md").read_text(), (
+        "README's variants table is stale: paste the table `python -m clipvideo.models` prints"
+    )
+
+
+def test_dvc_makes_a_train_and_an_evaluate_stage_per_variant_declaring_its_params():
+    """What real DVC resolves from dvc.yaml: the stage names and each train stage's params."""
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo:
+        stages = {stage.addressing: stage for stage in repo.index.stages}
+        for name, variant in VARIANTS.items():
+            assert {f"train@{name}", f"evaluate@{name}"} <= set(stages)
+            declared = {key for dep in stages[f"train@{name}"].params for key in dep.params}
+            assert declared == set(variant.params)
+        assert {s.split("@")[1] for s in stages if s.startswith(("train@", "evaluate@"))} == set(VARIANTS)
+
+
+def toy_set(n: int = 12) -> LabelledSet:
+    rng = np.random.default_rng(0)
+    return LabelledSet(
+        ids=[f"{i:016x}" for i in range(n)],
+        frames=rng.normal(size=(n, 3, 8)).astype(np.float32),
+        mask=np.ones((n, 3), dtype=bool),
+        labels=np.arange(n) % 2,
+        categories=["a", "b"],
+        dropped=0,
+    )
+
+
+def test_a_variant_reading_a_param_it_does_not_declare_is_named():
+    undeclared_mixup = Variant(kind="linear", mixup=True, one_frame=False, reference_f1_micro=None,
+                               params=["seed", "train.optim"])  # fmt: skip
+    params = subset(load_params(REPO / "params.yaml"), undeclared_mixup.params, "variants.yaml: broken")
+    data = toy_set()
+    with pytest.raises(ParamsError, match=r"^variants.yaml: broken reads train.mixup, which it does not declare$"):
+        train.fit(undeclared_mixup, data, data.frames, data.mask, params)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"kind": "svm"}, "variants.yaml: linear.kind: Input should be 'linear', 'transformer', 'logreg' or"),
+        ({"colour": "red"}, "variants.yaml: linear.colour: Extra inputs are not permitted"),
+        ({"params": ["seed", "train.optimizer"]}, "variants.yaml: linear.params: 'train.optimizer' is not a key"),
+        ({"params": ["seed", "seed"]}, "variants.yaml: linear.params: a key is listed twice"),
+        (
+            {"params": ["seed", "train.optim", "train.mixup", "train.transformer", "frames"][: PARAM_SLOTS + 1]},
+            f"variants.yaml: linear.params: List should have at most {PARAM_SLOTS} items",
+        ),
+        ({"reference_f1_micro": 2}, "variants.yaml: linear.reference_f1_micro: Input should be less than or equal"),
+    ],
+)
+def test_a_bad_variants_file_is_one_line(tmp_path, change, expected):
+    content = yaml.safe_load((REPO / "variants.yaml").read_text())
+    content["variants"]["linear"].update(change)
+    path = tmp_path / "variants.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(ParamsError) as error:
+        load_variants(path)
+    assert str(error.value).startswith(expected) and "\n" not in str(error.value)
+
+
+def test_a_variant_name_must_be_a_safe_stage_and_file_name(tmp_path):
+    content = yaml.safe_load((REPO / "variants.yaml").read_text())
+    content["variants"]["../linear"] = content["variants"].pop("linear")
+    path = tmp_path / "variants.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(ParamsError, match=r"^variants.yaml: variant '../linear': expected lower-case letters"):
+        load_variants(path)
