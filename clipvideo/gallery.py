@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
+from clipvideo import manifest
 from clipvideo.files import write_bytes_atomic
 from clipvideo.manifest import is_safe_id
 from clipvideo.video import load_frame_jpegs
@@ -36,8 +37,8 @@ FONT = ImageFont.load_default(size=TEXT_SIZE)  # Pillow's bundled font: the same
 
 
 def printable(value: str, limit: int = LABEL_LIMIT) -> str:
-    """A value from a CSV as drawable text: control characters dropped, cut at `limit`."""
-    text = "".join(c for c in value if c.isprintable())
+    """A value from a CSV as drawable text: control characters dropped (as in the manifest), cut at `limit`."""
+    text = manifest.printable(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

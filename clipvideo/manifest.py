@@ -110,7 +110,7 @@ def reason_kind(reason: str) -> str:
 
 def printable(text: str) -> str:
     """`text` without control characters (NUL, escape sequences): CSV values reach the console and other files."""
-    return "".join(c for c in text if c.isprintable() or c == " ")
+    return "".join(c for c in text if c.isprintable())
 
 
 def read_source_csv(path: Path) -> list[dict[str, str]]:

@@ -386,9 +386,8 @@ def dotted(values: Mapping[str, Any], key: str) -> Any:
     return node
 
 
-def is_params_key(key: str) -> bool:
-    """True when `key` (dotted) names a section or a value of params.yaml."""
-    model: Any = Params
+def has_key(model: Any, key: str) -> bool:
+    """True when `key` (dotted) names a section or a value of `model` (Params: params.yaml, Settings: settings.yaml)."""
     for part in key.split("."):
         if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
             return False

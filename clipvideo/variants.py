@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from clipvideo.errors import ParamsError, PipelineError
-from clipvideo.params import Section, is_params_key, read_yaml
+from clipvideo.params import Params, Section, has_key, read_yaml
 
 VARIANTS_FILE = Path(__file__).resolve().parents[1] / "variants.yaml"
 PARAM_SLOTS = 4  # dvc.yaml names each variant's params in this many fixed slots (it cannot splice a list)
@@ -53,7 +53,7 @@ def load_variants(path: Path = VARIANTS_FILE) -> dict[str, Variant]:
     for name, variant in variants.items():
         if not VARIANT_NAME.fullmatch(name):
             raise ParamsError(f"{path.name}: variant {name!r}: expected lower-case letters, digits, _ and -")
-        unknown = [key for key in variant.params if not is_params_key(key)]
+        unknown = [key for key in variant.params if not has_key(Params, key)]
         if unknown or len(set(variant.params)) != len(variant.params):
             problem = f"{unknown[0]!r} is not a key of params.yaml" if unknown else "a key is listed twice"
             raise ParamsError(f"{path.name}: {name}.params: {problem}")

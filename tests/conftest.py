@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from clipvideo.params import Settings
+from clipvideo.params import Settings, has_key
 from clipvideo.paths import ProjectPaths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,12 +49,6 @@ def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
-def is_setting(key: str) -> bool:
-    """True for a settings.yaml key (how work is done), False for a params.yaml key (what changes a result)."""
-    section, _, name = key.partition(".")
-    field = Settings.model_fields.get(section)
-    return field is not None and name in field.annotation.model_fields
-
 
 def write_params(root: Path, overrides: dict[str, Any]) -> Path:
     """The repo's params.yaml and settings.yaml with dotted-key overrides, written under root.
@@ -64,7 +58,7 @@ def write_params(root: Path, overrides: dict[str, Any]) -> Path:
     """
     files = {name: yaml.safe_load((REPO / name).read_text()) for name in ("params.yaml", "settings.yaml")}
     for key, value in overrides.items():
-        set_dotted(files["settings.yaml" if is_setting(key) else "params.yaml"], key, value)
+        set_dotted(files["settings.yaml" if "." in key and has_key(Settings, key) else "params.yaml"], key, value)
     for name, content in files.items():
         (root / name).write_text(yaml.safe_dump(content, sort_keys=False))
     return root / "params.yaml"
