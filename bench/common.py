@@ -10,12 +10,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from tabulate import tabulate
+
+from clipvideo.core.files import atomic_path
+from clipvideo.core.system import run_ffmpeg
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "bench" / ".cache"
 sys.path.insert(0, str(REPO))
 
-from clipvideo.ffmpeg import run_ffmpeg  # noqa: E402
-from clipvideo.files import atomic_path  # noqa: E402
 
 KEYFRAME_INTERVAL_S = 5
 
@@ -49,12 +52,8 @@ def timed(function: Callable[[], object], repeat: int = 1) -> float:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A markdown table (pastes into the README as is)."""
-    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
+    """A markdown table (pastes into docs/performance.md as is)."""
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def machine() -> str:

@@ -20,9 +20,12 @@ import numpy as np
 import torch
 from common import bench_video, machine, table, timed
 
-from clipvideo.clip import encode_batch, load_encoder, preprocess_jpegs
-from clipvideo.embeddings import embed_videos, load_embeddings
-from clipvideo.video import load_frame_jpegs, sample_frames, save_frames
+from clipvideo.core.checkpoint import Checkpoint
+from clipvideo.embed.embedder import embed_videos
+from clipvideo.embed.encoder import encode_batch, load_encoder, preprocess_jpegs
+from clipvideo.embed.store import load_embeddings
+from clipvideo.video.decode import sample_frames
+from clipvideo.video.store import load_frame_jpegs, save_frames
 
 
 def stored_frames(directory: Path, videos: int, frames: int, size: int) -> list[tuple[str, Path]]:
@@ -56,7 +59,8 @@ def measure(
     out = work / f"embeddings-{precision}"
 
     def through_stage() -> None:
-        embed_videos(videos, [frames] * len(videos), encoder, out, batch, {}, work / "resume", seed=42, progress=False)
+        resume = Checkpoint(work / "resume", {"bench": "embed"})
+        embed_videos(videos, [frames] * len(videos), encoder, out, batch, {}, resume, seed=42, progress=False)
 
     def bare_forward() -> None:
         for _ in range(images // len(ready)):

@@ -30,14 +30,16 @@ from pathlib import Path
 import torch
 from common import REPO, bench_video, machine, table, timed
 
-from clipvideo.clip import load_encoder
-from clipvideo.contracts import VIDEOS_COLUMNS
-from clipvideo.embeddings import BatchEmbedder, BatchPlan, Segment, embed_here, plan_batches
-from clipvideo.engine import available_cores
-from clipvideo.files import write_table
-from clipvideo.manifest import url_id
-from clipvideo.video import sample_frames, save_frames
-from tests.ray_cluster import LocalCluster, local_cluster
+from clipvideo.core.contracts import VIDEOS_COLUMNS
+from clipvideo.core.ids import url_id
+from clipvideo.core.system import available_cores
+from clipvideo.core.tables import write_table
+from clipvideo.embed.batches import BatchPlan, Segment, plan_batches
+from clipvideo.embed.embedder import BatchEmbedder, embed_here
+from clipvideo.embed.encoder import load_encoder
+from clipvideo.video.decode import sample_frames
+from clipvideo.video.store import save_frames
+from tools.ray_cluster import LocalCluster, local_cluster
 
 STAGES = ("frames", "embed")
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from common import bench_video, machine, table, timed
 
-from clipvideo.ffmpeg import ffmpeg_binary
-from clipvideo.video import sample_frame_times, sample_frames, video_duration
+from clipvideo.core.system import ffmpeg_binary
+from clipvideo.video.decode import sample_frames
+from clipvideo.video.plan import sample_frame_times
+from clipvideo.video.probe import video_duration
 
 SIZE = 224
 

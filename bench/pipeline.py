@@ -1,10 +1,13 @@
-"""Whole pipeline: `dvc repro` wall time on the default sample, a no-op `dvc repro`, and the peak memory
-of the frames and embed stages at 1x and 4x the videos (it must stay flat: they stream, never accumulate).
+"""Whole pipeline: `dvc repro` wall time on the default sample (from nothing, and a no-op), the start of a light
+stage (`python -m stages.train linear --help`), and the peak memory of the frames and embed stages at 1x and
+4x the videos (it must stay flat: they stream, never accumulate).
 
 Everything runs in a scratch copy of this working tree (without data/, models/, the DVC cache and
-bench/.cache/), never in the checkout itself.
+bench/.cache/), never in the checkout itself. `--baseline REV` measures a second scratch copy of that git
+revision in the same run, for a before/after ratio on the same machine and load.
 
     python bench/pipeline.py                       # about 3 minutes on 2 cores
+    python bench/pipeline.py --baseline 56a4a1e    # and the same for that revision (about 6 minutes)
     python bench/pipeline.py --scratch /tmp/p --keep
 """
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from common import REPO, machine, table
 
-from clipvideo.manifest import url_id
+from clipvideo.core.ids import url_id
 
 # Runs a command and prints the peak resident memory (KiB) of that command alone.
 PEAK_RSS = (
@@ -46,12 +49,37 @@ def scratch_copy(target: Path) -> Path:
     return target
 
 
-def timed_run(cmd: list[str], cwd: Path) -> float:
+def revision_copy(revision: str, target: Path) -> Path:
+    """The committed tree of `revision`, as a fresh clone would have it (its own git repository)."""
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", revision], cwd=REPO, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x"], cwd=target, input=archive, check=True)
+    identity = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost", "GIT_COMMITTER_NAME": "bench",
+                "GIT_COMMITTER_EMAIL": "bench@localhost"}  # fmt: skip
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", revision]):
+        subprocess.run(command, cwd=target, check=True, env={**os.environ, **identity})
+    return target
+
+
+def timed_run(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    """Wall seconds of a command, and what it printed."""
     started = time.perf_counter()
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, result.stdout + result.stderr
+
+
+def help_seconds(project: Path, repeat: int = 5) -> float:
+    """Best wall time of `python -m stages.train linear --help` in the project (a light stage's start)."""
+    return min(timed_run([sys.executable, "-m", "stages.train", "linear", "--help"], project)[0] for _ in range(repeat))
+
+
+def pipeline_times(project: Path) -> list[str]:
+    """dvc repro from nothing, the no-op repro after it, and a light stage's start."""
+    full, _ = timed_run(["dvc", "repro"], project)
+    noop, _ = timed_run(["dvc", "repro"], project)
+    return [f"{full:.1f}", f"{noop:.1f}", f"{help_seconds(project):.2f}"]
 
 
 def peak_memory(stage: str, root: Path) -> tuple[float, float]:
@@ -92,15 +120,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scratch", type=Path, help="where to build the scratch copy (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy")
+    parser.add_argument("--baseline", metavar="REV", help="also measure this git revision (before/after ratios)")
     args = parser.parse_args()
     print(f"machine: {machine()}\n")
     base = args.scratch or Path(tempfile.mkdtemp(prefix="clipvideo-bench-"))
     try:
         project = scratch_copy(base / "project")
-        full = timed_run(["dvc", "repro", "--quiet"], project)
-        noop = timed_run(["dvc", "repro", "--quiet"], project)
-        print(table(["run", "seconds"], [["dvc repro (default sample, from nothing)", f"{full:.1f}"],
-                                          ["dvc repro again (no-op)", f"{noop:.1f}"]]))  # fmt: skip
+        rows = [["this working tree", *pipeline_times(project)]]
+        if args.baseline:
+            rows.insert(0, [args.baseline, *pipeline_times(revision_copy(args.baseline, base / "baseline"))])
+            rows.append(["ratio (this / baseline)", *(f"{float(a) / float(b):.2f}x" for a, b in
+                                                      zip(rows[1][1:], rows[0][1:], strict=True))])  # fmt: skip
+        headers = ["code", "dvc repro s (from nothing)", "no-op repro s", "train linear --help s (best of 5)"]
+        print(table(headers, rows))
         with (project / "data" / "videos.csv").open(newline="", encoding="utf-8") as handle:
             videos = sum(1 for row in csv.DictReader(handle) if row["status"] == "ok")
         rows = []

@@ -4,7 +4,7 @@ and time to train every variant on them.
 Frames: JPEGs in one .npz per video, sampled from the generated 1-minute video (and from the default
 sample's data/frames/ when `dvc repro` has run). Embeddings: random float16 values in the real shape
 (1,728 videos x 100 frames x 512) written in the stage's layout, loaded as the train stage loads them,
-then every trainable variant in clipvideo.models.VARIANTS fitted for 10 epochs on them.
+then every trainable variant of variants.yaml fitted for 10 epochs on them.
 
     python bench/storage.py             # 10 epochs: about 15 minutes on 2 cores (the transformers dominate)
     python bench/storage.py --epochs 2  # per-epoch times in about 4 minutes
@@ -21,13 +21,17 @@ from pathlib import Path
 import numpy as np
 from common import REPO, bench_video, machine, table, timed
 
-from clipvideo.datasets import LabelledSet
-from clipvideo.embeddings import ARRAY, INDEX, META, load_embeddings
-from clipvideo.files import write_table
-from clipvideo.models import VARIANTS, variant_inputs
-from clipvideo.params import load_params, subset
-from clipvideo.video import sample_frames, save_frames
-from stages.train import fit
+from clipvideo.config.declared import Declared
+from clipvideo.config.loading import load_params
+from clipvideo.config.variants import variants
+from clipvideo.core.contracts import EMBEDDINGS_INDEX_COLUMNS
+from clipvideo.core.tables import write_table
+from clipvideo.embed.store import ARRAY, INDEX, META, load_embeddings
+from clipvideo.modeling.classifiers import variant_inputs
+from clipvideo.modeling.data import LabelledSet
+from clipvideo.modeling.training import fit
+from clipvideo.video.decode import sample_frames
+from clipvideo.video.store import save_frames
 
 
 def frames_rows(work: Path) -> list[list[object]]:
@@ -54,7 +58,8 @@ def write_random_embeddings(directory: Path, videos: int, frames: int, dim: int)
         array[start : start + 256] = rng.standard_normal((min(256, videos - start), frames, dim), dtype=np.float32)
     array.flush()
     del array
-    write_table(directory / INDEX, ("id", "n_frames"), ({"id": f"{i:016x}", "n_frames": frames} for i in range(videos)))
+    index = ({"id": f"{i:016x}", "n_frames": frames} for i in range(videos))
+    write_table(directory / INDEX, EMBEDDINGS_INDEX_COLUMNS, index)
     (directory / META).write_text(json.dumps({"model": "random", "dim": dim, "max_frames": frames}))
 
 
@@ -67,7 +72,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}\n")
     params = load_params(REPO / "params.yaml")
-    params["train"]["optim"]["epochs"] = args.epochs
+    optim = params.train.optim.model_copy(update={"epochs": args.epochs})
+    params = params.model_copy(update={"train": params.train.model_copy(update={"optim": optim})})
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         rows = frames_rows(work)
@@ -95,11 +101,11 @@ def main() -> None:
             dropped=0,
         )
         timings = []
-        for name, spec in VARIANTS.items():
+        for name, spec in variants(REPO / "variants.yaml").items():
             if spec.kind == "zeroshot":
                 continue  # nothing to train
             frames, mask = variant_inputs(spec, data.frames, data.mask, data.ids)
-            declared = subset(params, spec.params, f"variants.yaml: {name}")
+            declared = Declared(params, spec.params, f"variants.yaml: {name}")
             seconds = timed(lambda spec=spec, frames=frames, mask=mask, declared=declared: fit(
                 spec, data, frames, mask, declared))  # fmt: skip
             if spec.kind == "logreg":

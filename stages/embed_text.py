@@ -6,35 +6,24 @@ every frame. Several templates are averaged per category (normalised, mean, norm
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from clipvideo.cli import stage_main
-from clipvideo.clip import load_encoder, under_root
-from clipvideo.embeddings import encoder_settings
-from clipvideo.paths import ProjectPaths
-from clipvideo.zeroshot import embed_prompts, save_text_embeddings
+from clipvideo.cli.stage import StageContext, stage_main
 
-SECTIONS = ("seed", "embed", "embed_text", "dataset")
+DECLARES = ("seed", "embed", "embed_text", "dataset.categories")
 
 
-def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
-    embed = params["embed"]
-    categories = params["dataset"]["categories"]
-    templates = params["embed_text"]["prompts"]
-    model, pretrained = under_root(embed["model"], embed["pretrained"], paths.root)
-    encoder = load_encoder(model, pretrained, params["seed"], settings["embed"]["device"], embed["precision"])
-    text = embed_prompts(encoder, templates, categories, encoder_settings(params, encoder.name))
-    save_text_embeddings(paths.text_dir, text)
-    return (
-        f"{len(categories)} categories x {len(templates)} prompt templates -> {paths.text_dir} ({encoder.describe()})"
-    )
+def run(context: StageContext) -> str:
+    from clipvideo.embed.prompts import embed_category_prompts
+
+    params = context.params
+    return embed_category_prompts(context.paths, params.dataset.categories, params.embed_text, params.embed,
+                                  params.seed, context.settings.embed)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return stage_main("embed_text", __doc__, SECTIONS, run, argv)
+    return stage_main("embed_text", __doc__, DECLARES, run, argv)
 
 
 if __name__ == "__main__":

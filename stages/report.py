@@ -1,152 +1,26 @@
-"""report: every evaluated variant from reports/<variant>.json, best first -> metrics/summary.md; their errors ->
-plots/errors/<variant>.png."""
+"""report: every evaluated variant from reports/<variant>.json, best first -> metrics/summary.md; each variant's
+misclassified test videos -> plots/errors/<variant>.png."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-import numpy as np
+from clipvideo.cli.stage import StageContext, stage_main
 
-from clipvideo.cli import stage_main
-from clipvideo.errors import PipelineError
-from clipvideo.files import write_text_atomic
-from clipvideo.gallery import write_error_images
-from clipvideo.metrics import paired_difference_interval
-from clipvideo.paths import ProjectPaths
-from clipvideo.variants import VARIANTS
-
-SECTIONS = ("seed", "evaluate")
+DECLARES = ("seed", "evaluate")
 
 
-def interval(m: dict[str, Any], name: str) -> str:
-    low, high = m[f"{name}_low"], m[f"{name}_high"]
-    return "-" if low is None else f"[{low:.3f}, {high:.3f}]"
+def run(context: StageContext) -> str:
+    from clipvideo.config.variants import variants
+    from clipvideo.evaluation.report import write_report
 
-
-def gap_interval(values: list[float]) -> str:
-    return f"[{values[0]:.3f}, {values[1]:.3f}]" if values else "-"
-
-
-def predictions_of(report: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """id -> (actual, predicted) from a variant's report."""
-    return {row["id"]: (row["actual"], row["predicted"]) for row in report["predictions"]}
-
-
-def gaps_to_best(
-    ranked: list[dict[str, Any]], predictions: dict[str, dict[str, tuple[str, str]]], settings: dict, seed: int
-) -> dict[str, list[float]]:
-    """Paired bootstrap interval of f1_micro(variant) - f1_micro(best) for every other variant."""
-    best = ranked[0]["variant"]
-    ids = sorted(predictions[best])
-    categories = sorted({label for pair in predictions[best].values() for label in pair})
-    truth = np.array([categories.index(predictions[best][i][0]) for i in ids])
-    best_pred = np.array([categories.index(predictions[best][i][1]) for i in ids])
-    gaps = {}
-    for m in ranked[1:]:
-        theirs = predictions[m["variant"]]
-        if sorted(theirs) != ids:
-            raise PipelineError(
-                f"metrics: {m['variant']} and {best} were scored on different test videos; rerun dvc repro"
-            )
-        categories += sorted({p for _, p in theirs.values()} - set(categories))
-        pred = np.array([categories.index(theirs[i][1]) for i in ids])
-        gaps[m["variant"]] = paired_difference_interval(
-            truth, pred, best_pred, settings["bootstrap"], settings["confidence"], seed
-        )
-    return gaps
-
-
-def verdict(gap: list[float]) -> str:
-    if not gap:
-        return "no interval (evaluate.bootstrap = 0)"
-    return "inside the noise" if gap[0] <= 0 <= gap[1] else ("worse" if gap[1] < 0 else "better")
-
-
-def rank(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Best first: f1_micro, then f1_macro, then the name (a stable order for ties)."""
-    return sorted(results, key=lambda m: (-m["f1_micro"], -m["f1_macro"], m["variant"]))
-
-
-def per_class_table(ranked: list[dict[str, Any]]) -> list[str]:
-    """f1 of every category per variant, and each category's test videos."""
-    categories = list(ranked[0]["per_class"])
-    lines = [
-        "| variant | " + " | ".join(f"f1 {c}" for c in categories) + " |",
-        "|---|" + "---|" * len(categories),
-    ]
-    lines += [
-        f"| {m['variant']} | " + " | ".join(f"{m['per_class'][c]['f1']:.3f}" for c in categories) + " |" for m in ranked
-    ]
-    support = ", ".join(f"{c} {ranked[0]['per_class'][c]['support']}" for c in categories)
-    return [*lines, "", f"Test videos per category: {support}."]
-
-
-def summary_table(ranked: list[dict[str, Any]], gaps: dict[str, list[float]]) -> str:
-    """Markdown: variants best first, with intervals, and which gaps to the best are inside the noise."""
-    best = ranked[0]
-    percent = f"{round(best['confidence'] * 100)}%"
-    lines = [
-        "# Results",
-        "",
-        f"Test videos: {best['n_test']}. Encoder: {best.get('encoder', '')}.",
-        "",
-        f"| variant | f1_micro | {percent} interval | f1_macro | {percent} interval | accuracy | balanced accuracy "
-        f"| gap to best, paired {percent} interval | vs best | reference f1_micro (173 videos) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for m in ranked:
-        gap = gaps.get(m["variant"], [])
-        gap_text = "-" if m is best else f"{m['f1_micro'] - best['f1_micro']:+.3f} {gap_interval(gap)}"
-        spec = VARIANTS.get(m["variant"])
-        reference = spec.reference_f1_micro if spec else None
-        lines.append(
-            f"| {m['variant']} | {m['f1_micro']:.3f} | {interval(m, 'f1_micro')} | {m['f1_macro']:.3f} "
-            f"| {interval(m, 'f1_macro')} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {gap_text} "
-            f"| {'best' if m is best else verdict(gap)} | {'-' if reference is None else f'{reference:.3f}'} |"
-        )
-    tied = [m["variant"] for m in ranked[1:] if verdict(gaps.get(m["variant"], [])) == "inside the noise"]
-    lines += ["", f"Best on this test set: {best['variant']}."]
-    if tied:
-        lines.append(
-            f"Not distinguishable from it (the paired interval of the f1_micro gap contains 0): {', '.join(tied)}."
-        )
-    one_video = 1 / best["n_test"]
-    lines.append(
-        f"One test video is {one_video:.3f} of f1_micro here; the reference study drew conclusions from gaps "
-        f"of one or two of its 173 videos (0.006 to 0.012)."
-    )
-    if any(m["variant"] == "zeroshot" and m.get("encoder_weights") == "none" for m in ranked):
-        lines.append(
-            "zeroshot compares frames with prompt embeddings of an untrained encoder: its text and image "
-            f"spaces are unrelated, so it is at chance ({1 / len(best['per_class']):.2f} for "
-            f"{len(best['per_class'])} categories) by construction; it means something only with pretrained weights."
-        )
-    lines += ["", "## Per category", "", *per_class_table(ranked)]
-    return "\n".join(lines) + "\n"
-
-
-def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
-    missing = [v for v in VARIANTS if not paths.report_file(v).is_file()]
-    if missing:
-        raise PipelineError(f"{paths.report_file(missing[0])}: missing; run `dvc repro evaluate@{missing[0]}` first")
-    # exactly the variants of variants.yaml: a stray file in reports/ is not a result
-    results = [json.loads(paths.report_file(v).read_text(encoding="utf-8")) for v in VARIANTS]
-    ranked = rank(results)
-    predictions = {m["variant"]: predictions_of(m) for m in results}
-    gaps = gaps_to_best(ranked, predictions, params["evaluate"], params["seed"])
-    text = summary_table(ranked, gaps)
-    write_text_atomic(paths.summary, text)
-    print(text)
-    wrong = sum(write_error_images(paths.errors_dir, predictions, paths.frames_dir).values())
-    return f"{len(results)} variants -> {paths.summary}; {wrong} misclassified videos -> {paths.errors_dir}"
+    paths, params = context.paths, context.params
+    return write_report(paths, variants(paths.variants), params.evaluate, params.seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return stage_main("report", __doc__, SECTIONS, run, argv)
+    return stage_main("report", __doc__, DECLARES, run, argv)
 
 
 if __name__ == "__main__":

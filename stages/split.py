@@ -2,55 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
-from sklearn.model_selection import train_test_split
+from clipvideo.cli.stage import StageContext, stage_main
 
-from clipvideo.cli import stage_main
-from clipvideo.contracts import SPLIT_COLUMNS, VIDEOS_COLUMNS
-from clipvideo.errors import PipelineError
-from clipvideo.files import read_table, write_table
-from clipvideo.paths import ProjectPaths
-
-SECTIONS = ("seed", "split")
+DECLARES = ("seed", "split")
 
 
-def stratified_split(rows: list[dict[str, str]], test_size: float, seed: int) -> list[dict[str, str]]:
-    """Each category split in the same proportion; the same seed gives the same split."""
-    per_category = Counter(row["category"] for row in rows)
-    too_small = sorted(c for c, n in per_category.items() if n < 2)
-    if too_small:
-        raise PipelineError(f"split: category {too_small[0]!r} has fewer than 2 downloaded videos; cannot stratify")
-    ordered = sorted(rows, key=lambda row: row["id"])
-    n_test = max(len(per_category), round(test_size * len(ordered)))
-    if n_test >= len(ordered) - len(per_category) + 1:
-        raise PipelineError(
-            f"split: split.test_size={test_size} leaves no training video in some category of {len(ordered)} videos"
-        )
-    train, test = train_test_split(
-        ordered, test_size=n_test, random_state=seed, stratify=[row["category"] for row in ordered]
-    )
-    assigned = {row["id"]: "train" for row in train} | {row["id"]: "test" for row in test}
-    return [{"id": r["id"], "category": r["category"], "split": assigned[r["id"]]} for r in ordered]
+def run(context: StageContext) -> str:
+    from clipvideo.modeling.split import split_videos
 
-
-def run(paths: ProjectPaths, params: dict[str, Any], settings: dict[str, Any], _: argparse.Namespace) -> str:
-    videos = [row for row in read_table(paths.videos_table, VIDEOS_COLUMNS) if row["status"] == "ok"]
-    rows = stratified_split(videos, params["split"]["test_size"], params["seed"])
-    write_table(paths.split_table, SPLIT_COLUMNS, rows)
-    counts = Counter((row["category"], row["split"]) for row in rows)
-    for category in sorted({row["category"] for row in rows}):
-        print(f"  {category:<12} train {counts[(category, 'train')]:>4}  test {counts[(category, 'test')]:>4}")
-    n_test = sum(1 for row in rows if row["split"] == "test")
-    return f"{len(rows) - n_test} train / {n_test} test -> {paths.split_table}"
+    return split_videos(context.paths, context.params.split, context.params.seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return stage_main("split", __doc__, SECTIONS, run, argv)
+    return stage_main("split", __doc__, DECLARES, run, argv)
 
 
 if __name__ == "__main__":

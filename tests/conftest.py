@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from clipvideo.params import Settings, has_key
-from clipvideo.paths import ProjectPaths
+from clipvideo.config.loading import has_key
+from clipvideo.config.schema import Settings
+from clipvideo.config.variants import variants
+from clipvideo.core.paths import ProjectPaths
 
 REPO = Path(__file__).resolve().parents[1]
+VARIANTS = variants(REPO / "variants.yaml")
 
 # A tiny open_clip model, registered the way open_clip registers its own JSON configs.
 TINY_MODEL_CONFIG = {
@@ -51,7 +54,8 @@ def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
 
 
 def write_params(root: Path, overrides: dict[str, Any]) -> Path:
-    """The repo's params.yaml and settings.yaml with dotted-key overrides, written under root.
+    """The repo's params.yaml and settings.yaml with dotted-key overrides, written under root, and its
+    variants.yaml unless root has one.
 
     Each override goes to the file that holds its key, so a test says `download.workers` or
     `frames_count` without caring which file that is.
@@ -61,6 +65,8 @@ def write_params(root: Path, overrides: dict[str, Any]) -> Path:
         set_dotted(files["settings.yaml" if "." in key and has_key(Settings, key) else "params.yaml"], key, value)
     for name, content in files.items():
         (root / name).write_text(yaml.safe_dump(content, sort_keys=False))
+    if not (root / "variants.yaml").exists():
+        shutil.copyfile(REPO / "variants.yaml", root / "variants.yaml")
     return root / "params.yaml"
 
 
@@ -79,7 +85,7 @@ def shrunk_params(tiny_model_config: Path) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A real 2-second H.264 MP4 (about 20 kB), for the loopback download tests."""
-    from clipvideo.sample import render_sample_video
+    from clipvideo.acquire.sample import render_sample_video
 
     path = tmp_path_factory.mktemp("video") / "clip.mp4"
     render_sample_video(path, "testsrc=size=160x120:rate=10", 2, 10, False, 1)
@@ -115,7 +121,6 @@ def command_result(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
         "GIT_AUTHOR_EMAIL": "test@example.com",
         "GIT_COMMITTER_NAME": "test",
         "GIT_COMMITTER_EMAIL": "test@example.com",
-        "PYTHONPATH": str(cwd),
     }
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
@@ -192,3 +197,23 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+def build_embedded_project(root: Path, downloaded_sample: Path, params: dict) -> ProjectPaths:
+    """A copy of the downloaded sample after the real frames, embed and split stages."""
+    shutil.copytree(downloaded_sample, root)
+    write_params(root, params)
+    args = ["--root", str(root)]
+    from stages import embed, embed_text, frames, split
+
+    assert frames.main(args) == 0
+    assert embed.main(args) == 0
+    assert embed_text.main(args) == 0
+    assert split.main(args) == 0
+    return ProjectPaths(root)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, downloaded_sample, tiny_model_config) -> ProjectPaths:
+    root = tmp_path_factory.mktemp("variants") / "project"
+    return build_embedded_project(root, downloaded_sample, {**SHRUNK, "embed.model": str(tiny_model_config)})

@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from clipvideo.clip import encode_batch, encode_texts, load_encoder, prefetched, preprocess_jpegs, under_root
-from clipvideo.errors import ParamsError
+from clipvideo.core.errors import ParamsError
+from clipvideo.embed.embedder import prefetched
+from clipvideo.embed.encoder import encode_batch, encode_texts, load_encoder, preprocess_jpegs, under_root
 
 
 def jpeg(colour: tuple[int, int, int], size: int = 64) -> bytes:

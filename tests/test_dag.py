@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from clipvideo.variants import VARIANTS
-from tests.conftest import REPO, refused_command, run_command, stages_that_ran
+from tests.conftest import REPO, VARIANTS, refused_command, run_command, stages_that_ran
 
 pytestmark = pytest.mark.slow
 
 NOT_AFTER_FRAMES = {"manifest", "download", "split", "embed_text"}
 PROMPT_STAGES = {"check_params", "embed_text", "train@zeroshot", "evaluate@zeroshot", "report"}
-RECIPE = "COLUMNS=120 python -m clipvideo.experiments"  # README, "Experiments"
+RECIPE = "COLUMNS=120 python -m clipvideo experiments"  # README, "Experiments"
 
 
 def test_repro_runs_every_stage_and_a_second_repro_is_a_no_op(reproduced_repo: tuple[Path, str], dvc_repo: Path):
@@ -59,7 +58,7 @@ def test_a_prompt_change_reruns_only_zeroshot_and_the_readme_recipe_shows_it_in_
 
     assert f"\n{RECIPE}" in (REPO / "README.md").read_text()
     monkeypatch.setenv("COLUMNS", "120")
-    shown = run_command([sys.executable, "-m", "clipvideo.experiments"], dvc_repo).splitlines()
+    shown = run_command([sys.executable, "-m", "clipvideo", "experiments"], dvc_repo).splitlines()
     assert all(len(line) <= 120 for line in shown)
     rows = {line.split()[0]: line.split()[1:] for line in shown[2:] if not line.startswith("    ")}
     f1 = [f"{json.loads((dvc_repo / 'metrics' / f'{v}.json').read_text())['f1_micro']:.3f}" for v in VARIANTS]

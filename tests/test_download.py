@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 import yt_dlp
 
-from clipvideo.contracts import MANIFEST_COLUMNS
-from clipvideo.fetch import FetchSettings, classify, ytdlp_options
-from clipvideo.files import write_table
-from clipvideo.manifest import parse_link, url_id, youtube_rows
-from clipvideo.paths import ProjectPaths
+from clipvideo.acquire.fetch import Cookies, classify, ytdlp_options
+from clipvideo.acquire.links import parse_link
+from clipvideo.acquire.manifest import youtube_rows
+from clipvideo.config.schema import DownloadParams, DownloadSettings
+from clipvideo.core.contracts import MANIFEST_COLUMNS
+from clipvideo.core.ids import url_id
+from clipvideo.core.paths import ProjectPaths
+from clipvideo.core.tables import write_table
 from stages import download
 from tests.conftest import REPO, write_params
 from tests.loopback import DropMidBody, FailFirst, HtmlPage, Stall, Status, Video, serving
@@ -253,20 +256,9 @@ def test_unknown_messages_are_transient_and_kept_whole() -> None:
 def test_ytdlp_options_single_file_deno_and_cookies(tmp_path: Path) -> None:
     cookies = tmp_path / "cookies.txt"
     cookies.write_text("# Netscape HTTP Cookie File\n")
-    params = {
-        "max_height": 360,
-        "max_filesize_mb": 200,
-        "retries": 3,
-        "backoff_s": 5,
-        "socket_timeout_s": 20,
-        "sleep_s": 1,
-        "video_timeout_s": 1800,
-        "allow_private_networks": False,
-        "cookies": "cookies.txt",
-        "cookies_from_browser": "chrome:Profile 1",
-    }
-    settings = FetchSettings.from_params(params, tmp_path)
-    options = ytdlp_options(tmp_path, "abcdefghijk", settings)
+    params = DownloadParams(max_height=360, max_filesize_mb=200)
+    settings = DownloadSettings(cookies="cookies.txt", cookies_from_browser="chrome:Profile 1")
+    options = ytdlp_options(tmp_path, "abcdefghijk", params, settings, Cookies.from_settings(settings, tmp_path))
     assert "+" not in options["format"] and "height<=?360" in options["format"]  # never a merge of two streams
     assert options["external_downloader"] == {"default": "native"}  # never an ffmpeg following a live playlist
     assert Path(options["js_runtimes"]["deno"]["path"]).is_file()

@@ -9,20 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from clipvideo import embeddings
-from clipvideo.clip import load_encoder, preprocess_jpegs
-from clipvideo.contracts import FRAMES_COLUMNS
-from clipvideo.embeddings import (
-    ARRAY,
-    EMBEDDING_KEYS,
-    embed_videos,
-    encoder_resume_key,
-    load_embeddings,
-    recorded_encoder,
-)
-from clipvideo.files import read_table
-from clipvideo.paths import ProjectPaths
-from clipvideo.video import load_frame_jpegs
+from clipvideo.core.checkpoint import Checkpoint
+from clipvideo.core.contracts import FRAMES_COLUMNS
+from clipvideo.core.paths import ProjectPaths
+from clipvideo.core.tables import read_table
+from clipvideo.embed import embedder as embeddings
+from clipvideo.embed.embedder import EMBED_CODE, embed_videos, encoder_recipe
+from clipvideo.embed.encoder import load_encoder, preprocess_jpegs
+from clipvideo.embed.store import ARRAY, EMBEDDING_KEYS, load_embeddings, recorded_encoder
+from clipvideo.video.store import load_frame_jpegs
 from stages import embed, frames
 from tests.conftest import SHRUNK, write_params
 
@@ -37,6 +32,11 @@ def framed(project: ProjectPaths) -> ProjectPaths:
 def frame_files(paths: ProjectPaths) -> tuple[list[tuple[str, Path]], list[int]]:
     rows = [r for r in read_table(paths.frames_table, FRAMES_COLUMNS) if r["status"] in ("ok", "short")]
     return [(r["id"], paths.frames_dir / f"{r['id']}.npz") for r in rows], [int(r["n_frames"]) for r in rows]
+
+
+def resume(paths: ProjectPaths, encoder, seed: int = 42) -> Checkpoint:
+    """The resume folder the embed stage keeps for this encoder and seed."""
+    return Checkpoint(paths.embeddings_resume_dir, encoder_recipe(encoder, seed), EMBED_CODE)
 
 
 def leftovers(paths: ProjectPaths) -> list[str]:
@@ -75,7 +75,7 @@ def test_a_crashed_run_resumes_per_batch_and_gives_the_same_bytes(
 
     monkeypatch.setattr(embeddings, "encode_batch", encode_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        embed_videos(videos, n_frames, encoder, framed.embeddings_dir, 5, {}, framed.embeddings_resume_dir, seed=42)
+        embed_videos(videos, n_frames, encoder, framed.embeddings_dir, 5, {}, resume(framed, encoder), seed=42)
     assert not framed.embeddings_dir.exists()  # the final output only ever appears complete
     assert len(list(framed.embeddings_resume_dir.rglob("*.npy"))) == 3  # the three finished batches
 
@@ -93,23 +93,24 @@ def test_changed_frames_or_settings_never_reuse_old_embeddings(framed: ProjectPa
     videos, n_frames = frame_files(framed)
     fp32 = load_encoder(str(tiny_model_config), "none", seed=42)
     keys = {
-        encoder_resume_key(fp32, 42),
-        encoder_resume_key(fp32, 43),
-        encoder_resume_key(load_encoder(str(tiny_model_config), "none", seed=42, precision="bf16"), 42),
+        resume(framed, fp32, 42).recipe,
+        resume(framed, fp32, 43).recipe,
+        resume(framed, load_encoder(str(tiny_model_config), "none", seed=42, precision="bf16"), 42).recipe,
     }
     assert len(keys) == 3
-    assert encoder_resume_key(load_encoder(str(tiny_model_config), "none", seed=42), 42) in keys  # stable across loads
+    assert resume(framed, load_encoder(str(tiny_model_config), "none", seed=42)).recipe in keys  # stable across loads
 
     # a resume file of the first batch, from a run over different frames of the first video, is not picked up
-    key_dir = framed.embeddings_resume_dir / encoder_resume_key(fp32, 42)
-    key_dir.mkdir(parents=True)
+    checkpoint = resume(framed, fp32)
+    checkpoint.open()
+    key_dir = checkpoint.folder
     first = next(embeddings.plan_batches(videos, n_frames, 64))
     embedder = embeddings.BatchEmbedder(fp32, key_dir)
     stale = embedder.prepare(first).resume_file
     np.save(stale, np.full((first.size, 32), 7, dtype=np.float16))
     videos[0][1].write_bytes(videos[1][1].read_bytes())  # new frames for video 0 (frames.csv still says 4 frames)
     assert embedder.prepare(first).resume_file != stale
-    embed_videos(videos, n_frames, fp32, framed.embeddings_dir, 64, {}, framed.embeddings_resume_dir, seed=42)
+    embed_videos(videos, n_frames, fp32, framed.embeddings_dir, 64, {}, resume(framed, fp32), seed=42)
     stored = load_embeddings(framed.embeddings_dir)
     assert stored.frames.dtype == np.float16
     assert not np.any(stored.frames[0, : n_frames[0]] == 7)
@@ -121,7 +122,7 @@ def test_a_frames_file_that_disagrees_with_frames_csv_is_named(framed: ProjectPa
     encoder = load_encoder(str(tiny_model_config), "none", seed=42)
     wrong = [n + 1 if i == 1 else n for i, n in enumerate(n_frames)]
     with pytest.raises(embeddings.PipelineError, match=rf"{videos[1][0]}\.npz: not the {wrong[1]} frames"):
-        embed_videos(videos, wrong, encoder, framed.embeddings_dir, 64, {}, framed.embeddings_resume_dir, seed=42)
+        embed_videos(videos, wrong, encoder, framed.embeddings_dir, 64, {}, resume(framed, encoder), seed=42)
     assert not framed.embeddings_dir.exists()
 
 

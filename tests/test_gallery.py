@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipvideo import gallery
-from clipvideo.video import SampledFrames, save_frames
+from clipvideo.evaluation import gallery
+from clipvideo.video.store import SampledFrames, save_frames
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (128, 0, 0),
            (0, 128, 0), (0, 0, 128), (128, 128, 0)]  # fmt: skip
@@ -117,8 +117,8 @@ def test_same_input_same_bytes_and_no_metadata(tmp_path: Path) -> None:
 
 
 def test_control_characters_and_long_labels_are_cleaned() -> None:
-    assert gallery.printable("food\x1b[31m\n") == "food[31m"
-    assert gallery.printable("x" * 100) == "x" * (gallery.LABEL_LIMIT - 3) + "..."
+    assert gallery.label("food\x1b[31m\n") == "food[31m"
+    assert gallery.label("x" * 100) == "x" * (gallery.LABEL_LIMIT - 3) + "..."
 
 
 def test_write_error_images_one_png_per_variant_and_no_stale_ones(tmp_path: Path) -> None:

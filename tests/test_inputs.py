@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from clipvideo.errors import PipelineError
-from clipvideo.files import read_table
-from clipvideo.paths import ProjectPaths
+from clipvideo.core.errors import PipelineError
+from clipvideo.core.paths import ProjectPaths
+from clipvideo.core.tables import read_table
 from stages import download, embed, frames
 from tests.conftest import write_params
 
@@ -108,7 +108,7 @@ def test_videos_table_row_with_an_extra_field(project, shrunk_params, capsys):
 def test_videos_table_unknown_status(project, shrunk_params, capsys):
     set_cell(project.videos_table, 2, "status", "OK")
     assert frames_error(project, shrunk_params, capsys) == (
-        f"{project.videos_table}:3: status='OK', expected one of ok, invalid, unavailable, failed"
+        f"{project.videos_table}:3: status='OK', expected one of ok, unavailable, failed, invalid"
     )
 
 

@@ -21,11 +21,13 @@ import numpy as np
 import pytest
 import yaml
 
-from clipvideo.contracts import VIDEOS_COLUMNS
-from clipvideo.files import read_table, write_table, write_text_atomic
-from clipvideo.manifest import url_id
-from clipvideo.paths import ProjectPaths
-from clipvideo.video import load_frame_jpegs, save_frames
+from clipvideo.core.contracts import VIDEOS_COLUMNS
+from clipvideo.core.files import write_text_atomic
+from clipvideo.core.ids import url_id
+from clipvideo.core.paths import ProjectPaths
+from clipvideo.core.tables import read_table, write_table
+from clipvideo.video import frames as frames_step
+from clipvideo.video.store import load_frame_jpegs, save_frames
 from stages import embed, frames
 from tests.conftest import REPO, copy_project, write_params
 from tests.conftest import run_command as dvc_run
@@ -108,13 +110,13 @@ def test_frames_killed_mid_run_resumes_per_video_with_identical_outputs(many_vid
 
 
 def frames_finished(paths: ProjectPaths) -> int:
-    return len(list(paths.frames_resume_dir.glob("*/*.json")))
+    return len(list(paths.frames_resume_dir.glob("*.json")))
 
 
 def test_frames_resume_skips_a_replaced_video(many_videos: ProjectPaths, capsys):
     kill_when("frames", many_videos.root, lambda: frames_finished(many_videos) >= 2)
     done_before_kill = frames_finished(many_videos)
-    replaced = next(many_videos.frames_resume_dir.glob("*/*.json")).stem
+    replaced = next(many_videos.frames_resume_dir.glob("*.json")).stem
     (many_videos.videos_dir / f"{replaced}.mp4").write_bytes(b"<html>gone</html>")  # new size and mtime
     capsys.readouterr()
     assert frames.main(["--root", str(many_videos.root)]) == 0
@@ -142,7 +144,7 @@ def test_embed_killed_mid_run_resumes_with_identical_outputs(many_videos: Projec
     assert embed.main(["--root", str(reference.root)]) == 0
 
     def finished() -> int:
-        return len(list(many_videos.embeddings_resume_dir.glob("*/*.npy")))
+        return len(list(many_videos.embeddings_resume_dir.glob("*.npy")))
 
     kill_when("embed", many_videos.root, lambda: finished() >= 3)
     done_before_kill = finished()
@@ -170,7 +172,7 @@ def test_disk_full_stops_frames_in_one_line_and_the_rerun_resumes(project: Proje
         return save_frames(path, sampled)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(frames, "save_frames", save_until_full)
+        patch.setattr(frames_step, "save_frames", save_until_full)
         assert frames.main(["--root", str(project.root)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     assert err.startswith("frames: error: ") and err.endswith(

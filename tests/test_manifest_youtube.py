@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from clipvideo.manifest import is_safe_id, reason_kind
-from clipvideo.paths import ProjectPaths
+from clipvideo.acquire.links import reason_kind
+from clipvideo.core.ids import is_safe_id
+from clipvideo.core.paths import ProjectPaths
 from stages import manifest
 from tests.conftest import REPO, write_params
 from tests.test_stages import read_csv
@@ -163,7 +164,7 @@ def test_a_huge_description_is_accepted(tmp_path: Path) -> None:
 
 
 def test_a_field_over_the_limit_names_its_line(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr("clipvideo.manifest.MAX_FIELD_CHARS", 1000)
+    monkeypatch.setattr("clipvideo.core.tables.MAX_FIELD_CHARS", 1000)
     rows = [("i9E_Blai8vk", "short", "food"), ("HzRMV2keMcU", "x" * 2000, "food")]
     source = write_source(tmp_path / "videos.csv", rows)
     youtube_project(tmp_path, source)

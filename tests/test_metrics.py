@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from clipvideo.metrics import bootstrap_draws, bootstrap_interval, paired_difference_interval, resampled_f1
-from stages.report import rank, summary_table
+from clipvideo.evaluation.metrics import bootstrap_draws, bootstrap_interval, paired_difference_interval, resampled_f1
+from clipvideo.evaluation.report import rank, summary_table
+from tests.conftest import VARIANTS
 
 
 @pytest.mark.parametrize("average", ["micro", "macro"])
@@ -73,7 +74,7 @@ def test_summary_ranks_and_marks_the_noise():
         metrics("linear", 1.0, [1.0, 1.0]),
         metrics("logreg", 0.875, [0.6, 1.0]),
     ]
-    text = summary_table(rank(results), {"logreg": [-0.375, 0.0], "zeroshot": [-0.75, -0.25]})
+    text = summary_table(rank(results), {"logreg": [-0.375, 0.0], "zeroshot": [-0.75, -0.25]}, VARIANTS)
     ranking, per_class = text.split("## Per category")
     rows = [line for line in ranking.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
     assert [row.split(" | ")[0] for row in rows] == ["| linear", "| logreg", "| zeroshot"]

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,46 +15,22 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from clipvideo.clip import load_encoder
-from clipvideo.metrics import DVC_METRICS
-from clipvideo.models import (
-    VARIANTS,
+from clipvideo.core.contracts import DVC_METRICS
+from clipvideo.embed.encoder import load_encoder
+from clipvideo.embed.prompts import category_prompts, embed_prompts
+from clipvideo.embed.store import load_text_embeddings
+from clipvideo.modeling.classifiers import (
     LinearProbe,
-    TrainConfig,
     TransformerProbe,
-    fit_logreg,
-    load_model,
-    mixup_batch,
     one_frame_view,
     predict_proba,
     stable_frame_index,
-    train_classifier,
     zeroshot_model,
 )
-from clipvideo.paths import ProjectPaths
-from clipvideo.zeroshot import category_prompts, embed_prompts, load_text_embeddings
-from stages import embed, embed_text, evaluate, frames, report, split, train
-from tests.conftest import REPO, write_params
-
-
-def build_embedded_project(root: Path, downloaded_sample: Path, params: dict) -> ProjectPaths:
-    """A copy of the downloaded sample after the real frames, embed and split stages."""
-    shutil.copytree(downloaded_sample, root)
-    write_params(root, params)
-    args = ["--root", str(root)]
-    assert frames.main(args) == 0
-    assert embed.main(args) == 0
-    assert embed_text.main(args) == 0
-    assert split.main(args) == 0
-    return ProjectPaths(root)
-
-
-@pytest.fixture(scope="module")
-def embedded(tmp_path_factory, downloaded_sample, tiny_model_config) -> ProjectPaths:
-    from tests.conftest import SHRUNK
-
-    root = tmp_path_factory.mktemp("variants") / "project"
-    return build_embedded_project(root, downloaded_sample, {**SHRUNK, "embed.model": str(tiny_model_config)})
+from clipvideo.modeling.saved import load_model
+from clipvideo.modeling.training import TrainConfig, fit_logreg, mixup_batch, train_classifier
+from stages import evaluate, report, train
+from tests.conftest import REPO, VARIANTS
 
 
 def padded_batch(lengths: list[int], dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +78,10 @@ def test_linear_probe_ignores_padding():
 
 def test_stable_frame_index_is_fixed_across_processes_and_hash_seeds():
     assert [stable_frame_index("dQw4w9WgXcQ", 16), stable_frame_index("0123456789abcdef", 7)] == [14, 3]
-    code = "from clipvideo.models import stable_frame_index as s; print(s('dQw4w9WgXcQ', 16), s('0123456789abcdef', 7))"
+    code = (
+        "from clipvideo.modeling.classifiers import stable_frame_index as s; "
+        "print(s('dQw4w9WgXcQ', 16), s('0123456789abcdef', 7))"
+    )
     for hash_seed in ("1", "2"):
         result = subprocess.run(
             [sys.executable, "-c", code],
@@ -219,7 +197,8 @@ def test_zeroshot_refuses_prompts_embedded_by_another_encoder(embedded, tmp_path
     meta.write_text(json.dumps({"encoder": {**recorded["encoder"], "seed": 99}}))
     assert train.main(["--root", str(root), "zeroshot"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("prompts embedded with seed=99, frames with 42; rerun dvc repro") and len(err.splitlines()) == 1
+    assert err.endswith("prompts embedded with seed 99 (the frames': 42); rerun dvc repro")
+    assert len(err.splitlines()) == 1
 
 
 def test_every_variant_trains_evaluates_and_reruns_identically(embedded, tmp_path):

@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 import yt_dlp
 
-from clipvideo.errors import PipelineError
-from clipvideo.fetch import PLAYLIST, UPCOMING, classify, reason_text, shorten, single_video_refusal
-from clipvideo.ffmpeg import ffmpeg_binary, run_ffmpeg
-from clipvideo.manifest import parse_link
-from clipvideo.network import AddressPolicy, NetworkHealth, address_kind, parse_address
-from clipvideo.params import load_params, load_settings
-from clipvideo.paths import ProjectPaths
-from stages import download, predict
+from clipvideo.acquire.download import NETWORK_DOWN
+from clipvideo.acquire.fetch import PLAYLIST, UPCOMING, classify, reason_text, short_reason, single_video_refusal
+from clipvideo.acquire.links import parse_link
+from clipvideo.acquire.network import AddressPolicy, NetworkHealth, address_kind, parse_address
+from clipvideo.config.loading import load_params, load_settings
+from clipvideo.core.errors import PipelineError
+from clipvideo.core.paths import ProjectPaths
+from clipvideo.core.system import ffmpeg_binary, run_ffmpeg
+from clipvideo.modeling.predict import local_or_fetched
+from stages import download
 from tests.conftest import write_params
 from tests.loopback import Body, Redirect, Video, serving
 from tests.test_download import FAST, hidden_leftovers, make_project, statuses
@@ -145,7 +147,7 @@ def test_a_dead_network_stops_the_stage_in_one_line_and_loses_nothing(tmp_path: 
     rows = statuses(paths)
     assert len(rows) == len(links) and {row["status"] for row in rows.values()} == {"failed"}
     tried = [row for row in rows.values() if lead in row["reason"]]
-    untried = [row for row in rows.values() if row["reason"] == download.NETWORK_DOWN]
+    untried = [row for row in rows.values() if row["reason"] == NETWORK_DOWN]
     assert 8 <= len(tried) <= 9 and len(tried) + len(untried) == len(links)  # 9: the other worker's last one
     assert hidden_leftovers(paths) == []
 
@@ -197,13 +199,10 @@ def test_a_redirect_to_a_private_address_is_refused(tmp_path: Path, mp4: bytes) 
 
 def test_predict_refuses_a_private_url_in_one_line(tmp_path: Path, mp4: bytes) -> None:
     write_params(tmp_path, {**FAST, "download.allow_private_networks": False})
-    download_params = {
-        **load_params(tmp_path / "params.yaml")["download"],
-        **load_settings(tmp_path / "settings.yaml")["download"],
-    }
+    params, settings = load_params(tmp_path / "params.yaml"), load_settings(tmp_path / "settings.yaml")
     with serving({"/new.mp4": Video(mp4)}) as server:
         with pytest.raises(PipelineError) as error:
-            predict.local_or_fetched(server.url("/new.mp4"), tmp_path, ProjectPaths(tmp_path), download_params)
+            local_or_fetched(server.url("/new.mp4"), tmp_path, ProjectPaths(tmp_path), params, settings)
         assert server.total() == 0
     assert str(error.value).endswith(
         "cannot download (refused: 127.0.0.1 is a loopback address (download.allow_private_networks is off))"
@@ -301,4 +300,4 @@ def test_reasons_lead_with_what_a_person_needs_and_are_cut_at_a_word(tmp_path: P
     assert error.reason.endswith(("known", "resolution"))  # the whole OS message, not "[Errno "
     long = reason_text("ERROR: [generic] x: Unable to download webpage: " + "word " * 200 + "(caused by X('y'))")
     assert long.startswith("word word") and long.endswith("word...") and len(long) <= 500
-    assert shorten("a" * 600).endswith("...") and len(shorten("a" * 600)) == 500
+    assert short_reason("a" * 600).endswith("...") and len(short_reason("a" * 600)) == 500

@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipvideo.contracts import VIDEOS_COLUMNS
-from clipvideo.ffmpeg import run_ffmpeg
-from clipvideo.files import write_table
-from clipvideo.manifest import url_id
-from clipvideo.video import VideoError, sample_frames, stream_start, upright_square, video_duration
+from clipvideo.core.contracts import VIDEOS_COLUMNS
+from clipvideo.core.ids import url_id
+from clipvideo.core.system import run_ffmpeg
+from clipvideo.core.tables import write_table
+from clipvideo.video import frames as frames_step
+from clipvideo.video.decode import sample_frames, upright_square
+from clipvideo.video.probe import VideoError, stream_start, video_duration
 from stages import frames
 from tests.conftest import write_params
 
@@ -274,7 +276,7 @@ def test_an_unforeseen_decoder_exception_is_an_error_row_and_the_stage_carries_o
         return sample_frames(path, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(frames, "sample_frames", sample_or_crash)
+        patch.setattr(frames_step, "sample_frames", sample_or_crash)
         assert frames.main(["--root", str(project.root)]) == 0
     with project.frames_table.open(newline="") as handle:
         rows = {row["id"]: row for row in csv.DictReader(handle)}

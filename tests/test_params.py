@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 import yaml
 
-from clipvideo.errors import ParamsError
-from clipvideo.params import Settings, load_params, load_settings, readme_tables
-from clipvideo.paths import ProjectPaths
+from clipvideo.config.loading import load_params, load_settings
+from clipvideo.config.schema import Settings
+from clipvideo.core.errors import ParamsError
+from clipvideo.core.paths import ProjectPaths
 from stages import embed, frames, manifest
 from tests.conftest import REPO, write_params
+from tools.generate import stale_files
 
 
 def params_error(root: Path, overrides: dict[str, Any]) -> str:
@@ -27,20 +29,19 @@ def params_error(root: Path, overrides: dict[str, Any]) -> str:
 
 def test_the_repository_params_are_valid():
     params = load_params(REPO / "params.yaml")
-    assert params["frames_count"] >= 1 and params["frames"]["mode"] in ("exact", "keyframe")
+    assert params.frames_count >= 1 and params.frames.mode in ("exact", "keyframe")
 
 
 def test_the_committed_settings_file_holds_exactly_the_defaults():
     """settings.yaml documents every setting; a missing file or key must mean the very same values."""
     assert yaml.safe_load((REPO / "settings.yaml").read_text()) == Settings().model_dump()
-    assert load_settings(REPO / "settings.yaml") == Settings().model_dump()
+    assert load_settings(REPO / "settings.yaml") == Settings()
 
 
-def test_readme_tables_are_the_ones_the_schema_generates():
-    """The README's params and settings tables are generated (`python -m clipvideo.params`), never hand-edited."""
-    readme = (REPO / "README.md").read_text()
-    for name, table in readme_tables(REPO).items():
-        assert table in readme, f"README's {name} table is stale: paste the output of `python -m clipvideo.params`"
+def test_generated_files_are_the_ones_the_schemas_and_variants_generate():
+    """docs/configuration.md, settings.yaml, dvc.yaml's vars and docs/models.md's table are generated from the one
+    home of each fact (`python -m tools.generate`), never hand-edited."""
+    assert [str(path.relative_to(REPO)) for path in stale_files(REPO)] == []
 
 
 @pytest.mark.parametrize(
@@ -98,17 +99,17 @@ def test_a_runtime_setting_in_params_yaml_is_an_unknown_key(tmp_path):
 
 def test_settings_file_is_optional_and_keys_default(tmp_path, monkeypatch):
     monkeypatch.delenv("CLIPVIDEO_SETTINGS", raising=False)
-    assert load_settings(tmp_path / "settings.yaml") == Settings().model_dump()
+    assert load_settings(tmp_path / "settings.yaml") == Settings()
     (tmp_path / "settings.yaml").write_text("frames:\n  workers: 3\n")
     loaded = load_settings(tmp_path / "settings.yaml")
-    assert loaded["frames"] == {"workers": 3, "min_videos": 8} and loaded["download"]["workers"] == 2
+    assert loaded.frames.model_dump() == {"workers": 3, "min_videos": 8} and loaded.download.workers == 2
 
 
 def test_settings_env_names_another_file(tmp_path, monkeypatch):
     other = tmp_path / "cluster.yaml"
     other.write_text("embed:\n  batch_size: 256\n")
     monkeypatch.setenv("CLIPVIDEO_SETTINGS", str(other))
-    assert load_settings(tmp_path / "settings.yaml")["embed"]["batch_size"] == 256
+    assert load_settings(tmp_path / "settings.yaml").embed.batch_size == 256
     monkeypatch.setenv("CLIPVIDEO_SETTINGS", str(tmp_path / "missing.yaml"))
     with pytest.raises(ParamsError, match=r"^CLIPVIDEO_SETTINGS='.*missing.yaml': no such file$"):
         load_settings(tmp_path / "settings.yaml")

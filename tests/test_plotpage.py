@@ -12,8 +12,8 @@ from configobj import ConfigObj
 from dvc_render.html import render_html
 from dvc_render.vega import VegaRenderer
 
-from clipvideo import plotpage
-from clipvideo.errors import PipelineError
+from clipvideo.core.errors import PipelineError
+from tools import plotpage
 
 from .conftest import REPO
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from clipvideo.models import VARIANTS
-from clipvideo.plotpage import TEMPLATE
+from tests.conftest import VARIANTS
+from tools.plotpage import TEMPLATE
 
 from .conftest import REPO, run_command
 

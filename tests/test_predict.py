@@ -8,13 +8,13 @@ import shutil
 import numpy as np
 import pytest
 
-from clipvideo.datasets import split_set
-from clipvideo.models import load_model, predict_proba, variant_inputs
-from clipvideo.paths import ProjectPaths
+from clipvideo.core.paths import ProjectPaths
+from clipvideo.modeling.classifiers import predict_proba, variant_inputs
+from clipvideo.modeling.data import split_set
+from clipvideo.modeling.saved import load_model
 from stages import predict, train
-from tests.conftest import SHRUNK, write_params
+from tests.conftest import SHRUNK, VARIANTS, build_embedded_project, write_params
 from tests.loopback import Video, serving
-from tests.test_models import build_embedded_project
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
@@ -37,7 +37,7 @@ def pipeline_probabilities(paths: ProjectPaths, variant: str, video_id: str) -> 
     saved = load_model(paths.model_file(variant), variant)
     data = split_set(paths, "test")
     row = data.ids.index(video_id)
-    frames, mask = variant_inputs(saved.spec, data.frames[row : row + 1], data.mask[row : row + 1], [video_id])
+    frames, mask = variant_inputs(VARIANTS[variant], data.frames[row : row + 1], data.mask[row : row + 1], [video_id])
     return dict(zip(saved.categories, predict_proba(saved.model, frames, mask)[0].tolist(), strict=True))
 
 

@@ -8,18 +8,10 @@ import av
 import numpy as np
 import pytest
 
-from clipvideo.ffmpeg import run_ffmpeg
-from clipvideo.video import (
-    DecodeRun,
-    frame_rate,
-    packet_index,
-    plan_runs,
-    sample_frame_times,
-    sample_frames,
-    split_runs,
-    stream_start,
-    upright_square,
-)
+from clipvideo.core.system import run_ffmpeg
+from clipvideo.video.decode import packet_index, sample_frames, upright_square
+from clipvideo.video.plan import DecodeRun, plan_runs, sample_frame_times, split_runs
+from clipvideo.video.probe import frame_rate, stream_start
 
 SIZE = 48
 

@@ -7,10 +7,9 @@ import json
 
 import numpy as np
 
-from clipvideo.paths import ProjectPaths
-from clipvideo.variants import VARIANTS
+from clipvideo.core.paths import ProjectPaths
 from stages import embed, embed_text, evaluate, frames, report, split, train
-from tests.conftest import write_params
+from tests.conftest import VARIANTS, write_params
 
 
 def read_csv(path) -> list[dict[str, str]]:

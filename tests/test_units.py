@@ -12,13 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipvideo import ffmpeg, files
-from clipvideo.errors import DiskFullError, PipelineError
-from clipvideo.manifest import is_safe_id, url_id
-from clipvideo.sample import generate_sample
-from clipvideo.video import sample_frame_times
+from clipvideo.acquire.sample import generate_sample
+from clipvideo.config.schema import SampleParams
+from clipvideo.core import files
+from clipvideo.core import system as ffmpeg
+from clipvideo.core.errors import DiskFullError, PipelineError
+from clipvideo.core.ids import is_safe_id, url_id
+from clipvideo.core.system import available_cores
+from clipvideo.modeling.split import stratified_split
+from clipvideo.video.plan import sample_frame_times
 from stages import frames
-from stages.split import stratified_split
 
 
 def test_frame_times_are_evenly_spaced_inside_the_video():
@@ -54,9 +57,13 @@ def test_split_refuses_what_cannot_be_stratified():
         stratified_split(rows({"food": 2, "travel": 2}), 0.9, seed=0)
 
 
+# One short video per category: below what params.yaml allows (2), built without validation for speed.
+ONE_EACH = SampleParams.model_construct(videos_per_category=1, min_duration_s=1, max_duration_s=2, distractor_opacity=0)
+
+
 def test_sample_is_deterministic_for_a_seed(tmp_path: Path):
     def render(out: Path, seed: int) -> list[str]:
-        videos = generate_sample(out, ["food", "history"], 1, 1, 2, seed)
+        videos = generate_sample(out, ["food", "history"], ONE_EACH, seed)
         return [hashlib.sha256(v.path.read_bytes()).hexdigest() for v in videos]
 
     assert render(tmp_path / "a", 5) == render(tmp_path / "b", 5)
@@ -65,7 +72,7 @@ def test_sample_is_deterministic_for_a_seed(tmp_path: Path):
 
 def test_sample_rejects_categories_it_cannot_render(tmp_path: Path):
     with pytest.raises(PipelineError, match=r"dataset\.categories"):
-        list(generate_sample(tmp_path, ["sports", "food"], 1, 1, 2, 0))
+        list(generate_sample(tmp_path, ["sports", "food"], ONE_EACH, 0))
 
 
 def test_ffmpeg_falls_back_to_the_wheel_binary(monkeypatch: pytest.MonkeyPatch):
@@ -122,10 +129,10 @@ def test_decoding_threads_follow_the_cores_this_process_may_use():
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(allowed)})
     try:
-        assert frames.available_cores() == 1
+        assert available_cores() == 1
     finally:
         os.sched_setaffinity(0, allowed)
-    assert frames.available_cores() == len(allowed)
+    assert available_cores() == len(allowed)
 
 
 def test_disk_full_names_the_output_being_written_not_the_source_or_nothing(tmp_path: Path) -> None:

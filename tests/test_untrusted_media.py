@@ -11,8 +11,9 @@ import av
 import numpy as np
 import pytest
 
-from clipvideo.manifest import url_id
-from clipvideo.video import is_cover, open_video, sample_frames, video_stream
+from clipvideo.core.ids import url_id
+from clipvideo.video.decode import sample_frames
+from clipvideo.video.probe import is_cover, open_video, video_stream
 from tests.conftest import REPO
 from tests.test_odd_videos import COUNT, SIZE, assert_refused, render, run_frames_stage
 
@@ -139,7 +140,8 @@ def test_a_thin_picture_is_cropped_to_its_centre_square_before_scaling(media: Pa
 PEAK_RSS = """
 import sys
 from pathlib import Path
-from clipvideo.video import VideoError, sample_frames
+from clipvideo.video.decode import sample_frames
+from clipvideo.video.probe import VideoError
 for path in sys.argv[1:]:
     try:
         sample_frames(Path(path), 16, 224)

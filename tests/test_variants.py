@@ -7,23 +7,25 @@ import numpy as np
 import pytest
 import yaml
 
-from clipvideo.datasets import LabelledSet
-from clipvideo.errors import ParamsError
-from clipvideo.params import load_params, subset
-from clipvideo.variants import PARAM_SLOTS, VARIANTS, Variant, dvc_vars_block, load_variants, variants_table
-from stages import train
-from tests.conftest import REPO
+from clipvideo.config.declared import Declared
+from clipvideo.config.loading import load_params
+from clipvideo.config.variants import PARAM_SLOTS, Variant, load_variants
+from clipvideo.core.errors import ParamsError
+from clipvideo.modeling.data import LabelledSet
+from clipvideo.modeling.training import fit
+from tests.conftest import REPO, VARIANTS
+from tools.generate import dvc_vars_block, variants_table
 
 
 def test_dvc_yaml_and_readme_follow_variants_yaml():
     dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
     declared = next(entry["variants"] for entry in dvc_yaml["vars"] if "variants" in entry)
     assert declared == {name: variant.dvc_slots() for name, variant in VARIANTS.items()}, (
-        "dvc.yaml's variants are stale: paste the block `python -m clipvideo.models` prints"
+        "dvc.yaml's variants are stale: run `python -m tools.generate`"
     )
     assert dvc_vars_block(VARIANTS) in (REPO / "dvc.yaml").read_text()
-    assert variants_table(VARIANTS) in (REPO / "README.md").read_text(), (
-        "README's variants table is stale: paste the table `python -m clipvideo.models` prints"
+    assert variants_table(VARIANTS) in (REPO / "docs" / "models.md").read_text(), (
+        "docs/models.md's variants table is stale: run `python -m tools.generate`"
     )
 
 
@@ -55,10 +57,10 @@ def toy_set(n: int = 12) -> LabelledSet:
 def test_a_variant_reading_a_param_it_does_not_declare_is_named():
     undeclared_mixup = Variant(kind="linear", mixup=True, one_frame=False, reference_f1_micro=None,
                                params=["seed", "train.optim"])  # fmt: skip
-    params = subset(load_params(REPO / "params.yaml"), undeclared_mixup.params, "variants.yaml: broken")
+    params = Declared(load_params(REPO / "params.yaml"), undeclared_mixup.params, "variants.yaml: broken")
     data = toy_set()
     with pytest.raises(ParamsError, match=r"^variants.yaml: broken reads train.mixup, which it does not declare$"):
-        train.fit(undeclared_mixup, data, data.frames, data.mask, params)
+        fit(undeclared_mixup, data, data.frames, data.mask, params)
 
 
 @pytest.mark.parametrize(

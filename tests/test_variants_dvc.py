@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from clipvideo.variants import VARIANTS
+from tests.conftest import VARIANTS, stages_that_ran, write_params
 from tests.conftest import run_command as run
-from tests.conftest import stages_that_ran, write_params
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,23 @@
+"""`python -m clipvideo <command>`: the project's own commands (each has `--help`)."""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "experiments": ("clipvideo.cli.experiments", "DVC's experiments with every variant's metric, in 120 columns"),
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        listed = "\n".join(f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items())
+        print(f"usage: python -m clipvideo <command> [--help]\n\ncommands:\n{listed}", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    import importlib
+
+    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

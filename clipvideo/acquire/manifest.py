@@ -1,0 +1,182 @@
+"""The manifest step: every source row once, `valid` or `invalid` with a reason -> data/manifest.csv.
+
+The source is the offline sample (rendered here with real ffmpeg) or the Kaggle CSV (fetched with kagglehub
+when missing). Rows are judged by their text alone; nothing here touches a video.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from tabulate import tabulate
+from tqdm import tqdm
+
+from clipvideo.acquire.links import (
+    DUPLICATE,
+    EMPTY_CATEGORY,
+    UNKNOWN_CATEGORY,
+    LinkError,
+    parse_link,
+    reason_kind,
+    shown,
+)
+from clipvideo.acquire.sample import generate_sample
+from clipvideo.config.schema import DatasetParams, SampleParams
+from clipvideo.core.contracts import MANIFEST_COLUMNS, SOURCE_COLUMNS, Status
+from clipvideo.core.errors import PipelineError
+from clipvideo.core.files import atomic_path
+from clipvideo.core.ids import url_id
+from clipvideo.core.paths import ProjectPaths
+from clipvideo.core.tables import field_limit, write_table
+from clipvideo.core.text import printable
+
+KAGGLE_DATASET = "rajatrc1705/youtube-videos-dataset"
+KAGGLE_PAGE = f"https://www.kaggle.com/datasets/{KAGGLE_DATASET}"
+
+
+def read_source_csv(path: Path) -> list[dict[str, str]]:
+    """The Kaggle CSV (link,title,description,category; quoted multi-line fields) as dicts."""
+    reader = None
+    try:
+        with field_limit(), path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in SOURCE_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise PipelineError(
+                    f"{path}: missing column(s) {', '.join(missing)}; expected a CSV with columns "
+                    "link,title,description,category (the Kaggle youtube-videos-dataset)"
+                )
+            return list(reader)
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x})") from None
+    except csv.Error as exc:
+        line = f":{reader.line_num + 1}" if reader is not None else ""  # line_num counts the lines done before it
+        raise PipelineError(f"{path}{line}: not a readable CSV ({exc})") from None
+
+
+def youtube_rows(source: Iterable[dict[str, str]], categories: list[str]) -> list[dict[str, str]]:
+    """Manifest rows for the CSV rows, in order: valid, or invalid with the first reason that applies.
+
+    An invalid row gets the id `row-<n>` (n counts data rows from 1): ids stay unique, and such an id
+    can never pass `is_safe_id`, so it never becomes a path.
+    """
+    known = set(categories)
+    first_row: dict[str, tuple[int, str]] = {}
+    rows = []
+    for number, record in enumerate(source, start=1):
+        link = record.get("link") or ""
+        category = printable(record.get("category") or "").strip()
+        title = " ".join(printable(record.get("title") or "").split())
+        try:
+            parsed = parse_link(link)
+            if not category:
+                raise LinkError(EMPTY_CATEGORY, "expected one of " + ", ".join(categories))
+            if category not in known:
+                raise LinkError(UNKNOWN_CATEGORY, f"{shown(category)}, expected one of {', '.join(categories)}")
+            if parsed.id in first_row:
+                other, other_category = first_row[parsed.id]
+                raise LinkError(DUPLICATE, f"same video as row {other} (labelled {other_category})")
+        except LinkError as exc:
+            rows.append(
+                {
+                    "id": f"row-{number}",
+                    "url": link.strip()[:200],
+                    "category": category[:40],
+                    "title": title,
+                    "status": Status.INVALID,
+                    "reason": str(exc),
+                }
+            )
+            continue
+        first_row[parsed.id] = (number, category)
+        valid = {"id": parsed.id, "url": parsed.url, "category": category, "title": title}
+        rows.append({**valid, "status": Status.VALID, "reason": ""})
+    return rows
+
+
+def sample_rows(videos: Iterable[tuple[str, Path, str]], root: Path) -> list[dict[str, str]]:
+    """Manifest rows for locally rendered videos; the url is the path relative to the project."""
+    rows = []
+    for category, path, title in videos:
+        url = path.relative_to(root).as_posix() if path.is_absolute() else path.as_posix()
+        rows.append(
+            {"id": url_id(url), "url": url, "category": category, "title": title, "status": Status.VALID, "reason": ""}
+        )
+    return rows
+
+
+def build_sample_manifest(paths: ProjectPaths, dataset: DatasetParams, sample: SampleParams, seed: int) -> list[dict]:
+    """Render the synthetic sample under data/sample/ (a progress bar: about 1.5 s a video) and list it."""
+    if paths.sample_videos.exists():
+        shutil.rmtree(paths.sample_videos)
+    videos = generate_sample(paths.sample_videos, dataset.categories, sample, seed)
+    total = len(dataset.categories) * sample.videos_per_category
+    rendered = tqdm(videos, total=total, desc="manifest: rendering the sample", unit="video")
+    return sample_rows(((v.category, v.path.relative_to(paths.root), v.title) for v in rendered), paths.root)
+
+
+def fetch_with_kagglehub(csv_path: Path, configured: str) -> None:
+    """Download the Kaggle dataset into kagglehub's cache and copy its CSV to `csv_path` (dataset.csv=`configured`)."""
+    try:
+        import kagglehub
+
+        folder = Path(kagglehub.dataset_download(KAGGLE_DATASET))
+    except Exception as exc:  # no network, no credentials, API changes: all end the same way for the user
+        detail = str(exc).splitlines()[0][:160] if str(exc) else "no message"
+        raise PipelineError(
+            f"dataset.csv={configured!r} does not exist and kagglehub could not fetch {KAGGLE_DATASET} "
+            f"({type(exc).__name__}: {detail}); "
+            f"download the CSV from {KAGGLE_PAGE} and save it as {configured} (or set dataset.csv)"
+        ) from exc
+    found = sorted(folder.rglob("*.csv"))
+    if len(found) != 1:
+        raise PipelineError(
+            f"kagglehub fetched {KAGGLE_DATASET} into {folder} but found {len(found)} CSV files there, expected 1; "
+            f"copy the right one to {configured}"
+        )
+    with atomic_path(csv_path) as tmp:
+        shutil.copyfile(found[0], tmp)
+    print(f"manifest: fetched {KAGGLE_DATASET} with kagglehub -> {configured}")
+
+
+def build_youtube_manifest(paths: ProjectPaths, dataset: DatasetParams) -> list[dict]:
+    """Judge every row of the Kaggle CSV offline; data/sample/ is left empty (it is a DVC out)."""
+    csv_path = paths.root / dataset.csv
+    if not csv_path.is_file():
+        fetch_with_kagglehub(csv_path, dataset.csv)
+    rows = youtube_rows(read_source_csv(csv_path), dataset.categories)
+    if paths.sample_videos.exists():
+        shutil.rmtree(paths.sample_videos)
+    paths.sample_videos.mkdir(parents=True)
+    return rows
+
+
+def counts_table(rows: list[dict], categories: list[str]) -> str:
+    """Per category: valid, invalid, and the invalid rows per reason kind."""
+    kinds = sorted({reason_kind(row["reason"]) for row in rows if row["status"] == Status.INVALID})
+    columns = [Status.VALID.value, Status.INVALID.value, *kinds]
+    counts: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        labels = [row["status"]] + ([reason_kind(row["reason"])] if row["status"] == Status.INVALID else [])
+        for label in labels:
+            counts[(row["category"] or "(empty)", label)] += 1
+            counts[("total", label)] += 1
+    listed = [*categories, *sorted({category for category, _ in counts} - {*categories, "total"}), "total"]
+    body = [[category[:13], *(counts[(category, column)] for column in columns)] for category in listed]
+    return tabulate(body, headers=["category", *columns], tablefmt="simple")
+
+
+def make_manifest(paths: ProjectPaths, dataset: DatasetParams, sample: SampleParams, seed: int) -> str:
+    """The manifest of the source params.yaml names; prints the counts, returns the summary line."""
+    if dataset.source == "sample":
+        rows = build_sample_manifest(paths, dataset, sample, seed)
+    else:
+        rows = build_youtube_manifest(paths, dataset)
+    write_table(paths.manifest, MANIFEST_COLUMNS, rows)
+    print(counts_table(rows, dataset.categories))
+    valid = sum(row["status"] == Status.VALID for row in rows)
+    return f"{len(rows)} rows ({valid} valid) -> {paths.manifest}"

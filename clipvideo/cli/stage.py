@@ -1,0 +1,83 @@
+"""The shared shape of every stage entry point: `--help`, params, one-line errors, exit codes, a summary line.
+
+A stage module parses its arguments, declares the params it reads (the same keys dvc.yaml declares for it:
+a test checks), and calls one library function, importing the library only after the arguments are parsed,
+so `--help` answers at once. The function returns the summary line this prints with the time taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from clipvideo.config.declared import Declared
+from clipvideo.config.loading import load_params, load_settings
+from clipvideo.config.schema import Settings
+from clipvideo.core.errors import DiskFullError, PipelineError
+from clipvideo.core.paths import ProjectPaths
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """The params.yaml keys a stage reads, and who reads them (named when it reads another key)."""
+
+    keys: tuple[str, ...]
+    owner: str
+
+
+@dataclass(frozen=True)
+class StageContext:
+    paths: ProjectPaths
+    params: Declared  # params.yaml, validated in full, seen through the stage's declaration
+    settings: Settings  # settings.yaml (never a DVC param: it changes how work is done, not what it gives)
+    args: argparse.Namespace
+
+
+def stage_parser(name: str, description: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m stages.{name}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the docstring's paragraphs
+    )
+    parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    return parser
+
+
+def stage_main(
+    name: str,
+    description: str | None,
+    declares: Sequence[str] | Callable[[argparse.Namespace, ProjectPaths], Declaration],
+    run: Callable[[StageContext], str],
+    argv: Sequence[str] | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """Parse arguments, validate params and settings, run the stage, print its summary; 2 on a user error.
+
+    `declares`: the params.yaml keys the stage reads (a function of the arguments for train: its variant's).
+    """
+    parser = stage_parser(name, description)
+    if add_arguments:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    paths = ProjectPaths(args.root)
+    started = time.monotonic()
+    try:
+        params = load_params(paths.params)
+        settings = load_settings(paths.settings)
+        declared = declares(args, paths) if callable(declares) else Declaration(tuple(declares), name)
+        context = StageContext(paths, Declared(params, declared.keys, declared.owner), settings, args)
+        summary = run(context)
+    except PipelineError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # outside atomic_path, which names its output itself (DiskFullError)
+        if exc.errno not in DiskFullError.DISK_FULL_ERRNOS:
+            raise
+        print(f"{name}: error: {DiskFullError(exc.filename2 or exc.filename or 'a file')}", file=sys.stderr)
+        return 2
+    print(f"{name}: {summary} ({time.monotonic() - started:.1f}s)")
+    return 0

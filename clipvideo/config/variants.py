@@ -1,0 +1,76 @@
+"""The classifier variants, defined once in variants.yaml: what each one is and which params it declares.
+
+The code reads them from here; dvc.yaml's `vars` block (the stages' slots) and docs/models.md's table are
+generated from them (`python -m tools.generate`), and tests fail when either drifts. No torch here.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from clipvideo.config.loading import has_key, read_yaml
+from clipvideo.config.schema import Params, Section
+from clipvideo.core.errors import ParamsError
+
+VARIANTS_FILE = Path("variants.yaml")  # at the project root, where DVC runs every stage
+PARAM_SLOTS = 4  # dvc.yaml names each variant's params in this many fixed slots (it cannot splice a list)
+VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # becomes a stage name (train@<name>) and file names
+TEXT_INPUT = "data/text"  # what zeroshot reads besides the frame embeddings: the prompt embeddings
+
+
+class Variant(Section):
+    """What a variant name means (variants.yaml): the model kind, mixup or not, all frames or one per video."""
+
+    kind: Literal["linear", "transformer", "logreg", "zeroshot"]
+    mixup: bool
+    one_frame: bool
+    reference_f1_micro: float | None = Field(ge=0, le=1)
+    params: list[str] = Field(min_length=1, max_length=PARAM_SLOTS)
+
+    def dvc_slots(self) -> dict[str, Any]:
+        """What dvc.yaml's `vars` holds for the variant: its params in exactly PARAM_SLOTS slots (DVC records a
+        repeated key once), and its one extra input (the others repeat data/split.csv, read anyway)."""
+        padded = self.params + [self.params[-1]] * (PARAM_SLOTS - len(self.params))
+        return {"params": padded, "input": TEXT_INPUT if self.kind == "zeroshot" else "data/split.csv"}
+
+
+class VariantsFile(Section):
+    variants: dict[str, Variant]
+
+
+def load_variants(path: Path = VARIANTS_FILE) -> dict[str, Variant]:
+    """variants.yaml, checked: a one-line error names the variant and the key."""
+    try:
+        found = VariantsFile.model_validate(read_yaml(path, path.name)).variants
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"][1:]) or "variants"
+        raise ParamsError(f"{path.name}: {where}: {error['msg']}") from None
+    for name, variant in found.items():
+        if not VARIANT_NAME.fullmatch(name):
+            raise ParamsError(f"{path.name}: variant {name!r}: expected lower-case letters, digits, _ and -")
+        unknown = [key for key in variant.params if not has_key(Params, key)]
+        if unknown or len(set(variant.params)) != len(variant.params):
+            problem = f"{unknown[0]!r} is not a key of params.yaml" if unknown else "a key is listed twice"
+            raise ParamsError(f"{path.name}: {name}.params: {problem}")
+    return found
+
+
+@functools.cache
+def variants(path: Path = VARIANTS_FILE) -> dict[str, Variant]:
+    """variants.yaml, read and checked once per process (check_params checks it first in a run)."""
+    return load_variants(path)
+
+
+def variant_spec(name: str, path: Path = VARIANTS_FILE) -> Variant:
+    known = variants(path)
+    if name not in known:
+        raise ParamsError(f"unknown variant {name!r}; expected one of {', '.join(known)} ({path.name})")
+    return known[name]
+
+

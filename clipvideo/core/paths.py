@@ -1,0 +1,126 @@
+"""Every path the pipeline reads or writes, defined once.
+
+Stages run with the project root as the working directory (DVC does that); tests build a
+`ProjectPaths` on a temporary root instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    root: Path = Path(".")
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def settings(self) -> Path:
+        """How work is done (workers, devices, retries, engine); not a DVC params file: changing it reruns nothing."""
+        return self.root / "settings.yaml"
+
+    @property
+    def variants(self) -> Path:
+        """The classifier variants (train@ and evaluate@ stages), defined once."""
+        return self.root / "variants.yaml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def sample_videos(self) -> Path:
+        return self.data / "sample"
+
+    @property
+    def manifest(self) -> Path:
+        return self.data / "manifest.csv"
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.data / "videos"
+
+    @property
+    def videos_table(self) -> Path:
+        return self.data / "videos.csv"
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.data / "frames"
+
+    @property
+    def frames_table(self) -> Path:
+        return self.data / "frames.csv"
+
+    @property
+    def frames_settings(self) -> Path:
+        """frames_count, size and mode of the stored frames, written with them (embed copies, not re-reads params)."""
+        return self.frames_dir / "settings.json"
+
+    @property
+    def frames_resume_dir(self) -> Path:
+        """Finished videos of an interrupted frames run; not a DVC out, so `dvc repro` keeps it."""
+        return self.data / "frames-resume"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.data / "embeddings"
+
+    @property
+    def embeddings_resume_dir(self) -> Path:
+        """Videos an interrupted embed run finished; not a DVC out, removed when the stage completes."""
+        return self.data / "embeddings-resume"
+
+    @property
+    def text_dir(self) -> Path:
+        """The category prompt embeddings (embed_text stage): the zeroshot classifier."""
+        return self.data / "text"
+
+    @property
+    def split_table(self) -> Path:
+        return self.data / "split.csv"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def model_file(self, variant: str) -> Path:
+        return self.models_dir / f"{variant}.pt"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.root / "metrics"
+
+    def metrics_file(self, variant: str) -> Path:
+        return self.metrics_dir / f"{variant}.json"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def report_file(self, variant: str) -> Path:
+        """Everything evaluate found (not a DVC metric): per-class figures, intervals, encoder, predictions."""
+        return self.reports_dir / f"{variant}.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.metrics_dir / "summary.md"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    def confusion_file(self, variant: str) -> Path:
+        return self.plots_dir / "confusion" / f"{variant}.csv"
+
+    def training_curve_file(self, variant: str) -> Path:
+        return self.plots_dir / "train" / f"{variant}.csv"
+
+    @property
+    def errors_dir(self) -> Path:
+        """One PNG per variant of its misclassified test videos (DVC image plots)."""
+        return self.plots_dir / "errors"

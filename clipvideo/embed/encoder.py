@@ -1,0 +1,192 @@
+"""The CLIP encoder with open_clip: loading it (once, here), preprocessing frames, image and text embeddings.
+
+Models are named as open_clip names them, or given as a path to a model config `.json`, which is
+registered the way open_clip registers its own configs (that is also how the tests get a tiny
+model). Weights: `none` (seeded random init: a pipeline check, not a classifier), a pretrained tag
+such as `openai`, or a local checkpoint path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from torchvision.io import decode_jpeg
+
+from clipvideo.config.schema import EmbedParams
+from clipvideo.core.errors import ParamsError
+from clipvideo.core.system import available_cores
+
+# On CUDA, fp16 and bf16 run the fp32 weights under autocast (matmuls in half precision, norms in fp32).
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class ClipEncoder:
+    model: torch.nn.Module
+    name: str
+    source: str  # embed.model as given: an open_clip name or a config .json path
+    weights: str
+    image_size: int
+    mean: torch.Tensor  # (3, 1, 1)
+    std: torch.Tensor
+    device: torch.device
+    precision: str
+
+    @property
+    def is_pretrained(self) -> bool:
+        return self.weights != "none"
+
+    def describe(self) -> str:
+        if not self.is_pretrained:
+            return f"{self.name}, untrained (seeded random init: a pipeline check, not a real classifier)"
+        return f"{self.name}, weights {self.weights}"
+
+
+def resolve_model_name(model: str) -> str:
+    """An open_clip model name; a `.json` path is registered first and named by its stem."""
+    if model.endswith(".json"):
+        path = Path(model)
+        if not path.is_file():
+            raise ParamsError(f"params.yaml: embed.model={model!r}: model config file not found")
+        open_clip.add_model_config(path)
+        return path.stem
+    if model not in open_clip.list_models():
+        raise ParamsError(
+            f"params.yaml: embed.model={model!r}: expected an open_clip model name (e.g. ViT-B-32) "
+            "or a path to a model config .json"
+        )
+    return model
+
+
+def under_root(model: str, pretrained: str, root: Path) -> tuple[str, str]:
+    """embed.model and embed.pretrained with a relative config or checkpoint path taken against the project root
+    (--root), not the working directory; names and tags are returned as given."""
+    if model.endswith(".json") and not Path(model).is_absolute():
+        model = str((root / model).absolute())
+    if not Path(pretrained).is_absolute() and (root / pretrained).is_file():
+        pretrained = str((root / pretrained).absolute())
+    return model, pretrained
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("settings.yaml: embed.device='cuda': no CUDA device is available here")
+    return torch.device(device)
+
+
+def load_encoder(model: str, pretrained: str, seed: int, device: str = "cpu", precision: str = "fp32") -> ClipEncoder:
+    name = resolve_model_name(model)
+    if pretrained == "none":
+        weights = None
+    elif Path(pretrained).is_file() or pretrained in open_clip.list_pretrained_tags_by_model(name):
+        weights = pretrained
+    else:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none published"
+        raise ParamsError(
+            f"params.yaml: embed.pretrained={pretrained!r}: expected none, a checkpoint file path, or a "
+            f"tag for {name} ({tags})"
+        )
+    torch.manual_seed(seed)
+    torch_device = resolve_device(device)
+    if precision == "fp16" and torch_device.type != "cuda":
+        raise ParamsError(
+            f"params.yaml: embed.precision='fp16': needs a CUDA device, and this run uses {torch_device}; "
+            "use bf16 on a CPU"
+        )
+    if weights is None:  # open_clip warns "initialized randomly"; describe() says so in the stage's own words
+        logging.disable(logging.WARNING)
+    try:
+        clip_model = open_clip.create_model(name, pretrained=weights, device=torch_device)
+    finally:
+        logging.disable(logging.NOTSET)
+    clip_model.eval()
+    if precision == "bf16" and torch_device.type == "cpu":
+        # Weights in bf16, not autocast: autocast re-casts fp32 weights on every call and ran slower than fp32
+        # on this CPU; bf16 weights run on the AMX/avx512_bf16 units (about 2-4x fp32, cosine > 0.9999).
+        clip_model.to(torch.bfloat16)
+    cfg = open_clip.get_model_preprocess_cfg(clip_model)
+    size = cfg["size"]
+    return ClipEncoder(
+        model=clip_model,
+        name=name,
+        source=model,
+        weights=pretrained,
+        image_size=size if isinstance(size, int) else size[0],
+        mean=torch.tensor(cfg["mean"]).view(3, 1, 1),
+        std=torch.tensor(cfg["std"]).view(3, 1, 1),
+        device=torch_device,
+        precision=precision,
+    )
+
+
+def open_encoder(embed: EmbedParams, seed: int, device: str, root: Path) -> ClipEncoder:
+    """The encoder params.yaml's `embed` section names, with paths taken against the project root: the one way
+    embed, embed_text and predict load it."""
+    model, pretrained = under_root(embed.model, embed.pretrained, root)
+    return load_encoder(model, pretrained, seed, device, embed.precision)
+
+
+def resolved_model_name(embed: EmbedParams, root: Path) -> str:
+    """The open_clip name embed.model stands for (a config file's stem), without building the model."""
+    return resolve_model_name(under_root(embed.model, embed.pretrained, root)[0])
+
+
+def preprocess_jpegs(jpegs: Sequence[bytes], encoder: ClipEncoder) -> torch.Tensor:
+    """JPEG bytes -> normalised batch at the model's input size, in the model's dtype (same path for predict).
+
+    In place where possible, and cast here: the embed loop runs this in its prefetch thread, off the model's path.
+    """
+    images = decode_jpeg([torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs])
+    batch = torch.stack(images).float().div_(255)
+    if batch.shape[-1] != encoder.image_size or batch.shape[-2] != encoder.image_size:
+        batch = F.interpolate(batch, size=(encoder.image_size,) * 2, mode="bicubic", antialias=True).clamp_(0, 1)
+    return batch.sub_(encoder.mean).div_(encoder.std).to(input_dtype(encoder))
+
+
+def input_dtype(encoder: ClipEncoder) -> torch.dtype:
+    """bf16 for a CPU model cast to bf16; float32 otherwise (on CUDA, autocast casts inside the model)."""
+    return torch.bfloat16 if encoder.precision == "bf16" and encoder.device.type == "cpu" else torch.float32
+
+
+def precision_context(encoder: ClipEncoder) -> contextlib.AbstractContextManager:
+    """Autocast to fp16/bf16 on CUDA; nothing on a CPU, where bf16 means bf16 weights (see load_encoder)."""
+    if encoder.device.type == "cuda" and encoder.precision in AUTOCAST_DTYPES:
+        return torch.autocast("cuda", dtype=AUTOCAST_DTYPES[encoder.precision])
+    return contextlib.nullcontext()
+
+
+def loader_threads(device: torch.device) -> int:
+    """Threads that read and decode the next batches while the model runs on this one.
+
+    One on a CPU: the forward already uses every core, and more decoding only slows it. On a GPU the CPU side
+    must keep up with thousands of images a second: every core but one, at most 8.
+    """
+    if device.type != "cuda":
+        return 1
+    return max(1, min(8, available_cores() - 1))
+
+
+@torch.inference_mode()
+def encode_batch(encoder: ClipEncoder, batch: torch.Tensor) -> np.ndarray:
+    """Image embeddings as float32, computed in the encoder's precision."""
+    with precision_context(encoder):
+        features = encoder.model.encode_image(batch.to(encoder.device, dtype=input_dtype(encoder), non_blocking=True))
+    return features.float().cpu().numpy()
+
+
+@torch.inference_mode()
+def encode_texts(encoder: ClipEncoder, texts: Sequence[str]) -> np.ndarray:
+    tokenizer = open_clip.get_tokenizer(encoder.name)
+    tokens = tokenizer(list(texts)).to(encoder.device)
+    with precision_context(encoder):
+        return encoder.model.encode_text(tokens).float().cpu().numpy()

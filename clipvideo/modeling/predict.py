@@ -1,0 +1,87 @@
+"""Classifying one new video (a file, an http(s) url or a YouTube id) with a trained variant.
+
+It runs the pipeline's own steps on it: the frames step's sampling and frame store (frames_count, frames.*),
+the embed step's embedder (the same encoder, batches and float16 rows), then the saved model. A model only
+means something on embeddings made the way its training embeddings were, so any difference stops it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from clipvideo.acquire.fetch import Cookies, Fetcher, FetchError, is_remote
+from clipvideo.acquire.links import LinkError, parse_link
+from clipvideo.config.schema import Params, Settings
+from clipvideo.config.variants import variant_spec
+from clipvideo.core.errors import PipelineError
+from clipvideo.core.ids import is_safe_id, url_id
+from clipvideo.core.paths import ProjectPaths
+from clipvideo.embed.batches import plan_batches
+from clipvideo.embed.embedder import BatchEmbedder, embed_here
+from clipvideo.embed.encoder import open_encoder, resolved_model_name
+from clipvideo.embed.store import EMBEDDING_KEYS, check_same_settings, encoder_record
+from clipvideo.modeling.classifiers import predict_proba, variant_inputs
+from clipvideo.modeling.saved import load_model
+from clipvideo.video.frames import store_frames
+from clipvideo.video.probe import VideoError
+
+
+def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, params: Params, settings: Settings
+                     ) -> tuple[Path, str]:  # fmt: skip
+    """The video file and its id: a local file as is, a url downloaded the way the download stage does."""
+    path = Path(source)
+    if path.is_file():
+        # A file the pipeline stored under its id keeps that id, so random_frame picks the same frame.
+        return path, path.stem if is_safe_id(path.stem) else url_id(str(path.resolve()))
+    if path.is_dir():
+        raise PipelineError(f"{source}: is a directory; expected a video file, an http(s) url or a YouTube id")
+    if not is_remote(source):
+        raise PipelineError(f"{source}: no such file (and not an http(s) url or a YouTube id)")
+    try:
+        video_id = parse_link(source).id
+        cookies = Cookies.from_settings(settings.download, paths.root)
+        with Fetcher(params.download, settings.download, cookies) as fetcher:
+            fetched = fetcher.fetch(source, work_dir, video_id)
+    except (LinkError, FetchError) as exc:
+        raise PipelineError(f"{source}: cannot download ({exc})") from exc
+    return fetched.path, video_id
+
+
+def video_embeddings(video: Path, video_id: str, work_dir: Path, paths: ProjectPaths, params: Params,
+                     settings: Settings) -> np.ndarray:  # fmt: skip
+    """(frames, dim) float16, exactly as the frames and embed stages would store them."""
+    frames_file = work_dir / f"{video_id}.npz"
+    try:
+        n_frames = len(store_frames(video, frames_file, params.frames_count, params.frames, threads=1).images)
+    except VideoError as exc:
+        raise PipelineError(f"{video}: unreadable video ({exc})") from exc
+    encoder = open_encoder(params.embed, params.seed, settings.embed.device, paths.root)
+    plans = plan_batches([(video_id, frames_file)], [n_frames], settings.embed.batch_size)
+    results = embed_here(plans, BatchEmbedder(encoder, work_dir))
+    return np.concatenate([result.features for result in results])
+
+
+def predict_video(paths: ProjectPaths, source: str, variant: str, params: Params, settings: Settings) -> str:
+    """Print the category and the probability of every category; returns the summary line."""
+    spec = variant_spec(variant, paths.variants)
+    model_file = paths.model_file(variant)
+    saved = load_model(model_file, variant)
+    model_now = resolved_model_name(params.embed, paths.root)
+    frames_now = {"frames_count": params.frames_count, "frames_size": params.frames.size,
+                  "frames_mode": params.frames.mode}  # fmt: skip
+    now = {**encoder_record(params.embed, params.seed, model_now), **frames_now}
+    check_same_settings(saved.encoder, now, EMBEDDING_KEYS, str(model_file), "trained on embeddings made with",
+                        "params.yaml now", "run dvc repro first")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
+        video, video_id = local_or_fetched(source, Path(tmp), paths, params, settings)
+        embeddings = video_embeddings(video, video_id, Path(tmp), paths, params, settings)
+    frames, mask = variant_inputs(spec, embeddings[None], np.ones((1, len(embeddings)), dtype=bool), [video_id])
+    probabilities = predict_proba(saved.model, frames, mask)[0]
+    ranked = sorted(zip(saved.categories, probabilities, strict=True), key=lambda pair: -pair[1])
+    print(f"category: {ranked[0][0]}")
+    for category, probability in ranked:
+        print(f"  {category:<20} {probability:.4f}")
+    return f"{source}: {ranked[0][0]} ({variant}, {len(embeddings)} frames)"

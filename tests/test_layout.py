@@ -1,0 +1,172 @@
+"""The house rules a reviewer checks: one home per fact, thin stages, light stages, and where tests reach."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dvc.repo import Repo
+
+from clipvideo.config.declared import ALL
+from clipvideo.core.paths import ProjectPaths
+from clipvideo.embed.embedder import EMBED_CODE
+from clipvideo.video.frames import FRAMES_CODE
+from tests.conftest import REPO, VARIANTS
+
+STAGE_MODULES = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem != "__init__")
+HEAVY = ("open_clip", "torchvision", "av", "ray")
+LIGHT_STAGES = ("split", "train", "evaluate", "report")
+
+
+@pytest.fixture(scope="module")
+def dvc_stages() -> dict:
+    """What real DVC resolves from dvc.yaml: stage name -> (declared params, code and data deps)."""
+    with Repo(str(REPO)) as repo:
+        return {
+            stage.addressing: (
+                {key for dep in stage.params for key in (dep.params or [ALL])},
+                [dep.def_path for dep in stage.deps if dep not in stage.params],
+            )
+            for stage in repo.index.stages
+        }
+
+
+def declared_by_code(stage: str) -> set[str]:
+    """The params a stage module declares to its runner (train: its variant's, from variants.yaml)."""
+    name, _, variant = stage.partition("@")
+    if name == "train":
+        return set(VARIANTS[variant].params)
+    return set(importlib.import_module(f"stages.{name}").DECLARES)
+
+
+def test_every_stage_declares_to_dvc_exactly_the_params_its_code_reads(dvc_stages: dict) -> None:
+    assert {stage.partition("@")[0] for stage in dvc_stages} == set(STAGE_MODULES) - {"predict"}
+    for stage, (params, _) in dvc_stages.items():
+        assert params == declared_by_code(stage), f"{stage}: dvc.yaml and stages/{stage.partition('@')[0]}.py differ"
+
+
+def test_frames_and_embed_depend_on_the_code_that_keys_their_resume_folders(dvc_stages: dict) -> None:
+    """dvc.yaml's code deps of the two long stages are their own module plus the one list their recipes hash."""
+    for stage, code in (("frames", FRAMES_CODE), ("embed", EMBED_CODE)):
+        listed = {dep for dep in dvc_stages[stage][1] if not dep.startswith("data/")}
+        assert listed == {f"stages/{stage}.py", *(path.relative_to(REPO).as_posix() for path in code)}
+
+
+def test_stage_modules_are_thin_and_reach_the_library_after_parsing() -> None:
+    """A stage fits on a screen, and its top-level imports are the runner only: `--help` loads no library."""
+    for name in STAGE_MODULES:
+        source = (REPO / "stages" / f"{name}.py").read_text()
+        assert len(source.splitlines()) <= 50, f"stages/{name}.py has {len(source.splitlines())} lines"
+        top = [node for node in ast.parse(source).body if isinstance(node, ast.ImportFrom)]
+        assert {node.module for node in top} <= {"__future__", "collections.abc", "clipvideo.cli.stage",
+                                                  "clipvideo.core.paths", "clipvideo.config.declared"}  # fmt: skip
+
+
+def test_help_answers_without_importing_torch() -> None:
+    code = (
+        "import sys, importlib\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        importlib.import_module(f'stages.{name}').main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'sklearn', 'numpy') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *STAGE_MODULES], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_light_stages_never_load_open_clip_torchvision_pyav_or_ray(embedded: ProjectPaths, tmp_path: Path) -> None:
+    """split, every train and evaluate, and report, run for real in one fresh interpreter: what they loaded."""
+    root = tmp_path / "project"
+    shutil.copytree(embedded.root, root)
+    calls = [("split", [])] + [(s, [v]) for s in ("train", "evaluate") for v in VARIANTS] + [("report", [])]
+    code = (
+        "import importlib, sys\n"
+        f"for name, extra in {calls!r}:\n"
+        f"    assert importlib.import_module('stages.' + name).main(['--root', {str(root)!r}, *extra]) == 0\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert set(LIGHT_STAGES) == {name for name, _ in calls}
+
+
+def test_every_csv_column_tuple_lives_in_the_contracts_module() -> None:
+    for path in (REPO / "clipvideo").rglob("*.py"):
+        if path.name == "contracts.py":
+            continue
+        found = re.findall(r"^\s*(\w+_COLUMNS)\s*=", path.read_text(), re.MULTILINE)
+        assert not found, f"{path.relative_to(REPO)} defines {found}: columns belong in clipvideo/core/contracts.py"
+
+
+def test_tests_reach_a_stage_only_through_its_main_and_bench_never() -> None:
+    """Stage internals are not an API: tests call `main` (or the command line); bench never imports stages."""
+    for path in (REPO / "bench").glob("*.py"):
+        assert "stages" not in {n.module.split(".")[0] for n in ast.walk(ast.parse(path.read_text()))
+                                if isinstance(n, ast.ImportFrom) and n.module}, path  # fmt: skip
+    for path in (REPO / "tests").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        stage_names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages"):
+                assert node.module == "stages", f"{path.name}: from {node.module} import ..."
+                stage_names |= {alias.asname or alias.name for alias in node.names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in stage_names:
+                assert node.attr in ("main", "__doc__"), f"{path.name}: {node.value.id}.{node.attr}"
+
+
+def relative_links(page: Path) -> set[Path]:
+    """The files a markdown page links to by relative path; each must exist."""
+    found = set()
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue
+        resolved = (page.parent / target).resolve()
+        assert resolved.exists(), f"{page.relative_to(REPO)} links to {target}, which does not exist"
+        found.add(resolved)
+    return found
+
+
+def test_every_docs_page_is_linked_from_the_readme_and_every_relative_link_resolves() -> None:
+    readme, decisions = REPO / "README.md", REPO / "docs" / "decisions" / "README.md"
+    assert len(readme.read_text().splitlines()) <= 250
+    pages = sorted((REPO / "docs").rglob("*.md"))
+    links = {page: relative_links(page) for page in [readme, *pages]}
+    assert decisions in pages and decisions.resolve() in links[readme]
+    for page in pages:
+        index = decisions if page.parent == decisions.parent and page != decisions else readme
+        assert page.resolve() in links[index], f"{page.relative_to(REPO)} is not linked from {index.relative_to(REPO)}"
+
+
+def test_the_project_paths_are_defined_once() -> None:
+    """Every stage output path comes from ProjectPaths: no literal data/ path in the library but in paths.py."""
+    for path in (REPO / "clipvideo").rglob("*.py"):
+        if path.name == "paths.py":
+            continue
+        text = path.read_text()
+        literal = re.findall(r"[\"'](data/[\w/.-]*)[\"']", text)
+        allowed = {"data/split.csv", "data/text"}  # variants.yaml's slots in dvc.yaml (config/variants.py)
+        assert set(literal) <= allowed, f"{path.relative_to(REPO)}: {literal}"
+    assert ProjectPaths(Path("x")).frames_dir == Path("x/data/frames")
+
+
+def test_the_contracts_page_lists_every_table_as_the_contracts_module_defines_it() -> None:
+    from clipvideo.core import contracts
+
+    page = (REPO / "docs" / "contracts.md").read_text()
+    tables = {name: value for name, value in vars(contracts).items() if name.endswith("_COLUMNS")}
+    for name, columns in tables.items():
+        if name != "SOURCE_COLUMNS":
+            assert f"`{','.join(columns)}`" in page, f"docs/contracts.md does not list {name}: {','.join(columns)}"
+    for status in contracts.Status:
+        assert f"`{status}`" in page
