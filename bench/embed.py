@@ -1,11 +1,12 @@
 """Embedding speed: images/s through the embed loop against the bare model forward, fp32 and bf16.
 
-The embed loop (`embed_videos`: read the stored frames, decode the JPEGs, normalise, forward, write
-float16) runs on frames sampled from the generated 1-minute video; the bare forward runs the same
-model on one ready tensor of the same batch size and precision, in the same run: the limit the loop
-can reach. Then the cosine similarity between the bf16 and the fp32 embeddings of the same frames.
+The embed loop (`embed_missing`: read the stored frames, decode the JPEGs, normalise, forward in fixed
+batches of 64, store float16 per video in a fresh per-video cache) runs on frames sampled from the
+generated 1-minute video; the bare forward runs the same model on one ready tensor of the same batch
+size and precision, in the same run: the limit the loop can reach. Then the cosine similarity between
+the bf16 and the fp32 embeddings of the same frames.
 
-    python bench/embed.py                  # ViT-B-32, 4 videos x 64 frames, batch 64 (about 2 minutes)
+    python bench/embed.py                  # ViT-B-32, 4 videos x 64 frames (about 2 minutes)
     python bench/embed.py --videos 8 --model ViT-B-16
 """
 
@@ -20,47 +21,48 @@ import numpy as np
 import torch
 from common import bench_video, machine, table, timed
 
-from clipvideo.core.checkpoint import Checkpoint
-from clipvideo.embed.embedder import embed_videos
+from clipvideo.core.cache import VideoCache
+from clipvideo.embed.batches import FORWARD_BATCH
+from clipvideo.embed.embedder import BatchEmbedder, FramesFile, embed_here, embed_missing
 from clipvideo.embed.encoder import encode_batch, load_encoder, preprocess_jpegs
-from clipvideo.embed.store import load_embeddings
 from clipvideo.video.decode import sample_frames
 from clipvideo.video.store import load_frame_jpegs, save_frames
 
 
-def stored_frames(directory: Path, videos: int, frames: int, size: int) -> list[tuple[str, Path]]:
-    """`videos` frames files as the frames stage writes them (copies of one sampled video)."""
+def stored_frames(directory: Path, videos: int, frames: int, size: int) -> list[FramesFile]:
+    """`videos` frames files as the frames stage writes them (copies of one sampled video, each its own key)."""
     sampled = sample_frames(bench_video(1), frames, size)
     save_frames(directory / "video.npz", sampled)
     data = (directory / "video.npz").read_bytes()
-    paths = []
+    files = []
     for index in range(videos):
         path = directory / f"{index:016x}.npz"
         path.write_bytes(data)
-        paths.append((path.stem, path))
-    return paths
+        files.append(FramesFile(path.stem, path, frames, f"{index:064x}"))
+    return files
 
 
 def measure(
     model: str,
     pretrained: str,
     precision: str,
-    videos: list[tuple[str, Path]],
+    videos: list[FramesFile],
     frames: int,
-    batch: int,
     work: Path,
     repeat: int,
 ) -> tuple[float, float, np.ndarray]:
-    """(images/s through embed_videos, images/s of the bare forward, the stored embeddings)."""
+    """(images/s through embed_missing, images/s of the bare forward, the stored embeddings)."""
     encoder = load_encoder(model, pretrained, seed=42, precision=precision)
-    ready = preprocess_jpegs(load_frame_jpegs(videos[0][1])[:batch], encoder)
+    ready = preprocess_jpegs(load_frame_jpegs(videos[0].path)[:FORWARD_BATCH], encoder)
     encode_batch(encoder, ready)  # warm-up: first calls pick kernels
     images = len(videos) * frames
-    out = work / f"embeddings-{precision}"
+    stored: dict[str, np.ndarray] = {}
 
     def through_stage() -> None:
-        resume = Checkpoint(work / "resume", {"bench": "embed"})
-        embed_videos(videos, [frames] * len(videos), encoder, out, batch, {}, resume, seed=42, progress=False)
+        cache = VideoCache(work / f"cache-{precision}", 10**12)
+        cache.clear()
+        entries = embed_missing(videos, lambda batches: embed_here(batches, BatchEmbedder(encoder)), cache, False)
+        stored["rows"] = np.stack([np.load(entries[v.key].payload) for v in videos])
 
     def bare_forward() -> None:
         for _ in range(images // len(ready)):
@@ -70,7 +72,7 @@ def measure(
     for _ in range(repeat):  # interleaved, best of each: load from other processes hits both alike
         stage_s = min(stage_s, timed(through_stage))
         bare_s = min(bare_s, timed(bare_forward) * images / (images // len(ready) * len(ready)))
-    return images / stage_s, images / bare_s, np.asarray(load_embeddings(out).frames, dtype=np.float32)
+    return images / stage_s, images / bare_s, stored["rows"].astype(np.float32)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -86,7 +88,6 @@ def main() -> None:
     )
     parser.add_argument("--videos", type=int, default=4, help="videos (default 4)")
     parser.add_argument("--frames", type=int, default=64, help="frames per video (default 64)")
-    parser.add_argument("--batch", type=int, default=64, help="batch size (default 64, as params.yaml)")
     parser.add_argument("--repeat", type=int, default=2, help="best of this many runs of each (default 2)")
     args = parser.parse_args()
     print(f"machine: {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
@@ -96,9 +97,9 @@ def main() -> None:
         videos = stored_frames(work, args.videos, args.frames, 224)
         for precision in ("fp32", "bf16"):
             stage, bare, stored[precision] = measure(
-                args.model, args.pretrained, precision, videos, args.frames, args.batch, work, args.repeat
+                args.model, args.pretrained, precision, videos, args.frames, work, args.repeat
             )
-            rows.append([precision, args.batch, f"{stage:.1f}", f"{bare:.1f}", f"{stage / bare:.0%}"])
+            rows.append([precision, FORWARD_BATCH, f"{stage:.1f}", f"{bare:.1f}", f"{stage / bare:.0%}"])
             print(f"  done: {precision}", file=sys.stderr, flush=True)
     speedup = float(rows[1][2]) / float(rows[0][2])
     similarity = cosine(stored["fp32"], stored["bf16"])

@@ -1,11 +1,11 @@
 """Engines: frames + embed as `dvc repro` runs them (one process per stage) with the local engine against a
 one-node Ray cluster on this machine (RAY_ADDRESS set), on the default sample and on generated 1-minute videos;
-then the embed loop's throughput with forward batches that fill embed.batch_size across videos against batches
-cut per video (the old loop), at several frames_count.
+then the embed loop's throughput with fixed forward batches of 64 filled across videos against each video
+alone in its own batches (padded to 64 the same way), at several frames_count.
 
 Each project uses the repo's params.yaml and settings.yaml (ViT-B-32 with seeded random weights, fp32, 16
-frames, batch 64). The Ray cluster is started here (`ray start --head`, the machine's cores as its CPUs) and
-stopped at the end.
+frames), and a per-video cache of its own, emptied before every run. The Ray cluster is started here (`ray start
+--head`, the machine's cores as its CPUs) and stopped at the end.
 
     python bench/engines.py                              # about 30 minutes on 2 cores
     python bench/engines.py --videos 16 --repeat 1 --skip-batching
@@ -30,15 +30,16 @@ from pathlib import Path
 import torch
 from common import REPO, bench_video, machine, table, timed
 
+from clipvideo.core.cache import cache_root
 from clipvideo.core.contracts import VIDEOS_COLUMNS
 from clipvideo.core.ids import url_id
 from clipvideo.core.system import available_cores
 from clipvideo.core.tables import write_table
-from clipvideo.embed.batches import BatchPlan, Segment, plan_batches
+from clipvideo.embed.batches import Batch, plan_batches
 from clipvideo.embed.embedder import BatchEmbedder, embed_here
 from clipvideo.embed.encoder import load_encoder
 from clipvideo.video.decode import sample_frames
-from clipvideo.video.store import save_frames
+from clipvideo.video.store import load_frame_jpegs, save_frames
 from tools.ray_cluster import LocalCluster, local_cluster
 
 STAGES = ("frames", "embed")
@@ -76,7 +77,9 @@ def run_stage(stage: str, root: Path, cluster: LocalCluster | None = None) -> tu
     """(wall seconds, CPU seconds) of `python -m stages.<stage>` started as DVC starts it; on `cluster` (RAY_ADDRESS)
     the CPU seconds include the cluster's processes (workers, replicas, raylet, GCS) during the run.
 
-    CPU seconds hardly move with load from other jobs, which stretches wall times on a shared machine."""
+    CPU seconds hardly move with load from other jobs, which stretches wall times on a shared machine. The
+    project's per-video cache is emptied first: every run does all the work."""
+    shutil.rmtree(cache_root(root, None), ignore_errors=True)
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     if cluster:
         env["RAY_ADDRESS"] = cluster.address
@@ -145,39 +148,31 @@ def engine_rows(name: str, root: Path, cluster: LocalCluster, repeat: int) -> li
     return rows
 
 
-def per_video_plans(videos: list[tuple[str, Path]], n_frames: list[int], batch_size: int) -> Iterator[BatchPlan]:
-    """The old loop's batches: each video's frames in pieces of at most `batch_size`, never mixed."""
-    index = 0
-    for row, ((video_id, path), count) in enumerate(zip(videos, n_frames, strict=True)):
-        for first in range(0, count, batch_size):
-            segment = Segment(row, video_id, path.absolute(), count, first, min(count, first + batch_size))
-            yield BatchPlan(index, (segment,))
-            index += 1
+def per_video_batches(jpegs: list[list[bytes]]) -> Iterator[Batch]:
+    """Each video in batches of its own, the last one of each padded: what batches cut per video cost."""
+    for frames in jpegs:
+        yield from plan_batches([len(frames)], lambda _, frames=frames: frames)
 
 
-def batching_rows(frames_counts: list[int], images: int, batch: int, work: Path, repeat: int) -> list[list[str]]:
-    """Images/s of the embed loop (read, decode, forward, save per batch) with both ways of cutting batches."""
+def across_videos(jpegs: list[list[bytes]]) -> Iterator[Batch]:
+    return plan_batches([len(frames) for frames in jpegs], lambda i: jpegs[i])
+
+
+def batching_rows(frames_counts: list[int], images: int, work: Path, repeat: int) -> list[list[str]]:
+    """Images/s of the embed loop (decode, forward in fixed batches) with both ways of filling the batches."""
     encoder = load_encoder("ViT-B-32", "none", seed=42)
     rows = []
     for count in frames_counts:
         sampled = sample_frames(bench_video(1), count, 224)
         save_frames(work / "video.npz", sampled)
-        videos = []
-        for index in range(math.ceil(images / count)):
-            path = work / f"{index:016x}.npz"
-            shutil.copyfile(work / "video.npz", path)
-            videos.append((path.stem, path))
-        n_frames = [count] * len(videos)
-        total = count * len(videos)
+        jpegs = [load_frame_jpegs(work / "video.npz")] * math.ceil(images / count)
+        total = count * len(jpegs)
         rates = {}
-        for label, plans in (("per video", per_video_plans), ("across videos", plan_batches)):
-            sizes = [plan.size for plan in plans(videos, n_frames, batch)]
+        for label, batches in (("per video", per_video_batches), ("across videos", across_videos)):
+            forwards = sum(1 for _ in batches(jpegs))
 
-            def embed_all(plans=plans, videos=videos, n_frames=n_frames) -> None:
-                resume = work / "resume"
-                shutil.rmtree(resume, ignore_errors=True)
-                resume.mkdir()
-                for _ in embed_here(plans(videos, n_frames, batch), BatchEmbedder(encoder, resume)):
+            def embed_all(batches=batches, jpegs=jpegs) -> None:
+                for _ in embed_here(batches(jpegs), BatchEmbedder(encoder)):
                     pass
 
             wall = cpu = math.inf
@@ -185,11 +180,11 @@ def batching_rows(frames_counts: list[int], images: int, batch: int, work: Path,
                 started_cpu = time.process_time()  # every thread of this process: the forward's and the prefetch's
                 wall = min(wall, timed(embed_all))
                 cpu = min(cpu, time.process_time() - started_cpu)
-            rates[label] = (total / wall, total / cpu, sum(sizes) / len(sizes))
+            rates[label] = (total / wall, total / cpu, forwards)
             print(f"  done: frames_count {count}, {label}", file=sys.stderr, flush=True)
-        (per, per_cpu, per_size), (across, across_cpu, across_size) = rates["per video"], rates["across videos"]
+        (per, per_cpu, per_forwards), (across, across_cpu, across_forwards) = rates["per video"], rates["across videos"]
         rows.append([
-            count, len(videos), f"{per_size:.1f}", f"{per:.1f}", f"{per_cpu:.1f}", f"{across_size:.1f}",
+            count, len(jpegs), per_forwards, f"{per:.1f}", f"{per_cpu:.1f}", across_forwards,
             f"{across:.1f}", f"{across_cpu:.1f}", f"{across / per:.2f}x", f"{across_cpu / per_cpu:.2f}x",
         ])  # fmt: skip
     return rows
@@ -220,10 +215,10 @@ def main() -> None:
             print(table(headers, rows))
         if not args.skip_batching:
             (work / "batching").mkdir()
-            rows = batching_rows([4, 16, 100], args.images, 64, work / "batching", args.repeat)
-            print(f"\nembed loop, ViT-B-32 fp32, batch_size 64, images/s (best of {args.repeat}):\n")
-            headers = ["frames_count", "videos", "per-video batch", "img/s", "img/CPU-s", "cross-video batch", "img/s",
-                       "img/CPU-s", "speedup", "speedup (CPU)"]  # fmt: skip
+            rows = batching_rows([4, 16, 100], args.images, work / "batching", args.repeat)
+            print(f"\nembed loop, ViT-B-32 fp32, forward batches of 64, images/s (best of {args.repeat}):\n")
+            headers = ["frames_count", "videos", "per video: forwards", "img/s", "img/CPU-s", "across videos: forwards",
+                       "img/s", "img/CPU-s", "speedup", "speedup (CPU)"]  # fmt: skip
             print(table(headers, rows))
     print(f"\nmachine after: {machine()}")
     print("rerun: python bench/engines.py " + " ".join(sys.argv[1:]))

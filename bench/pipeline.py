@@ -25,6 +25,7 @@ from pathlib import Path
 
 from common import REPO, machine, table
 
+from clipvideo.core.cache import cache_root
 from clipvideo.core.ids import url_id
 
 # Runs a command and prints the peak resident memory (KiB) of that command alone.
@@ -138,7 +139,7 @@ def main() -> None:
         rows = []
         for factor in (1, 4):
             root = project if factor == 1 else multiplied(project, base / f"x{factor}", factor)
-            shutil.rmtree(root / "data" / "frames-resume", ignore_errors=True)  # measure the work, not a resume
+            shutil.rmtree(cache_root(root, None), ignore_errors=True)  # measure the work, not the per-video cache
             for stage in ("frames", "embed"):
                 seconds, peak = peak_memory(stage, root)
                 rows.append([stage, f"{factor}x ({factor * videos} videos)", f"{seconds:.1f}", f"{peak:.0f}"])

@@ -6,6 +6,7 @@ import sys
 
 COMMANDS = {
     "experiments": ("clipvideo.cli.experiments", "DVC's experiments with every variant's metric, in 120 columns"),
+    "cache": ("clipvideo.cli.cache", "the per-video cache of frames and embeddings: where, how large; clear it"),
 }
 
 

@@ -18,7 +18,7 @@ def run(context: StageContext) -> str:
     from clipvideo.embed.embedder import embed_frames
 
     params, settings = context.params, context.settings
-    return embed_frames(context.paths, params.embed, params.seed, settings.embed, settings.engine)
+    return embed_frames(context.paths, params.embed, params.seed, settings.embed, settings.engine, settings.cache)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,8 @@ def run(context: StageContext) -> str:
     from clipvideo.video.frames import extract_frames
 
     params, settings = context.params, context.settings
-    return extract_frames(context.paths, params.frames_count, params.frames, settings.frames, settings.engine)
+    return extract_frames(context.paths, params.frames_count, params.frames, settings.frames, settings.engine,
+                          settings.cache)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

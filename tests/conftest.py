@@ -16,6 +16,7 @@ import yaml
 from clipvideo.config.loading import has_key
 from clipvideo.config.schema import Settings
 from clipvideo.config.variants import variants
+from clipvideo.core.cache import cache_root
 from clipvideo.core.paths import ProjectPaths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +43,11 @@ SHRUNK = {
     "evaluate.bootstrap": 50,
     "download.allow_private_networks": True,  # test videos are served from 127.0.0.1
 }
+
+
+def cache_entries(root: Path, kind: str) -> int:
+    """Entries of `kind` (frames, embeddings) in the per-video cache the project at `root` uses by default."""
+    return len(list((cache_root(root, None) / kind).glob("*/*.json")))
 
 
 def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:

@@ -1,4 +1,5 @@
-"""The embed loop: per-video resume after a crash, the same bytes as an uninterrupted run, no leftovers; meta.json."""
+"""The embed loop: per-video resume after a crash from the per-video cache, the same bytes as an uninterrupted run,
+embeddings that do not depend on their batch, no leftovers; meta.json."""
 
 from __future__ import annotations
 
@@ -9,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from clipvideo.core.checkpoint import Checkpoint
 from clipvideo.core.contracts import FRAMES_COLUMNS
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.tables import read_table
 from clipvideo.embed import embedder as embeddings
-from clipvideo.embed.embedder import EMBED_CODE, embed_videos, encoder_recipe
+from clipvideo.embed.batches import FORWARD_BATCH, plan_batches
+from clipvideo.embed.embedder import BatchEmbedder, embed_here
 from clipvideo.embed.encoder import load_encoder, preprocess_jpegs
 from clipvideo.embed.store import ARRAY, EMBEDDING_KEYS, load_embeddings, recorded_encoder
 from clipvideo.video.store import load_frame_jpegs
 from stages import embed, frames
-from tests.conftest import SHRUNK, write_params
+from tests.conftest import SHRUNK, cache_entries, write_params
 
 
 @pytest.fixture
@@ -34,95 +35,116 @@ def frame_files(paths: ProjectPaths) -> tuple[list[tuple[str, Path]], list[int]]
     return [(r["id"], paths.frames_dir / f"{r['id']}.npz") for r in rows], [int(r["n_frames"]) for r in rows]
 
 
-def resume(paths: ProjectPaths, encoder, seed: int = 42) -> Checkpoint:
-    """The resume folder the embed stage keeps for this encoder and seed."""
-    return Checkpoint(paths.embeddings_resume_dir, encoder_recipe(encoder, seed), EMBED_CODE)
-
-
 def leftovers(paths: ProjectPaths) -> list[str]:
-    """Temporaries and resume files anywhere under data/."""
-    return sorted(
-        str(p.relative_to(paths.data))
-        for p in paths.data.rglob("*")
-        if p.name.endswith(".tmp") or "embeddings-resume" in p.parts
-    )
+    """Temporaries anywhere in the project (data/ and the per-video cache)."""
+    return sorted(str(p.relative_to(paths.root)) for p in paths.root.rglob("*.tmp"))
 
 
-def test_a_crashed_run_resumes_per_batch_and_gives_the_same_bytes(
-    framed: ProjectPaths, tiny_model_config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    """Forward batches fill embed.batch_size across videos; a crash keeps the finished batches, and the rerun cuts
-    the rest at the same places, so it writes the same bytes as an uninterrupted run."""
-    write_params(framed.root, {**SHRUNK, "embed.model": str(tiny_model_config), "embed.batch_size": 5})
+def with_frames_count(paths: ProjectPaths, tiny_model_config: Path, count: int, **overrides: object) -> None:
+    """Params for `count` frames per video (and the tiny model), and the frames stage run with them."""
+    write_params(paths.root, {**SHRUNK, "embed.model": str(tiny_model_config), "frames_count": count, **overrides})
+    assert frames.main(["--root", str(paths.root)]) == 0
+
+
+def test_a_crashed_run_resumes_per_video_and_gives_the_same_bytes(
+    framed: ProjectPaths, tiny_model_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:  # fmt: skip
+    """12 videos of 16 frames: 3 forward batches of 64, 4 videos each. A crash in the second keeps the 4 videos
+    of the first in the cache; the rerun embeds the other 8 and writes the bytes of an uninterrupted run."""
+    with_frames_count(framed, tiny_model_config, 16, **{"cache.dir": str(tmp_path / "reference-cache")})
     assert embed.main(["--root", str(framed.root)]) == 0
     uninterrupted = (framed.embeddings_dir / ARRAY).read_bytes()
     shutil.rmtree(framed.embeddings_dir)
-
-    videos, n_frames = frame_files(framed)
-    assert n_frames == [4] * 12
-    plans = list(embeddings.plan_batches(videos, n_frames, 5))
-    assert [plan.size for plan in plans] == [5] * 9 + [3]
-    assert [(s.row, s.first, s.stop) for s in plans[1].segments] == [(1, 1, 4), (2, 0, 2)]  # videos mix in a batch
-    encoder = load_encoder(str(tiny_model_config), "none", seed=42)
+    write_params(framed.root, {**SHRUNK, "embed.model": str(tiny_model_config), "frames_count": 16})
     real_encode = embeddings.encode_batch
     calls: list[int] = []
 
-    def encode_then_crash(encoder_, batch):  # the crash: the process dies during the 4th batch
+    def encode_then_crash(encoder_, batch):  # the crash: the process dies during the 2nd batch
         calls.append(len(batch))
-        if len(calls) == 4:
+        if len(calls) == 2:
             raise KeyboardInterrupt
         return real_encode(encoder_, batch)
 
     monkeypatch.setattr(embeddings, "encode_batch", encode_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        embed_videos(videos, n_frames, encoder, framed.embeddings_dir, 5, {}, resume(framed, encoder), seed=42)
+        embed.main(["--root", str(framed.root)])
     assert not framed.embeddings_dir.exists()  # the final output only ever appears complete
-    assert len(list(framed.embeddings_resume_dir.rglob("*.npy"))) == 3  # the three finished batches
+    assert cache_entries(framed.root, "embeddings") == 4  # the videos of the finished batch
 
     calls.clear()
     monkeypatch.setattr(embeddings, "encode_batch", lambda e, b: calls.append(len(b)) or real_encode(e, b))
     capsys.readouterr()
     assert embed.main(["--root", str(framed.root)]) == 0
-    assert calls == [5] * 6 + [3]  # only the batches not finished, composed as before
-    assert "resumed 3 of 10 batches" in capsys.readouterr().out
+    assert calls == [FORWARD_BATCH] * 2  # only the 8 videos not finished: 128 frames, always full batches
+    assert "8 videos embedded, 4 reused from the cache" in capsys.readouterr().out
     assert (framed.embeddings_dir / ARRAY).read_bytes() == uninterrupted
     assert leftovers(framed) == []
 
 
-def test_changed_frames_or_settings_never_reuse_old_embeddings(framed: ProjectPaths, tiny_model_config: Path) -> None:
-    videos, n_frames = frame_files(framed)
-    fp32 = load_encoder(str(tiny_model_config), "none", seed=42)
-    keys = {
-        resume(framed, fp32, 42).recipe,
-        resume(framed, fp32, 43).recipe,
-        resume(framed, load_encoder(str(tiny_model_config), "none", seed=42, precision="bf16"), 42).recipe,
-    }
-    assert len(keys) == 3
-    assert resume(framed, load_encoder(str(tiny_model_config), "none", seed=42)).recipe in keys  # stable across loads
+def embed_rows(encoder, jpegs: list[list[bytes]]) -> list[np.ndarray]:
+    """Each video's float16 rows when these videos are embedded together, in this order."""
+    results = list(embed_here(plan_batches([len(j) for j in jpegs], lambda i: jpegs[i]), BatchEmbedder(encoder)))
+    rows = np.concatenate([r.features for r in results])
+    starts = np.cumsum([0] + [len(j) for j in jpegs])
+    return [rows[starts[i] : starts[i + 1]] for i in range(len(jpegs))]
 
-    # a resume file of the first batch, from a run over different frames of the first video, is not picked up
-    checkpoint = resume(framed, fp32)
-    checkpoint.open()
-    key_dir = checkpoint.folder
-    first = next(embeddings.plan_batches(videos, n_frames, 64))
-    embedder = embeddings.BatchEmbedder(fp32, key_dir)
-    stale = embedder.prepare(first).resume_file
-    np.save(stale, np.full((first.size, 32), 7, dtype=np.float16))
+
+def test_a_videos_embeddings_do_not_depend_on_its_batch(framed: ProjectPaths, tiny_model_config: Path) -> None:
+    """Alone (a batch of padding), in a full batch with others, or shuffled among them: the same bytes."""
+    videos, _ = frame_files(framed)
+    jpegs = [load_frame_jpegs(path) for _, path in videos] * 2  # 24 x 4 frames: a full batch and a part
+    encoder = load_encoder(str(tiny_model_config), "none", seed=42)
+    together = embed_rows(encoder, jpegs)
+    order = np.random.default_rng(0).permutation(len(jpegs))
+    shuffled = embed_rows(encoder, [jpegs[i] for i in order])
+    for i in (0, 5, 23):
+        alone = embed_rows(encoder, [jpegs[i]])[0]
+        assert alone.tobytes() == together[i].tobytes() == shuffled[list(order).index(i)].tobytes()
+
+
+@pytest.mark.slow
+def test_vit_b_32_embeddings_do_not_depend_on_their_batch(framed: ProjectPaths) -> None:
+    """The same with the model the pipeline uses by default, at its real size (about 10 s on 2 cores)."""
+    videos, _ = frame_files(framed)
+    jpegs = [load_frame_jpegs(path) for _, path in videos]
+    encoder = load_encoder("ViT-B-32", "none", seed=42)
+    together = embed_rows(encoder, jpegs)
+    alone = embed_rows(encoder, [jpegs[3]])[0]
+    shuffled = embed_rows(encoder, jpegs[::-1])
+    assert alone.tobytes() == together[3].tobytes() == shuffled[len(jpegs) - 4].tobytes()
+
+
+def test_changed_frames_or_settings_never_reuse_old_embeddings(
+    framed: ProjectPaths, tiny_model_config: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_params(framed.root, {**SHRUNK, "embed.model": str(tiny_model_config)})
+    assert embed.main(["--root", str(framed.root)]) == 0
+    before = load_embeddings(framed.embeddings_dir, mmap=False).frames
+    capsys.readouterr()
+    for change in ({"seed": 43}, {"embed.precision": "bf16"}):  # another encoder: every video again
+        write_params(framed.root, {**SHRUNK, "embed.model": str(tiny_model_config), **change})
+        assert embed.main(["--root", str(framed.root)]) == 0
+        assert "12 videos embedded, 0 reused from the cache" in capsys.readouterr().out
+
+    write_params(framed.root, {**SHRUNK, "embed.model": str(tiny_model_config)})
+    videos, _ = frame_files(framed)
     videos[0][1].write_bytes(videos[1][1].read_bytes())  # new frames for video 0 (frames.csv still says 4 frames)
-    assert embedder.prepare(first).resume_file != stale
-    embed_videos(videos, n_frames, fp32, framed.embeddings_dir, 64, {}, resume(framed, fp32), seed=42)
-    stored = load_embeddings(framed.embeddings_dir)
-    assert stored.frames.dtype == np.float16
-    assert not np.any(stored.frames[0, : n_frames[0]] == 7)
+    assert embed.main(["--root", str(framed.root)]) == 0
+    assert "0 videos embedded, 12 reused from the cache" in capsys.readouterr().out  # video 1's, by content
+    stored = load_embeddings(framed.embeddings_dir).frames
+    assert stored.dtype == np.float16
+    assert np.array_equal(stored[0], before[1]) and not np.array_equal(stored[0], before[0])
     assert leftovers(framed) == []
 
 
-def test_a_frames_file_that_disagrees_with_frames_csv_is_named(framed: ProjectPaths, tiny_model_config: Path) -> None:
-    videos, n_frames = frame_files(framed)
-    encoder = load_encoder(str(tiny_model_config), "none", seed=42)
-    wrong = [n + 1 if i == 1 else n for i, n in enumerate(n_frames)]
-    with pytest.raises(embeddings.PipelineError, match=rf"{videos[1][0]}\.npz: not the {wrong[1]} frames"):
-        embed_videos(videos, wrong, encoder, framed.embeddings_dir, 64, {}, resume(framed, encoder), seed=42)
+def test_a_frames_file_that_disagrees_with_frames_csv_is_named(framed: ProjectPaths, capsys) -> None:
+    table = framed.frames_table.read_text()
+    first = table.splitlines()[1].split(",")[0]
+    framed.frames_table.write_text(table.replace(f"{first},ok,,4", f"{first},ok,,5"))
+    assert embed.main(["--root", str(framed.root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{first}.npz: not the 5 frames data/frames.csv lists; rerun the frames stage")
     assert not framed.embeddings_dir.exists()
 
 

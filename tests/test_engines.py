@@ -26,7 +26,7 @@ from clipvideo.core.errors import ParamsError
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.engines.engine import EngineChoice, choose_engine
 from stages import embed, frames
-from tests.conftest import REPO, write_params
+from tests.conftest import REPO, cache_entries, write_params
 from tests.test_interruptions import leftovers, many_videos_project
 from tools.ray_cluster import LocalCluster, local_cluster
 
@@ -93,8 +93,7 @@ def test_the_engine_comes_from_ray_address_then_the_settings():
 def test_frames_and_embed_on_two_ray_nodes_write_the_local_bytes(
     project: ProjectPaths, tmp_path: Path, shrunk_params, ray_cluster: LocalCluster
 ):
-    # batch 5 over 4-frame videos: forward batches mix videos, and the 10 batches spread over both replicas
-    write_params(project.root, {**shrunk_params, "embed.batch_size": 5})
+    write_params(project.root, shrunk_params)
     on_ray = tmp_path / "on-ray"
     shutil.copytree(project.root, on_ray)
 
@@ -104,7 +103,8 @@ def test_frames_and_embed_on_two_ray_nodes_write_the_local_bytes(
 
     there = run_both_stages(on_ray, ray_address=ray_cluster.address)
     cluster = "(2 nodes, 4 CPUs, 0 GPUs)"
-    assert "frames: 12 ok; 48 frames at 64px; on Ray cluster " in there and cluster in there
+    assert "frames: 12 ok; 48 frames at 64px; 12 videos decoded, 0 reused from the cache; on Ray cluster " in there
+    assert cluster in there
     # 2 replicas of 2 CPUs each on nodes of 2 CPUs: one model replica ran on each node
     assert f"{cluster}, 2 CPU model replicas x 2 threads" in there
     assert_same_outputs(project.root, on_ray)
@@ -147,8 +147,8 @@ def kill_a_worker_mid_run(
 def test_a_killed_ray_worker_or_stage_loses_and_duplicates_no_video(
     tmp_path: Path, downloaded_sample: Path, shrunk_params, ray_cluster: LocalCluster
 ):
-    killed = many_videos_project(downloaded_sample, tmp_path / "killed")  # 60 videos
-    settings = {"frames_count": 16, "frames.size": 96, "embed.batch_size": 24}
+    killed = many_videos_project(downloaded_sample, tmp_path / "killed")  # 60 videos, 12 distinct pictures
+    settings = {"frames_count": 64, "frames.size": 96}  # 12 frames files of up to 64 frames to embed: 9 batches
     write_params(killed.root, {**shrunk_params, **settings})
     reference = ProjectPaths(tmp_path / "reference")
     shutil.copytree(killed.root, reference.root)
@@ -158,25 +158,25 @@ def test_a_killed_ray_worker_or_stage_loses_and_duplicates_no_video(
     # frames: a worker dies while decoding; Ray runs its task again on another worker
     kill_a_worker_mid_run(
         "frames", killed.root, ray_cluster, "ray::decode_video",
-        lambda: len(list(killed.frames_resume_dir.glob("*.json"))),
+        lambda: cache_entries(killed.root, "frames"),
     )  # fmt: skip
     assert leftovers(killed.root) == []
 
-    # embed: the stage itself dies; the rerun on the cluster resumes its finished batches, and then a model
+    # embed: the stage itself dies; the rerun on the cluster reuses its finished videos, and then a model
     # replica dies mid-batch: Ray restarts it and runs its batches again
-    def batches_done() -> int:
-        return len(list(killed.embeddings_resume_dir.glob("*.npy")))
+    def videos_done() -> int:
+        return cache_entries(killed.root, "embeddings")
 
     stage = start_stage("embed", killed.root, ray_cluster.address)
-    wait_until(lambda: batches_done() >= 3, stage, "3 finished batches")
+    wait_until(lambda: videos_done() >= 2, stage, "2 finished videos")
     stage.send_signal(signal.SIGKILL)
     stage.wait()
-    resumed = batches_done()
-    assert 3 <= resumed < 40 and not killed.embeddings_dir.exists()  # 60 videos x 16 frames: 40 batches of 24
-    rerun = kill_a_worker_mid_run("embed", killed.root, ray_cluster, "ray::ReplicaActor.run", batches_done)
-    # at least what was there at the kill (a replica of the killed stage may have finished one more as it ended)
-    reused = int(re.search(r"resumed (\d+) of 40 batches", rerun).group(1))
-    assert resumed <= reused < 40
+    resumed = videos_done()
+    assert 2 <= resumed < 12 and not killed.embeddings_dir.exists()
+    rerun = kill_a_worker_mid_run("embed", killed.root, ray_cluster, "ray::ReplicaActor.run", videos_done)
+    # at most what was left at the kill (a replica of the killed stage may have finished one more as it ended)
+    embedded = int(re.search(r"(\d+) videos? embedded", rerun).group(1))
+    assert 0 < embedded <= 12 - resumed
 
     assert_same_outputs(reference.root, killed.root)
     assert leftovers(killed.root) == []

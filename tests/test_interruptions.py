@@ -1,5 +1,5 @@
-"""SIGKILL in the middle of frames and embed: the rerun resumes per video and ends with the same outputs
-as an uninterrupted run, with no temporary or partial file left behind.
+"""SIGKILL in the middle of frames and embed: the rerun resumes per video from the per-video cache and ends with
+the same outputs as an uninterrupted run, with no temporary or partial file left behind.
 
 (The download stage's kill test lives with its resume logic in test_download.py.)
 """
@@ -11,6 +11,7 @@ import filecmp
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -21,22 +22,23 @@ import numpy as np
 import pytest
 import yaml
 
+from clipvideo.core import cache as cache_module
 from clipvideo.core.contracts import VIDEOS_COLUMNS
-from clipvideo.core.files import write_text_atomic
+from clipvideo.core.files import write_bytes_atomic, write_text_atomic
 from clipvideo.core.ids import url_id
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.tables import read_table, write_table
-from clipvideo.video import frames as frames_step
-from clipvideo.video.store import load_frame_jpegs, save_frames
+from clipvideo.video.store import load_frame_jpegs
 from stages import embed, frames
-from tests.conftest import REPO, copy_project, write_params
+from tests.conftest import REPO, cache_entries, copy_project, write_params
 from tests.conftest import run_command as dvc_run
 
 COPIES = 5  # of each of the 12 sample videos: 60 videos, a few seconds of decoding
 
 
 def many_videos_project(source: Path, root: Path) -> ProjectPaths:
-    """The downloaded sample with every video copied COPIES times under new ids."""
+    """The downloaded sample with every video copied COPIES times under new ids, each copy its own bytes (an
+    MP4 `free` box appended, which demuxers skip): the per-video cache knows a video by its bytes."""
     paths = ProjectPaths(root)
     paths.videos_dir.mkdir(parents=True)
     rows = []
@@ -44,7 +46,7 @@ def many_videos_project(source: Path, root: Path) -> ProjectPaths:
         for copy in range(COPIES):
             video_id = url_id(f"{row['id']}/{copy}")
             target = paths.videos_dir / f"{video_id}.mp4"
-            shutil.copyfile(source / row["path"], target)
+            target.write_bytes((source / row["path"]).read_bytes() + struct.pack(">I4sQ", 16, b"free", copy))
             rows.append({**row, "id": video_id, "path": target.relative_to(root).as_posix()})
     write_table(paths.videos_table, VIDEOS_COLUMNS, rows)
     return paths
@@ -68,11 +70,8 @@ def run_stage(stage: str, root: Path) -> subprocess.CompletedProcess:
 
 
 def leftovers(root: Path) -> list[str]:
-    """Temporaries and resume folders anywhere under data/: none may survive a finished run."""
-    data = root / "data"
-    return sorted(
-        str(p.relative_to(data)) for p in data.rglob("*") if p.name.endswith(".tmp") or p.name.endswith("-resume")
-    )
+    """Temporaries anywhere under data/ or in the per-video cache: none may survive a finished run."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.tmp"))
 
 
 def assert_same_tree(left: Path, right: Path) -> None:
@@ -103,24 +102,24 @@ def test_frames_killed_mid_run_resumes_per_video_with_identical_outputs(many_vid
         assert len(load_frame_jpegs(path)) > 0
 
     rerun = run_stage("frames", many_videos.root)
-    assert f"{done_before_kill} resumed from an interrupted run" in rerun.stdout
+    assert f"{12 * COPIES - done_before_kill} videos decoded, {done_before_kill} reused from the cache" in rerun.stdout
     assert many_videos.frames_table.read_bytes() == reference.frames_table.read_bytes()
     assert_same_tree(many_videos.frames_dir, reference.frames_dir)
     assert leftovers(many_videos.root) == []
 
 
 def frames_finished(paths: ProjectPaths) -> int:
-    return len(list(paths.frames_resume_dir.glob("*.json")))
+    return cache_entries(paths.root, "frames")
 
 
 def test_frames_resume_skips_a_replaced_video(many_videos: ProjectPaths, capsys):
     kill_when("frames", many_videos.root, lambda: frames_finished(many_videos) >= 2)
     done_before_kill = frames_finished(many_videos)
-    replaced = next(many_videos.frames_resume_dir.glob("*.json")).stem
-    (many_videos.videos_dir / f"{replaced}.mp4").write_bytes(b"<html>gone</html>")  # new size and mtime
+    replaced = read_table(many_videos.videos_table, VIDEOS_COLUMNS)[0]["id"]  # the first video is done first
+    (many_videos.videos_dir / f"{replaced}.mp4").write_bytes(b"<html>gone</html>")
     capsys.readouterr()
     assert frames.main(["--root", str(many_videos.root)]) == 0
-    assert f"{done_before_kill - 1} resumed from an interrupted run" in capsys.readouterr().out
+    assert f", {done_before_kill - 1} reused from the cache" in capsys.readouterr().out
     rows = {row["id"]: row for row in read_table(many_videos.frames_table, ("id", "status", "reason", "n_frames"))}
     assert rows[replaced]["status"] == "error" and "HTML" in rows[replaced]["reason"]
     assert leftovers(many_videos.root) == []
@@ -131,28 +130,29 @@ def test_frames_resume_is_not_used_for_other_params(many_videos: ProjectPaths, s
     write_params(many_videos.root, {**shrunk_params, "frames_count": 16, "frames.size": 64})
     capsys.readouterr()
     assert frames.main(["--root", str(many_videos.root)]) == 0
-    assert "resumed" not in capsys.readouterr().out
+    assert f"{12 * COPIES} videos decoded, 0 reused from the cache" in capsys.readouterr().out
     assert leftovers(many_videos.root) == []
 
 
 def test_embed_killed_mid_run_resumes_with_identical_outputs(many_videos: ProjectPaths, tmp_path: Path, shrunk_params):
-    # forward batches of 24 frames across 16-frame videos: 40 batches, most of them mixing two videos
-    write_params(many_videos.root, {**shrunk_params, "frames_count": 16, "frames.size": 96, "embed.batch_size": 24})
+    # the 60 videos are 12 pictures: 12 frames files of up to 64 frames, 9 forward batches of 64
+    write_params(many_videos.root, {**shrunk_params, "frames_count": 64, "frames.size": 96})
     assert frames.main(["--root", str(many_videos.root)]) == 0
     reference = ProjectPaths(tmp_path / "reference")
     shutil.copytree(many_videos.root, reference.root)
     assert embed.main(["--root", str(reference.root)]) == 0
 
     def finished() -> int:
-        return len(list(many_videos.embeddings_resume_dir.glob("*.npy")))
+        return cache_entries(many_videos.root, "embeddings")
 
     kill_when("embed", many_videos.root, lambda: finished() >= 3)
     done_before_kill = finished()
-    assert 3 <= done_before_kill < 40
+    assert 3 <= done_before_kill < 12  # the copies of a video have the same frames: 12 to embed
     assert not many_videos.embeddings_dir.exists()  # the array is built aside and renamed when complete
 
     rerun = run_stage("embed", many_videos.root)
-    assert f"resumed {done_before_kill} of 40 batches" in rerun.stdout
+    left = 12 - done_before_kill
+    assert f"{left} videos embedded, {12 * COPIES - left} reused from the cache" in rerun.stdout
     assert np.array_equal(
         np.load(many_videos.embeddings_dir / "frames.npy"), np.load(reference.embeddings_dir / "frames.npy")
     )
@@ -164,15 +164,15 @@ def test_disk_full_stops_frames_in_one_line_and_the_rerun_resumes(project: Proje
     write_params(project.root, {**shrunk_params, "frames.workers": 1})
     saved = []
 
-    def save_until_full(path: Path, sampled) -> int:
+    def save_until_full(path: Path, data: bytes, shared: bool = False) -> None:
         """The real writer, until the disk is "full" after two videos (the only fake: an OS error)."""
         if len(saved) == 2:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         saved.append(path)
-        return save_frames(path, sampled)
+        write_bytes_atomic(path, data, shared)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(frames_step, "save_frames", save_until_full)
+        patch.setattr(cache_module, "write_bytes_atomic", save_until_full)
         assert frames.main(["--root", str(project.root)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     assert err.startswith("frames: error: ") and err.endswith(
@@ -181,7 +181,7 @@ def test_disk_full_stops_frames_in_one_line_and_the_rerun_resumes(project: Proje
     assert not project.frames_table.exists()
 
     assert frames.main(["--root", str(project.root)]) == 0
-    assert "2 resumed from an interrupted run" in capsys.readouterr().out
+    assert "10 videos decoded, 2 reused from the cache" in capsys.readouterr().out
     assert leftovers(project.root) == []
 
 
@@ -195,8 +195,8 @@ def test_an_atomic_write_removes_what_a_killed_writer_of_the_same_file_left(tmp_
 
 @pytest.mark.slow
 def test_dvc_repro_killed_in_frames_resumes_and_locks_what_an_uninterrupted_run_locks(tmp_path: Path, shrunk_params):
-    """Under DVC, which deletes a stage's outs before running it: the resume folder survives, the rerun
-    resumes, and dvc.lock records the same hashes as a clean run of the same params."""
+    """Under DVC, which deletes a stage's outs before running it: the per-video cache survives, the rerun
+    resumes, and dvc.lock records the same hashes as a clean run of the same params with an empty cache."""
     root = tmp_path / "repo"
     root.mkdir()
     copy_project(root)
@@ -217,13 +217,15 @@ def test_dvc_repro_killed_in_frames_resumes_and_locks_what_an_uninterrupted_run_
     assert 2 <= done_before_kill < 12 and not paths.frames_table.exists()
 
     resumed = dvc_run(["dvc", "repro", "frames"], root)
-    assert f"{done_before_kill} resumed from an interrupted run" in resumed
+    assert f"{12 - done_before_kill} videos decoded, {done_before_kill} reused from the cache" in resumed
     assert "Running stage" not in dvc_run(["dvc", "repro", "frames"], root)
     locked = frames_lock(root)
     assert leftovers(root) == []
 
+    write_params(root, {**shrunk_params, "frames_count": 32, "frames.size": 128, "frames.workers": 1,
+                        "cache.dir": str(tmp_path / "empty-cache")})  # fmt: skip
     clean = dvc_run(["dvc", "repro", "--force", "--single-item", "--no-run-cache", "frames"], root)
-    assert "resumed" not in clean and "Running stage 'frames'" in clean
+    assert "12 videos decoded, 0 reused from the cache" in clean and "Running stage 'frames'" in clean
     assert frames_lock(root) == locked
 
 

@@ -107,9 +107,9 @@ def test_settings_file_is_optional_and_keys_default(tmp_path, monkeypatch):
 
 def test_settings_env_names_another_file(tmp_path, monkeypatch):
     other = tmp_path / "cluster.yaml"
-    other.write_text("embed:\n  batch_size: 256\n")
+    other.write_text("frames:\n  workers: 7\n")
     monkeypatch.setenv("CLIPVIDEO_SETTINGS", str(other))
-    assert load_settings(tmp_path / "settings.yaml").embed.batch_size == 256
+    assert load_settings(tmp_path / "settings.yaml").frames.workers == 7
     monkeypatch.setenv("CLIPVIDEO_SETTINGS", str(tmp_path / "missing.yaml"))
     with pytest.raises(ParamsError, match=r"^CLIPVIDEO_SETTINGS='.*missing.yaml': no such file$"):
         load_settings(tmp_path / "settings.yaml")
@@ -193,7 +193,7 @@ def test_frames_stage_with_bad_frames_count_writes_nothing(project: ProjectPaths
     assert code == 2
     assert err == f"frames: error: params.yaml: frames_count={value!r}: expected an integer in [1, 1000]"
     assert not project.frames_dir.exists() and not project.frames_table.exists()
-    assert not project.frames_resume_dir.exists()
+    assert not (project.root / ".clipvideo-cache").exists()  # nothing was decoded
 
 
 def test_embed_stage_with_unknown_model_writes_nothing(project: ProjectPaths, shrunk_params, capsys):

@@ -210,8 +210,16 @@ class FramesSettings(Section):
 
 
 class EmbedSettings(Section):
-    batch_size: int = Field(64, ge=1, le=4096, description="images per forward pass, filled across videos")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
+
+
+class CacheSettings(Section):
+    dir: OptionalText = Field(
+        None,
+        description="the per-video cache of frames and embeddings; null: `clipvideo/` in DVC's cache folder, which "
+        "every workspace of the repository shares (queued experiments too)",
+    )
+    max_gb: float = Field(20, gt=0, le=1_000_000, description="its size cap: the least recently used entries go")
 
 
 class EngineSettings(Section):
@@ -226,5 +234,6 @@ class Settings(Section):
     frames: FramesSettings = FramesSettings()
     embed: EmbedSettings = EmbedSettings()
     engine: EngineSettings = EngineSettings()
+    cache: CacheSettings = CacheSettings()
 
 

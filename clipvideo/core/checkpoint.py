@@ -1,32 +1,22 @@
-"""Resuming: work an interrupted run finished is kept in a folder, valid only for the recipe that made it.
+"""Resuming a folder of finished work that is valid only for the recipe that made it (the download step's
+data/videos/: the params that shape the files). The per-video work of frames and embed resumes from the
+per-video cache instead (core.cache), whose keys hold their recipe.
 
-A recipe is everything that decides a result besides the item itself: the params that shape it and the code
-that computes it. The folder records its recipe in a small marker file; when the recipe changes, the work of
-the old one is removed before anything is reused, so a changed setting or an edited stage never serves stale
-results. Items are written atomically by their producers, and temporaries a killed run left are removed.
+The folder records its recipe in a small marker file; when the recipe changes, the work of the old one is
+removed before anything is reused, so a changed setting never serves stale results. Items are written
+atomically by their producers, and temporaries a killed run left are removed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from clipvideo.core.files import remove_path, remove_stale_temporaries, write_text_atomic
 
 RECIPE_FILE = ".recipe"  # JSON; no .json suffix, so globbing the items never matches it
-
-
-def code_digest(code: Sequence[Path]) -> str:
-    """SHA-256 of the code files (or every .py file of a code folder), in a stable order."""
-    digest = hashlib.sha256()
-    for source in code:
-        files = sorted(source.rglob("*.py")) if source.is_dir() else [source]
-        for path in files:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 class Checkpoint:
@@ -36,12 +26,11 @@ class Checkpoint:
         self,
         folder: Path,
         recipe: Mapping[str, Any],
-        code: Sequence[Path] = (),
         marker: str = RECIPE_FILE,
         owns: Callable[[Path], bool] = lambda path: True,
     ) -> None:
         self.folder = folder
-        self.recipe = json.dumps({**recipe, "code": code_digest(code)} if code else dict(recipe))
+        self.recipe = json.dumps(dict(recipe))
         self.marker = folder / marker
         self.owns = owns
 

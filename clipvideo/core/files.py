@@ -6,6 +6,7 @@ import contextlib
 import glob
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,24 +42,29 @@ def fsync_tree(path: Path) -> None:
     fsync_path(path)
 
 
-def temporary_sibling(final: Path) -> Path:
-    """Where `final` is written before the rename: hidden, in the same folder (the rename stays atomic)."""
-    return final.with_name(f".{final.name}.{os.getpid()}{TMP_SUFFIX}")
+def temporary_sibling(final: Path, shared: bool = False) -> Path:
+    """Where `final` is written before the rename: hidden, in the same folder (the rename stays atomic).
+    `shared`: other processes may write `final` at the same time, so the name is unique to this writer."""
+    unique = f".{secrets.token_hex(4)}" if shared else ""
+    return final.with_name(f".{final.name}.{os.getpid()}{unique}{TMP_SUFFIX}")
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
+def atomic_path(final: Path, shared: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `final` only if the block succeeds.
 
     The block writes a file or makes a folder there; an existing folder under `final` is replaced whole.
     Temporaries of `final` that a killed earlier writer left behind are removed first, so a rerun that
-    completes leaves none. The temporary is fsynced before the rename and the folder after it, so a
-    power loss leaves the old content or the new one, never an empty file under the final name.
+    completes leaves none (not when `shared`: in a folder that several processes write, such as the per-video
+    cache, a temporary may be another writer's, and the cache removes old ones itself). The temporary is fsynced
+    before the rename and the folder after it, so a power loss leaves the old content or the new one, never an
+    empty file under the final name.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{glob.escape(final.name)}.*{TMP_SUFFIX}"):
-        remove_path(stale)
-    tmp = temporary_sibling(final)
+    if not shared:
+        for stale in final.parent.glob(f".{glob.escape(final.name)}.*{TMP_SUFFIX}"):
+            remove_path(stale)
+    tmp = temporary_sibling(final, shared)
     try:
         yield tmp
         fsync_tree(tmp)
@@ -84,8 +90,8 @@ def atomic_directory(final: Path) -> Iterator[Path]:
         yield tmp
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def write_bytes_atomic(path: Path, data: bytes, shared: bool = False) -> None:
+    with atomic_path(path, shared) as tmp:
         tmp.write_bytes(data)
 
 

@@ -62,18 +62,8 @@ class ProjectPaths:
         return self.frames_dir / "settings.json"
 
     @property
-    def frames_resume_dir(self) -> Path:
-        """Finished videos of an interrupted frames run; not a DVC out, so `dvc repro` keeps it."""
-        return self.data / "frames-resume"
-
-    @property
     def embeddings_dir(self) -> Path:
         return self.data / "embeddings"
-
-    @property
-    def embeddings_resume_dir(self) -> Path:
-        """Videos an interrupted embed run finished; not a DVC out, removed when the stage completes."""
-        return self.data / "embeddings-resume"
 
     @property
     def text_dir(self) -> Path:

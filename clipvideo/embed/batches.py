@@ -1,60 +1,65 @@
-"""Forward batches: every stored frame, video after video, cut at fixed places into batches of one size."""
+"""Forward batches: the frames still to embed, video after video, cut into batches of one fixed size.
+
+Every forward pass runs on exactly FORWARD_BATCH images, the last batch padded: a matrix product's blocking (and
+so an image's last bits) can depend on the batch size, never on the other rows at a fixed size. So a frame's
+embedding is the same bytes whether its video is embedded alone, with others, in another order, resumed, or on
+another engine, and the per-video cache can serve it to any run. A batch carries its frames' JPEG bytes: the
+engine that runs it needs no file of the project.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+FORWARD_BATCH = 64  # images per forward pass, always (ViT-B-32: 3,200 tokens); part of the embedding code
 
 
 @dataclass(frozen=True)
 class Segment:
-    """Frames [first, stop) of one video, as part of a forward batch."""
+    """Frames [first, stop) of one video of the work list, as part of a forward batch."""
 
-    row: int  # the video's row in the stored array
-    video_id: str
-    path: Path  # its frames file, absolute: a path every Ray node sees
-    n_frames: int  # the frames data/frames.csv says the file holds
+    video: int  # the video's index in the work list
     first: int
     stop: int
 
 
 @dataclass(frozen=True)
-class BatchPlan:
+class Batch:
     index: int
     segments: tuple[Segment, ...]
+    jpegs: tuple[bytes, ...]  # the segments' frames, in order: what the engine decodes and embeds
 
     @property
     def size(self) -> int:
-        return sum(segment.stop - segment.first for segment in self.segments)
-
-
-def plan_batches(videos: Sequence[tuple[str, Path]], n_frames: Sequence[int], batch_size: int) -> Iterator[BatchPlan]:
-    """Every stored frame, video after video, cut into forward batches of `batch_size` (the last may be smaller).
-
-    Batch k is always frames [k * batch_size, (k + 1) * batch_size) of that sequence, whatever an interrupted run
-    had finished, so its composition, and with it every float the model returns (a matrix product's blocking can
-    depend on the batch), is the same in a resumed run, an uninterrupted one and on any engine.
-    """
-    segments: list[Segment] = []
-    filled = index = 0
-    for row, ((video_id, path), count) in enumerate(zip(videos, n_frames, strict=True)):
-        first = 0
-        while first < count:
-            take = min(count - first, batch_size - filled)
-            segments.append(Segment(row, video_id, path.absolute(), count, first, first + take))
-            filled, first = filled + take, first + take
-            if filled == batch_size:
-                yield BatchPlan(index, tuple(segments))
-                segments, filled, index = [], 0, index + 1
-    if segments:
-        yield BatchPlan(index, tuple(segments))
+        return len(self.jpegs)
 
 
 @dataclass
 class BatchResult:
-    plan: BatchPlan
-    features: np.ndarray  # (plan.size, dim) float16
-    cached: bool  # found in the resume folder: an interrupted run computed it
+    batch: Batch
+    features: np.ndarray  # (batch.size, dim) float16: the padding rows are not returned
+
+
+def plan_batches(n_frames: Sequence[int], frames_of: Callable[[int], list[bytes]],
+                 size: int = FORWARD_BATCH) -> Iterator[Batch]:  # fmt: skip
+    """Every frame of every video (`frames_of(i)`: video i's JPEGs, read when first needed and dropped after its
+    last batch, so memory holds a batch or two, not the dataset), cut into batches of `size`."""
+    segments: list[Segment] = []
+    jpegs: list[bytes] = []
+    index = 0
+    for video, count in enumerate(n_frames):
+        frames = frames_of(video) if count else []
+        first = 0
+        while first < count:
+            take = min(count - first, size - len(jpegs))
+            segments.append(Segment(video, first, first + take))
+            jpegs += frames[first : first + take]
+            first += take
+            if len(jpegs) == size:
+                yield Batch(index, tuple(segments), tuple(jpegs))
+                segments, jpegs, index = [], [], index + 1
+    if segments:
+        yield Batch(index, tuple(segments), tuple(jpegs))

@@ -1,39 +1,41 @@
-"""The embedder: every stored frame through the encoder, in fixed forward batches, on the engine the settings
-name, into one float16 array (data/embeddings/).
+"""The embed step: every stored frame through the encoder -> data/embeddings/ (one float16 array, index, meta).
 
-The array is written through a memory map, so memory stays flat however many videos there are. The forward
-batches fill `embed.batch_size` across videos, cut at fixed places (batches.plan_batches), so the bytes do not
-depend on what a resumed run found finished, nor on the engine that ran them. Each finished batch is kept in
-data/embeddings-resume/ until the run completes, so a killed run resumes where it stopped.
+Cost follows the change: each video's embeddings are kept in the per-video cache (core.cache) under a key made
+of its frames file's bytes, the encoder (model, config and weights by content, precision, seed) and this code.
+A rerun embeds only the videos it has not seen, the encoder is not even loaded when it has seen them all, and a
+killed run resumes from the videos it finished. The frames still to embed go through the engine in fixed
+forward batches (batches.py), so a video's bytes do not depend on which other videos were embedded with it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from clipvideo.config.schema import EmbedParams, EmbedSettings, EngineSettings
-from clipvideo.core.checkpoint import Checkpoint
+from clipvideo.config.schema import CacheSettings, EmbedParams, EmbedSettings, EngineSettings
+from clipvideo.core.cache import Entry, VideoCache, code_digest, entry_key, open_cache, sha256_file
 from clipvideo.core.contracts import EMBEDDINGS_INDEX_COLUMNS, FRAMES_COLUMNS, USABLE_FRAMES
 from clipvideo.core.errors import PipelineError
-from clipvideo.core.files import atomic_directory, atomic_path, write_json_atomic
+from clipvideo.core.files import atomic_directory, write_json_atomic
 from clipvideo.core.ids import is_safe_id
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.tables import read_table, write_table
-from clipvideo.embed.batches import BatchPlan, BatchResult, plan_batches
+from clipvideo.core.text import plural
+from clipvideo.embed.batches import FORWARD_BATCH, Batch, BatchResult, plan_batches
 from clipvideo.embed.encoder import (
     ClipEncoder,
     encode_batch,
+    encoder_identity,
     load_encoder,
     loader_threads,
     open_encoder,
@@ -48,31 +50,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # The code an embedding depends on: this package and the frame store it reads. dvc.yaml lists them as deps of
-# the embed stage (a test checks), and the resume recipe hashes them, so an edit reruns the stage and never
-# reuses batches of the old code.
+# the embed stage (a test checks), and every cache key hashes them, so an edit reruns the stage and never
+# reuses embeddings of the old code.
 EMBED_CODE = (Path(__file__).parent, Path(store.__file__))
-
-
-def encoder_recipe(encoder: ClipEncoder, seed: int) -> dict:
-    """Everything besides the frames that changes an embedding: model (and its config file), weights, precision
-    and seed (with EMBED_CODE, the resume recipe), so a changed setting never reuses old embeddings."""
-    files = {
-        source: [Path(source).stat().st_size, Path(source).stat().st_mtime_ns]
-        for source in (encoder.source, encoder.weights)
-        if Path(source).is_file()
-    }
-    parts = {"model": encoder.name, "weights": encoder.weights, "precision": encoder.precision, "seed": seed}
-    return {**parts, "files": files}
-
-
-@dataclass
-class PreparedBatch:
-    """A batch ready for the model (`images`), or its embeddings found in the resume folder (`cached`)."""
-
-    plan: BatchPlan
-    resume_file: Path
-    cached: np.ndarray | None
-    images: torch.Tensor | None
+KIND = "embeddings"
 
 
 def prefetched(prepare: Callable[[T], R], items: Iterable[T], workers: int = 1, depth: int = 2) -> Iterator[R]:
@@ -95,60 +76,38 @@ def prefetched(prepare: Callable[[T], R], items: Iterable[T], workers: int = 1, 
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def frame_count_error(path: Path, expected: int) -> PipelineError:
-    """The frames file and frames.csv disagree on how many frames the video has."""
-    return PipelineError(f"{path}: not the {expected} frames data/frames.csv lists; rerun the frames stage")
+@dataclass
+class PreparedBatch:
+    batch: Batch
+    images: torch.Tensor  # (FORWARD_BATCH, 3, size, size): the batch's frames, then zero padding
 
 
 class BatchEmbedder:
-    """A batch plan -> its embeddings: from the resume folder when an interrupted run finished this very batch
-    (the same videos, frames files by content hash, and frame ranges), else from the model, saved there first.
+    """A batch -> its embeddings. The same code runs in the stage's process (local engine) and in every Ray
+    actor, so both give the same bytes."""
 
-    The same code runs in the stage's process (local engine) and in every Ray actor, so both give the same bytes.
-    """
-
-    def __init__(self, encoder: ClipEncoder, resume_dir: Path) -> None:
+    def __init__(self, encoder: ClipEncoder) -> None:
         self.encoder = encoder
-        self.resume_dir = resume_dir
 
-    def prepare(self, plan: BatchPlan) -> PreparedBatch:
-        """Read, hash and decode the batch's frames: the part that runs ahead of the model, in other threads."""
-        digest = hashlib.sha256()
-        contents = []
-        for segment in plan.segments:
-            content = segment.path.read_bytes()
-            file_hash = hashlib.sha256(content).hexdigest()
-            where = f"{segment.n_frames} {segment.first} {segment.stop}"
-            digest.update(f"{segment.video_id} {file_hash} {where}\n".encode())
-            contents.append(content)
-        resume_file = self.resume_dir / f"{digest.hexdigest()[:32]}.npy"
-        if resume_file.is_file():
-            return PreparedBatch(plan, resume_file, np.load(resume_file), None)
-        jpegs: list[bytes] = []
-        for segment, content in zip(plan.segments, contents, strict=True):
-            frames = load_frame_jpegs(content)
-            if len(frames) != segment.n_frames:
-                raise frame_count_error(segment.path, segment.n_frames)
-            jpegs += frames[segment.first : segment.stop]
-        images = preprocess_jpegs(jpegs, self.encoder)
+    def prepare(self, batch: Batch) -> PreparedBatch:
+        """Decode and normalise the batch's frames, padded to the fixed size: runs ahead of the model, in threads."""
+        images = preprocess_jpegs(batch.jpegs, self.encoder)
+        padding = FORWARD_BATCH - len(images)
+        if padding:
+            images = torch.cat([images, images.new_zeros((padding, *images.shape[1:]))])
         if self.encoder.device.type == "cuda":
             images = images.pin_memory()  # lets the copy to the GPU overlap the previous batch
-        return PreparedBatch(plan, resume_file, None, images)
+        return PreparedBatch(batch, images)
 
     def finish(self, prepared: PreparedBatch) -> BatchResult:
-        """The forward for a batch not found in the resume folder; saved there before it is returned."""
-        if prepared.cached is not None:
-            return BatchResult(prepared.plan, prepared.cached, cached=True)
-        features = encode_batch(self.encoder, prepared.images).astype(np.float16)
-        with atomic_path(prepared.resume_file) as part, part.open("wb") as handle:
-            np.save(handle, features)
-        return BatchResult(prepared.plan, features, cached=False)
+        features = encode_batch(self.encoder, prepared.images)[: prepared.batch.size].astype(np.float16)
+        return BatchResult(prepared.batch, features)
 
 
 @dataclass(frozen=True)
 class EmbedderSpec:
     """How another process (a Ray actor) builds the stage's BatchEmbedder: the same model, weights, seed,
-    precision, torch threads (CPU floats can depend on them) and resume folder."""
+    precision and torch threads (CPU floats can depend on them)."""
 
     model: str
     weights: str
@@ -156,106 +115,140 @@ class EmbedderSpec:
     precision: str
     device: str  # embed.device as set: auto | cpu | cuda
     threads: int
-    resume_dir: Path
 
     def build(self, device: str) -> BatchEmbedder:
         torch.set_num_threads(self.threads)
-        encoder = load_encoder(self.model, self.weights, self.seed, device, self.precision)
-        return BatchEmbedder(encoder, self.resume_dir)
+        return BatchEmbedder(load_encoder(self.model, self.weights, self.seed, device, self.precision))
 
 
-def embed_here(plans: Iterable[BatchPlan], embedder: BatchEmbedder) -> Iterator[BatchResult]:
-    """The local engine: the next batches are read and decoded in threads while the model runs on this one."""
-    prepared = prefetched(embedder.prepare, plans, workers=loader_threads(embedder.encoder.device))
+def embed_here(batches: Iterable[Batch], embedder: BatchEmbedder) -> Iterator[BatchResult]:
+    """The local engine: the next batches are decoded in threads while the model runs on this one."""
+    prepared = prefetched(embedder.prepare, batches, workers=loader_threads(embedder.encoder.device))
     with contextlib.closing(prepared):  # an error or Ctrl-C here stops the prefetch threads at once
         for item in prepared:
             yield embedder.finish(item)
 
 
-def embed_videos(
-    videos: Sequence[tuple[str, Path]],
-    n_frames: Sequence[int],
-    encoder: ClipEncoder,
-    out_dir: Path,
-    batch_size: int,
-    meta: dict,
-    checkpoint: Checkpoint,
-    seed: int,
-    progress: bool = True,
-    engine: Engine | None = None,
-    device: str = "auto",
-) -> int:
-    """Embed every stored frame of every video into `out_dir` (replaced atomically); returns images.
+@dataclass(frozen=True)
+class FramesFile:
+    video_id: str
+    path: Path
+    n_frames: int  # what data/frames.csv says the file holds
+    key: str  # the cache key of its embeddings
 
-    Forward batches are `batch_size` frames across videos (plan_batches). Each finished batch is saved in the
-    checkpoint first, so a killed run resumes where it stopped; it is cleared once `out_dir` is complete, and
-    `out_dir` appears whole or not at all. `engine`: where the batches run (default: this
-    process); `device`: embed.device as set, for a distributed engine's workers.
-    """
-    dim = int(encoder.model.visual.output_dim)
-    max_frames = max(n_frames, default=0)
-    total = int(sum(n_frames))
-    checkpoint.open()
-    resume_dir = checkpoint.folder.absolute()  # absolute: Ray actors write there
-    plans = plan_batches(videos, n_frames, batch_size)
-    if engine is None or engine.local:
-        results = embed_here(plans, BatchEmbedder(encoder, resume_dir))
-    else:
-        spec = EmbedderSpec(
-            encoder.source, encoder.weights, seed, encoder.precision, device, torch.get_num_threads(),
-            resume_dir,
-        )  # fmt: skip
-        results = engine.replicas(spec, plans, lambda plan: f"embedding batch {plan.index}")
-    resumed = 0
+
+def frames_of(video: FramesFile) -> list[bytes]:
+    """The JPEGs of a frames file, checked against frames.csv."""
+    jpegs = load_frame_jpegs(video.path)
+    if len(jpegs) != video.n_frames:
+        raise PipelineError(f"{video.path}: not the {video.n_frames} frames data/frames.csv lists; "
+                            "rerun the frames stage")  # fmt: skip
+    return jpegs
+
+
+def embed_missing(videos: Sequence[FramesFile], embed: Callable[[Iterator[Batch]], Iterator[BatchResult]],
+                  cache: VideoCache, progress: bool = True) -> dict[str, Entry]:  # fmt: skip
+    """Embed `videos` through `embed` (an engine's batch runner); each video goes into the cache as soon as its
+    last frame is back, so a killed run keeps every finished video. Returns the entries by key."""
+    parts: dict[int, dict[int, np.ndarray]] = {}  # video -> first frame -> rows, until the video is complete
+    done: dict[str, Entry] = {}
+    batches = plan_batches([v.n_frames for v in videos], lambda i: frames_of(videos[i]))
+    results = embed(batches)
+    total = sum(v.n_frames for v in videos)
+    with tqdm(total=total, unit="frame", desc="embed", disable=not progress) as bar, contextlib.closing(results):
+        for result in results:  # closing: an error or Ctrl-C here stops the engine's work at once
+            offset = 0
+            for segment in result.batch.segments:
+                size = segment.stop - segment.first
+                rows = parts.setdefault(segment.video, {})
+                rows[segment.first] = result.features[offset : offset + size]
+                offset += size
+                video = videos[segment.video]
+                if sum(len(r) for r in rows.values()) == video.n_frames:
+                    array = np.concatenate([rows[first] for first in sorted(rows)])
+                    buffer = BytesIO()
+                    np.save(buffer, array)
+                    done[video.key] = cache.put(KIND, video.key, {"n_frames": video.n_frames}, buffer.getvalue(),
+                                                ".npy")  # fmt: skip
+                    del parts[segment.video]
+            bar.update(offset)
+    if len(done) != len(videos):  # an engine that dropped a batch
+        raise PipelineError(f"embed: {len(done)} of {len(videos)} videos came back from the engine; rerun")
+    return done
+
+
+def write_embeddings(out_dir: Path, videos: Sequence[FramesFile], entries: dict[str, Entry], meta: dict) -> int:
+    """data/embeddings/ from the videos' cache entries, through a memory map (memory stays flat), replaced whole;
+    returns the frames written."""
+    max_frames = max((v.n_frames for v in videos), default=0)
+    dim = 0
     with atomic_directory(out_dir) as tmp:
-        array = np.lib.format.open_memmap(
-            tmp / ARRAY, mode="w+", dtype=np.float16, shape=(len(videos), max_frames, dim)
-        )
-        # closing: an error or Ctrl-C in this loop stops the engine's work at once, not when garbage collected
-        with tqdm(total=total, unit="frame", desc="embed", disable=not progress) as bar, contextlib.closing(results):
-            for result in results:
-                offset = 0
-                for segment in result.plan.segments:
-                    size = segment.stop - segment.first
-                    array[segment.row, segment.first : segment.stop] = result.features[offset : offset + size]
-                    offset += size
-                resumed += result.cached
-                bar.update(offset)
-        if bar.n != total:  # an engine that dropped a batch would leave zeros in the array
-            raise PipelineError(f"embed: {bar.n} of {total} frames came back from the engine; rerun to resume")
+        array = None
+        for row, video in enumerate(videos):
+            entry = entries[video.key]
+            assert entry.payload is not None
+            features = np.load(entry.payload)
+            if array is None:
+                dim = features.shape[1]
+                array = np.lib.format.open_memmap(tmp / ARRAY, mode="w+", dtype=np.float16,
+                                                  shape=(len(videos), max_frames, dim))  # fmt: skip
+            array[row, : video.n_frames] = features
+        if array is None:
+            raise PipelineError("embed: no video has frames; see data/frames.csv")
         array.flush()
         del array
-        index = ({"id": v, "n_frames": n} for (v, _), n in zip(videos, n_frames, strict=True))
+        index = ({"id": v.video_id, "n_frames": v.n_frames} for v in videos)
         write_table(tmp / INDEX, EMBEDDINGS_INDEX_COLUMNS, index)
         write_json_atomic(tmp / META, {**meta, "dim": dim, "max_frames": max_frames})
-    checkpoint.clear()
-    if resumed and progress:
-        print(f"embed: resumed {resumed} of {-(-total // batch_size)} batches finished by an interrupted run")
-    return total
+    return sum(v.n_frames for v in videos)
+
+
+def frames_files(paths: ProjectPaths, recipe: dict[str, Any]) -> list[FramesFile]:
+    """The usable rows of data/frames.csv, each with its frames file and its embeddings' cache key."""
+    found = []
+    for row in read_table(paths.frames_table, FRAMES_COLUMNS):
+        if row["status"] not in USABLE_FRAMES:
+            continue
+        path = paths.frames_dir / f"{row['id']}.npz"
+        if not is_safe_id(row["id"]) or not path.is_file():
+            raise PipelineError(f"{paths.frames_table}: row {row['id']!r}: no frames file {path}; "
+                                "rerun the frames stage")  # fmt: skip
+        key = entry_key({**recipe, "frames": sha256_file(path)})
+        found.append(FramesFile(row["id"], path, int(row["n_frames"]), key))
+    return found
 
 
 def embed_frames(paths: ProjectPaths, embed: EmbedParams, seed: int, settings: EmbedSettings,
-                 engine_settings: EngineSettings) -> str:  # fmt: skip
+                 engine_settings: EngineSettings, cache_settings: CacheSettings) -> str:  # fmt: skip
     """data/frames/ -> data/embeddings/; meta.json records every setting the embeddings depend on: the encoder's
     (declared params) and the frames' (copied from data/frames/settings.json: embed does not read frames_count
     or frames.* from params.yaml). Returns the summary line."""
-    rows = [row for row in read_table(paths.frames_table, FRAMES_COLUMNS) if row["status"] in USABLE_FRAMES]
-    videos = []
-    for row in rows:
-        path = paths.frames_dir / f"{row['id']}.npz"
-        if not is_safe_id(row["id"]) or not path.is_file():
-            raise PipelineError(
-                f"{paths.frames_table}: row {row['id']!r}: no frames file {path}; rerun the frames stage"
-            )
-        videos.append((row["id"], path))
     made_with = frames_settings(paths.frames_settings)
-    encoder = open_encoder(embed, seed, settings.device, paths.root)
-    print(f"embed: {encoder.describe()} on {encoder.device}, {torch.get_num_threads()} threads")
-    meta = {**encoder_record(embed, seed, encoder.name), **made_with, "note": encoder.describe()}
-    checkpoint = Checkpoint(paths.embeddings_resume_dir, encoder_recipe(encoder, seed), EMBED_CODE)
-    with open_engine(engine_settings) as engine:
-        images = embed_videos(videos, [int(row["n_frames"]) for row in rows], encoder, paths.embeddings_dir,
-                              settings.batch_size, meta, checkpoint, seed, engine=engine,
-                              device=settings.device)  # fmt: skip
-        where = engine.describe()
-    return f"{images} frames of {len(videos)} videos -> {paths.embeddings_dir} ({encoder.describe()}); {where}"
+    identity = encoder_identity(embed, seed, paths.root)
+    note = identity.pop("note")
+    recipe = {"kind": KIND, **identity, "code": code_digest(EMBED_CODE)}
+    videos = frames_files(paths, recipe)
+    cache = open_cache(paths.root, cache_settings.dir, cache_settings.max_gb)
+    entries = {v.key: entry for v in videos if (entry := cache.get(KIND, v.key)) is not None}
+    todo = list({v.key: v for v in videos if v.key not in entries}.values())  # identical frames: embedded once
+    where = "nothing to compute"
+    if todo:
+        encoder = open_encoder(embed, seed, settings.device, paths.root)
+        print(f"embed: {encoder.describe()} on {encoder.device}, {torch.get_num_threads()} threads")
+        with open_engine(engine_settings) as engine:
+            entries |= embed_missing(todo, batch_runner(engine, encoder, seed, settings.device), cache)
+            where = engine.describe()
+    meta = {**encoder_record(embed, seed, identity["model"]), **made_with, "note": note}
+    images = write_embeddings(paths.embeddings_dir, videos, entries, meta)
+    cache.evict()
+    counts = f"{plural(len(todo), 'video')} embedded, {len(videos) - len(todo)} reused from the cache"
+    return f"{images} frames of {len(videos)} videos -> {paths.embeddings_dir} ({note}); {counts}; {where}"
+
+
+def batch_runner(engine: Engine, encoder: ClipEncoder, seed: int,
+                 device: str) -> Callable[[Iterator[Batch]], Iterator[BatchResult]]:  # fmt: skip
+    """How the engine embeds batches: in this process, or on model replicas built like this encoder."""
+    if engine.local:
+        return lambda batches: embed_here(batches, BatchEmbedder(encoder))
+    spec = EmbedderSpec(encoder.source, encoder.weights, seed, encoder.precision, device, torch.get_num_threads())
+    return lambda batches: engine.replicas(spec, batches, lambda batch: f"embedding batch {batch.index}")

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import open_clip
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torchvision.io import decode_jpeg
 
 from clipvideo.config.schema import EmbedParams
+from clipvideo.core.cache import sha256_file
 from clipvideo.core.errors import ParamsError
 from clipvideo.core.system import available_cores
 
@@ -45,9 +47,14 @@ class ClipEncoder:
         return self.weights != "none"
 
     def describe(self) -> str:
-        if not self.is_pretrained:
-            return f"{self.name}, untrained (seeded random init: a pipeline check, not a real classifier)"
-        return f"{self.name}, weights {self.weights}"
+        return describe_encoder(self.name, self.weights)
+
+
+def describe_encoder(name: str, weights: str) -> str:
+    """How outputs name the encoder: an untrained one says it is a pipeline check."""
+    if weights == "none":
+        return f"{name}, untrained (seeded random init: a pipeline check, not a real classifier)"
+    return f"{name}, weights {weights}"
 
 
 def resolve_model_name(model: str) -> str:
@@ -139,6 +146,18 @@ def open_encoder(embed: EmbedParams, seed: int, device: str, root: Path) -> Clip
 def resolved_model_name(embed: EmbedParams, root: Path) -> str:
     """The open_clip name embed.model stands for (a config file's stem), without building the model."""
     return resolve_model_name(under_root(embed.model, embed.pretrained, root)[0])
+
+
+def encoder_identity(embed: EmbedParams, seed: int, root: Path) -> dict[str, Any]:
+    """Everything that decides the encoder's outputs, without building it: the model (a config file by its
+    content), the weights (a checkpoint file by its content, a tag by name), precision and seed; and `note`, how
+    outputs describe it. What the per-video cache keys embeddings by."""
+    model, pretrained = under_root(embed.model, embed.pretrained, root)
+    name = resolve_model_name(model)
+    config = sha256_file(Path(model)) if model.endswith(".json") else ""
+    weights = f"sha256:{sha256_file(Path(pretrained))}" if Path(pretrained).is_file() else pretrained
+    return {"model": name, "config": config, "weights": weights, "precision": embed.precision, "seed": seed,
+            "note": describe_encoder(name, pretrained)}  # fmt: skip
 
 
 def preprocess_jpegs(jpegs: Sequence[bytes], encoder: ClipEncoder) -> torch.Tensor:

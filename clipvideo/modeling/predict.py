@@ -25,8 +25,8 @@ from clipvideo.embed.encoder import open_encoder, resolved_model_name
 from clipvideo.embed.store import EMBEDDING_KEYS, check_same_settings, encoder_record
 from clipvideo.modeling.classifiers import predict_proba, variant_inputs
 from clipvideo.modeling.saved import load_model
-from clipvideo.video.frames import store_frames
-from clipvideo.video.probe import VideoError
+from clipvideo.video.frames import decode_video
+from clipvideo.video.store import load_frame_jpegs
 
 
 def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, params: Params, settings: Settings
@@ -50,17 +50,14 @@ def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, params: P
     return fetched.path, video_id
 
 
-def video_embeddings(video: Path, video_id: str, work_dir: Path, paths: ProjectPaths, params: Params,
-                     settings: Settings) -> np.ndarray:  # fmt: skip
-    """(frames, dim) float16, exactly as the frames and embed stages would store them."""
-    frames_file = work_dir / f"{video_id}.npz"
-    try:
-        n_frames = len(store_frames(video, frames_file, params.frames_count, params.frames, threads=1).images)
-    except VideoError as exc:
-        raise PipelineError(f"{video}: unreadable video ({exc})") from exc
+def video_embeddings(video: Path, paths: ProjectPaths, params: Params, settings: Settings) -> np.ndarray:
+    """(frames, dim) float16: the frames step's decode_video, then the embed step's embedder, as they store them."""
+    verdict, frames = decode_video(video, params.frames_count, params.frames, threads=1)
+    if frames is None:
+        raise PipelineError(f"{video}: unreadable video ({verdict['reason']})")
+    jpegs = load_frame_jpegs(frames)
     encoder = open_encoder(params.embed, params.seed, settings.embed.device, paths.root)
-    plans = plan_batches([(video_id, frames_file)], [n_frames], settings.embed.batch_size)
-    results = embed_here(plans, BatchEmbedder(encoder, work_dir))
+    results = embed_here(plan_batches([len(jpegs)], lambda _: jpegs), BatchEmbedder(encoder))
     return np.concatenate([result.features for result in results])
 
 
@@ -77,7 +74,7 @@ def predict_video(paths: ProjectPaths, source: str, variant: str, params: Params
                         "params.yaml now", "run dvc repro first")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
         video, video_id = local_or_fetched(source, Path(tmp), paths, params, settings)
-        embeddings = video_embeddings(video, video_id, Path(tmp), paths, params, settings)
+        embeddings = video_embeddings(video, paths, params, settings)
     frames, mask = variant_inputs(spec, embeddings[None], np.ones((1, len(embeddings)), dtype=bool), [video_id])
     probabilities = predict_proba(saved.model, frames, mask)[0]
     ranked = sorted(zip(saved.categories, probabilities, strict=True), key=lambda pair: -pair[1])
