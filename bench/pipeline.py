@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, machine, table
+from common import REPO, machine, revision_copy, scratch_copy, table, timed_run
 
 from clipvideo.core.cache import cache_root
 from clipvideo.core.ids import url_id
@@ -33,44 +33,6 @@ PEAK_RSS = (
     "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
 )
-# Outputs and caches a fresh checkout does not have: at the top, and inside these folders.
-SKIP_TOP = {"data", "models", ".pytest_cache", ".ruff_cache", ".benchmarks"}
-SKIP_INSIDE = {".dvc": {"cache", "tmp"}, "bench": {".cache"}}
-
-
-def scratch_copy(target: Path) -> Path:
-    """This working tree without outputs and caches (a fresh checkout plus the uncommitted changes)."""
-
-    def ignore(directory: str, names: list[str]) -> set[str]:
-        where = Path(directory).resolve().relative_to(REPO).as_posix()
-        skipped = SKIP_TOP if where == "." else SKIP_INSIDE.get(where, set())
-        return set(names) & (skipped | {"__pycache__"})
-
-    shutil.copytree(REPO, target, ignore=ignore, symlinks=True)
-    return target
-
-
-def revision_copy(revision: str, target: Path) -> Path:
-    """The committed tree of `revision`, as a fresh clone would have it (its own git repository)."""
-    target.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", revision], cwd=REPO, check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x"], cwd=target, input=archive, check=True)
-    identity = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost", "GIT_COMMITTER_NAME": "bench",
-                "GIT_COMMITTER_EMAIL": "bench@localhost"}  # fmt: skip
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", revision]):
-        subprocess.run(command, cwd=target, check=True, env={**os.environ, **identity})
-    return target
-
-
-def timed_run(cmd: list[str], cwd: Path) -> tuple[float, str]:
-    """Wall seconds of a command, and what it printed."""
-    started = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return time.perf_counter() - started, result.stdout + result.stderr
-
-
 def help_seconds(project: Path, repeat: int = 5) -> float:
     """Best wall time of `python -m stages.train linear --help` in the project (a light stage's start)."""
     return min(timed_run([sys.executable, "-m", "stages.train", "linear", "--help"], project)[0] for _ in range(repeat))
