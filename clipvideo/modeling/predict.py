@@ -55,7 +55,8 @@ def video_embeddings(video: Path, video_id: str, work_dir: Path, paths: ProjectP
     """(frames, dim) float16, exactly as the frames and embed stages would store them."""
     frames_file = work_dir / f"{video_id}.npz"
     try:
-        n_frames = len(store_frames(video, frames_file, params.frames_count, params.frames, threads=1).images)
+        sampled = store_frames(video, frames_file, params.frames_count, params.frames, 1, settings.frames)
+        n_frames = len(sampled.images)
     except VideoError as exc:
         raise PipelineError(f"{video}: unreadable video ({exc})") from exc
     encoder = open_encoder(params.embed, params.seed, settings.embed.device, paths.root)

@@ -27,7 +27,7 @@ from clipvideo.core.system import available_cores
 from clipvideo.core.tables import TableRow, read_table, write_table
 from clipvideo.core.text import plural, shorten
 from clipvideo.engines.engine import open_engine
-from clipvideo.video.decode import sample_frames
+from clipvideo.video.decode import DecodeTimeout, sample_frames
 from clipvideo.video.probe import VideoError
 from clipvideo.video.store import SampledFrames, save_frames
 
@@ -73,19 +73,30 @@ def resumed_row(video_id: str, path: Path, checkpoint: Checkpoint) -> dict[str, 
     return row
 
 
-def store_frames(video: Path, dest: Path, count: int, params: FramesParams, threads: int) -> SampledFrames:
+def store_frames(
+    video: Path, dest: Path, count: int, params: FramesParams, threads: int, settings: FramesSettings
+) -> SampledFrames:
     """Sample the video's frames and write its frames file: what the frames step and predict both run."""
-    frames = sample_frames(video, count, params.size, params.mode, threads)
+    frames = sample_frames(video, count, params.size, params.mode, threads, settings)
     save_frames(dest, frames)
     return frames
 
 
 def decode_video(
-    video_id: str, path: Path, resume_dir: Path, count: int, params: FramesParams, threads: int
+    video_id: str,
+    path: Path,
+    resume_dir: Path,
+    count: int,
+    params: FramesParams,
+    threads: int,
+    settings: FramesSettings,
 ) -> dict[str, Any]:
-    """One video -> its frames.csv row, its frames kept in `resume_dir`; never raises for a bad video."""
+    """One video -> its frames.csv row, its frames kept in `resume_dir`; never raises for a bad video.
+    A video past frames.video_timeout_s keeps no resume record: a resumed run tries it again."""
     try:
-        frames = store_frames(path, resume_dir / f"{video_id}.npz", count, params, threads)
+        frames = store_frames(path, resume_dir / f"{video_id}.npz", count, params, threads, settings)
+    except DecodeTimeout as exc:
+        return {"id": video_id, "status": Status.ERROR, "reason": str(exc), "n_frames": 0}
     except VideoError as exc:
         row = {"id": video_id, "status": Status.ERROR, "reason": str(exc), "n_frames": 0}
     except Exception as exc:  # a decoder failure nobody foresaw must not stop a run over thousands of videos
@@ -113,7 +124,9 @@ def extract_frames(
     """Every `ok` video of data/videos.csv -> data/frames/ and data/frames.csv; returns the summary line."""
     table = read_table(paths.videos_table, VIDEOS_COLUMNS, choices={"status": VIDEO_STATUSES})
     sources = [(row["id"], video_path(row, paths)) for row in table if row["status"] == Status.OK]
-    recipe = {"frames_count": frames_count, "size": params.size, "mode": params.mode}
+    # The budget decides which videos are refused, so resumed rows count only under the same budget.
+    recipe = {"frames_count": frames_count, "size": params.size, "mode": params.mode,
+              "max_decode_megapixels": settings.max_decode_megapixels}  # fmt: skip
     checkpoint = Checkpoint(paths.frames_resume_dir, recipe, FRAMES_CODE)
     checkpoint.open()
     resume_dir = checkpoint.folder.absolute()  # absolute: Ray workers write there
@@ -138,7 +151,7 @@ def extract_frames(
         with open_engine(engine_settings, settings.workers) as engine:
             # local: split long videos on spare cores; a Ray task holds one CPU
             threads = max(1, available_cores() // settings.workers) if engine.local else 1
-            calls = [(*sources[i], resume_dir, frames_count, params, threads) for i in todo]
+            calls = [(*sources[i], resume_dir, frames_count, params, threads, settings) for i in todo]
             with tqdm(total=len(sources), initial=resumed, desc="frames", unit="video") as bar:
                 for done, row in engine.map(decode_video, calls):
                     publish(todo[done], row)
