@@ -314,6 +314,12 @@ def test_address_policy_refuses_if_any_address_is_private_unless_allowed() -> No
     assert AddressPolicy(True).refusal("cdn.example", ["10.0.0.7"]) is None
     assert AddressPolicy(("10.0.0.0/8",)).refusal("nas.local", ["10.0.0.7", "::ffff:10.0.0.8"]) is None
     assert "192.168.0.2" in (AddressPolicy(("10.0.0.0/8",)).refusal("nas.local", ["192.168.0.2"]) or "")
+    assert AddressPolicy().refusal("0.0.0.0", ["0.0.0.0"]) == (
+        "refused: 0.0.0.0 is an unspecified address (download.allow_private_networks is off)"
+    )
+    assert AddressPolicy().refusal("zero.example", ["::"]) == (
+        "refused: zero.example resolves to an unspecified address :: (download.allow_private_networks is off)"
+    )
 
 
 @pytest.mark.parametrize(

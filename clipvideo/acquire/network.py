@@ -104,9 +104,10 @@ class AddressPolicy:
             if kind is None or any(a is not None and a in net for a in candidates for net in networks):
                 continue
             setting = f"not in {SETTING}" if networks else f"{SETTING} is off"
+            article = "an" if kind[0] in "aeiou" else "a"
             if parse_address(host) is not None:
-                return f"refused: {host} is a {kind} address ({setting})"
-            return f"refused: {host} resolves to a {kind} address {address} ({setting})"
+                return f"refused: {host} is {article} {kind} address ({setting})"
+            return f"refused: {host} resolves to {article} {kind} address {address} ({setting})"
         return None
 
 
