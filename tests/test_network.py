@@ -249,6 +249,26 @@ def test_private_addresses_are_refused_before_any_request(tmp_path: Path, mp4: b
     ]
 
 
+def test_rows_the_private_network_setting_refused_are_judged_again_when_it_changes(tmp_path: Path, mp4: bytes) -> None:
+    """A refusal by download.allow_private_networks is a fact about the setting, not the video: without
+    retry_unavailable, a changed setting that still refuses the address updates the reason and sends nothing,
+    and one that allows it fetches the video."""
+    with serving({"/good.mp4": Video(mp4)}) as server:
+        url = server.url("/good.mp4")
+        paths = make_project(tmp_path, {url: "food"}, {"download.allow_private_networks": False})
+        assert download.main(["--root", str(tmp_path)]) == 2  # fewer than min_videos=1
+        off = "refused: 127.0.0.1 is a loopback address (download.allow_private_networks is off)"
+        assert verdict(statuses(paths), url) == ("unavailable", off)
+        write_params(tmp_path, {**FAST, "download.allow_private_networks": ["10.0.0.0/8"]})
+        assert download.main(["--root", str(tmp_path)]) == 2
+        elsewhere = "refused: 127.0.0.1 is a loopback address (not in download.allow_private_networks)"
+        assert verdict(statuses(paths), url) == ("unavailable", elsewhere)
+        assert server.total() == 0
+        write_params(tmp_path, {**FAST, "download.allow_private_networks": ["127.0.0.1/32"]})
+        assert download.main(["--root", str(tmp_path)]) == 0
+        assert verdict(statuses(paths), url) == ("ok", "") and server.count("/good.mp4") == 2
+
+
 def test_a_redirect_to_a_private_address_is_refused(tmp_path: Path, mp4: bytes) -> None:
     """Only 127.0.0.1 is allowed: a redirect from it to 127.0.0.2 (nothing listens there) is refused by the
     check, not by a failed connection."""

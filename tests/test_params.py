@@ -102,7 +102,7 @@ def test_settings_file_is_optional_and_keys_default(tmp_path, monkeypatch):
     assert load_settings(tmp_path / "settings.yaml") == Settings()
     (tmp_path / "settings.yaml").write_text("frames:\n  workers: 3\n")
     loaded = load_settings(tmp_path / "settings.yaml")
-    assert loaded.frames.model_dump() == {"workers": 3, "min_videos": 8} and loaded.download.workers == 2
+    assert loaded.frames == Settings().frames.model_copy(update={"workers": 3}) and loaded.download.workers == 2
 
 
 def test_settings_env_names_another_file(tmp_path, monkeypatch):
@@ -112,6 +112,27 @@ def test_settings_env_names_another_file(tmp_path, monkeypatch):
     assert load_settings(tmp_path / "settings.yaml").embed.batch_size == 256
     monkeypatch.setenv("CLIPVIDEO_SETTINGS", str(tmp_path / "missing.yaml"))
     with pytest.raises(ParamsError, match=r"^CLIPVIDEO_SETTINGS='.*missing.yaml': no such file$"):
+        load_settings(tmp_path / "settings.yaml")
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda path: path.mkdir(), "settings.yaml: a directory; expected a YAML file"),
+        (lambda path: path.symlink_to("/dev/zero"), "settings.yaml: a link to /dev/zero, a character device; expected"),
+        (lambda path: path.symlink_to("/nonexistent/x.yaml"), "settings.yaml: a link to /nonexistent/x.yaml, which "
+                                                              "does not exist; expected a YAML file"),
+    ],
+)  # fmt: skip
+def test_a_settings_path_that_is_no_file_says_what_it_is(tmp_path, monkeypatch, make, expected):
+    """Only a settings.yaml that does not exist at all takes the defaults."""
+    monkeypatch.delenv("CLIPVIDEO_SETTINGS", raising=False)
+    make(tmp_path / "settings.yaml")
+    with pytest.raises(ParamsError) as caught:
+        load_settings(tmp_path / "settings.yaml")
+    assert str(caught.value).startswith(expected)
+    monkeypatch.setenv("CLIPVIDEO_SETTINGS", str(tmp_path))
+    with pytest.raises(ParamsError, match=rf"^CLIPVIDEO_SETTINGS='{tmp_path}': a directory; expected a YAML file$"):
         load_settings(tmp_path / "settings.yaml")
 
 

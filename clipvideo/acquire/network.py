@@ -111,6 +111,22 @@ class AddressPolicy:
         return None
 
 
+# A reason `AddressPolicy.refusal` wrote: the host, and the address it resolved to when it is a name.
+REFUSAL = re.compile(
+    rf"^refused: (?P<host>\S+) (?:is an? .+? address|resolves to an? .+? address (?P<address>\S+)) "
+    rf"\((?:{re.escape(SETTING)} is off|not in {re.escape(SETTING)})\)$"
+)
+
+
+def refused_address(reason: str) -> tuple[str, str] | None:
+    """(host, address) of a connection the policy refused, read from the reason it left in videos.csv; None
+    for any other reason. A refusal is a fact about the setting, not the video: the download judges it again."""
+    found = REFUSAL.match(reason)
+    if found is None:
+        return None
+    return found["host"], found["address"] or found["host"]
+
+
 _guard_lock = threading.Lock()
 _policy: AddressPolicy | None = None
 _trusted_hosts: frozenset[str] = frozenset()
