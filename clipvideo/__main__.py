@@ -7,6 +7,8 @@ import sys
 COMMANDS = {
     "experiments": ("clipvideo.cli.experiments", "DVC's experiments with every variant's metric, in 120 columns"),
     "cache": ("clipvideo.cli.cache", "the per-video cache of frames and embeddings: where, how large; clear it"),
+    "check": ("clipvideo.cli.check", "check params.yaml, settings.yaml and variants.yaml, before DVC reads them"),
+    "rehash": ("clipvideo.cli.rehash", "make DVC forget the hashes it remembers (finds a file changed in place)"),
 }
 
 

@@ -152,6 +152,7 @@ class LoopbackServer:
     def __init__(self, routes: Mapping[str, Route]) -> None:
         self.routes = dict(routes)
         self.requests: Counter[str] = Counter()
+        self.hosts: Counter[str] = Counter()  # the Host header of each request, as the client named the server
         self._lock = threading.Lock()
         server = self
 
@@ -162,6 +163,7 @@ class LoopbackServer:
                 path = self.path.split("?", 1)[0]
                 with server._lock:
                     server.requests[path] += 1
+                    server.hosts[self.headers.get("Host", "")] += 1
                     attempt = server.requests[path]
                 route = server.routes.get(path, Status(404))
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):

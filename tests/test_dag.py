@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -84,6 +83,20 @@ def test_a_runtime_setting_or_a_typo_never_becomes_an_experiment(dvc_repo: Path)
     assert run_command(["dvc", "exp", "list", "--name-only"], dvc_repo).strip() == ""
 
 
+def test_a_bad_variants_file_stops_dvc_repro_at_check_params_before_any_other_stage(dvc_repo: Path):
+    """With a change that reruns manifest and everything after it, check_params (first in dvc.yaml) still runs
+    first and stops the run in one line: nothing downloads or decodes for hours before train@ reads the file."""
+    params = dvc_repo / "params.yaml"
+    params.write_text(params.read_text().replace("seed: 42", "seed: 7", 1))
+    variants = dvc_repo / "variants.yaml"
+    variants.write_text(variants.read_text().replace("kind: logreg", "kind: svm", 1))
+    refused = refused_command(["dvc", "repro"], dvc_repo)
+    assert stages_that_ran(refused) == {"check_params"}
+    errors = [line for line in refused.splitlines() if line.startswith("check_params: error:")]
+    assert errors == ["check_params: error: variants.yaml: logreg.kind='svm': expected one of linear, transformer, "
+                      "logreg, zeroshot"]  # fmt: skip
+
+
 def test_plots_list_each_curve_and_error_image_once_and_a_csv_in_datasets_reruns_nothing(dvc_repo: Path):
     plots = json.loads(run_command(["dvc", "plots", "show", "--json"], dvc_repo))["data"]
     curves = [f"plots/{kind}/{v}.csv" for kind in ("confusion", "train") for v in VARIANTS]
@@ -103,23 +116,30 @@ def test_the_readme_predict_example_runs_after_dvc_repro(dvc_repo: Path):
     assert "category: " in shown
 
 
-def test_a_file_changed_in_place_is_found_and_repaired_by_the_readme_recipe(dvc_repo: Path):
-    """DVC trusts size and modification time: the README's recipe makes it rehash, then restores the cached copy."""
+def test_a_file_changed_in_place_is_found_and_repaired_by_the_recipe(dvc_repo: Path):
+    """DVC trusts size and modification time: docs/operations.md's recipe makes it rehash, then restores the cached
+    copy; an output DVC does not cache (reports/) comes back from git."""
     # DVC remembers hashes per repo path: a user's repo has them from `dvc repro`, this fresh copy gets them here
     assert "up to date" in run_command(["dvc", "status"], dvc_repo).lower()
-    table = dvc_repo / "data" / "frames.csv"
     assert "up to date" in run_command(["dvc", "status"], dvc_repo).lower()  # DVC now remembers every hash
-    original = table.read_bytes()
-    before = table.stat()
-    table.write_bytes(original.replace(b",ok,", b",OK,", 1))  # same size
-    os.utime(table, ns=(before.st_atime_ns, before.st_mtime_ns))  # same modification time
+    originals = {}
+    for name, old, new in (("data/frames.csv", b",ok,", b",OK,"), ("reports/linear.json", b'"variant"', b'"VARIANT"')):
+        path = dvc_repo / name
+        originals[name] = path.read_bytes()
+        before = path.stat()
+        path.write_bytes(originals[name].replace(old, new, 1))  # same size
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same modification time
     assert "modified" not in run_command(["dvc", "status"], dvc_repo)  # not noticed: the silent corruption
 
-    doctor = run_command(["dvc", "doctor"], dvc_repo)
-    site_cache = re.search(r"^Repo\.site_cache_dir: (.+)$", doctor, re.MULTILINE).group(1).strip()
-    shutil.rmtree(Path(site_cache) / "hashes", ignore_errors=True)
+    recipe = (REPO / "docs" / "operations.md").read_text()
+    assert "python -m clipvideo rehash" in recipe and "git checkout" in recipe
+    assert "rehash: removed " in run_command([sys.executable, "-m", "clipvideo", "rehash"], dvc_repo)
     status = run_command(["dvc", "status"], dvc_repo)
-    assert "modified:" in status and "data/frames.csv" in status
+    assert "modified:" in status and "data/frames.csv" in status and "reports/linear.json" in status
     run_command(["dvc", "checkout", "--relink", "--force"], dvc_repo)
-    assert table.read_bytes() == original
+    assert (dvc_repo / "data/frames.csv").read_bytes() == originals["data/frames.csv"]
+    assert (dvc_repo / "reports/linear.json").read_bytes() != originals["reports/linear.json"]  # not cached by DVC
+    run_command(["git", "checkout", "--", "reports/linear.json"], dvc_repo)
+    assert (dvc_repo / "reports/linear.json").read_bytes() == originals["reports/linear.json"]
     assert "up to date" in run_command(["dvc", "status"], dvc_repo).lower()
+

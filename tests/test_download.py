@@ -261,6 +261,7 @@ def test_ytdlp_options_single_file_deno_and_cookies(tmp_path: Path) -> None:
     options = ytdlp_options(tmp_path, "abcdefghijk", params, settings, Cookies.from_settings(settings, tmp_path))
     assert "+" not in options["format"] and "height<=?360" in options["format"]  # never a merge of two streams
     assert options["external_downloader"] == {"default": "native"}  # never an ffmpeg following a live playlist
+    assert not Path(options["ffmpeg_location"]).exists() and options["fixup"] == "never"  # no ffmpeg at all
     assert Path(options["js_runtimes"]["deno"]["path"]).is_file()
     assert options["cookiefile"] == str(cookies) and options["cookiesfrombrowser"][:2] == ("chrome", "Profile 1")
     del options["cookiesfrombrowser"]  # this machine has no browser to read

@@ -9,7 +9,7 @@ import pytest
 
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.paths import ProjectPaths
-from clipvideo.core.tables import read_table
+from clipvideo.core.tables import MAX_FIELD_CHARS, read_table, write_table
 from stages import download, embed, frames
 from tests.conftest import write_params
 
@@ -180,3 +180,18 @@ def test_frames_table_row_without_its_frames_file_stops_embed(project, shrunk_pa
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"embed: error: {project.frames_table}: row {second!r}: no frames file") and "\n" not in err
     assert not project.embeddings_dir.exists()
+
+
+def test_every_csv_the_project_writes_it_can_read_back(tmp_path):
+    """A field of the largest size read_table reads round-trips; one character more is refused at the write,
+    naming the row and column, and the earlier file stays whole."""
+    path = tmp_path / "table.csv"
+    write_table(path, ("id", "text"), [{"id": "a", "text": "short"}])
+    longest = 'x"\n' * (MAX_FIELD_CHARS // 3) + "x" * (MAX_FIELD_CHARS % 3)  # quotes and line breaks included
+    write_table(path, ("id", "text"), [{"id": "a", "text": "short"}, {"id": "b", "text": longest}])
+    assert [row["text"] for row in read_table(path, ("id", "text"))] == ["short", longest]
+    with pytest.raises(PipelineError) as error:
+        write_table(path, ("id", "text"), [{"id": "a", "text": "short"}, {"id": "b", "text": longest + "x"}])
+    expected = f"{path}: row 2, column text: 16,777,217 characters, more than the 16,777,216 a field may hold"
+    assert str(error.value) == expected
+    assert len(read_table(path, ("id", "text"))[1]["text"]) == MAX_FIELD_CHARS

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from clipvideo.acquire.links import reason_kind
+from clipvideo.core.contracts import MAX_TEXT_CHARS
 from clipvideo.core.ids import is_safe_id
 from clipvideo.core.paths import ProjectPaths
-from stages import manifest
+from stages import download, manifest
 from tests.conftest import REPO, write_params
 from tests.test_stages import read_csv
 
@@ -175,9 +176,16 @@ def test_a_field_over_the_limit_names_its_line(tmp_path: Path, monkeypatch, caps
 
 
 def test_nul_and_control_characters_never_reach_the_console_or_the_manifest(tmp_path: Path, capsys) -> None:
+    """Titles lose them; a category is matched as given (outer whitespace trimmed), so one with a control
+    character inside is unknown; an invalid row keeps its url and category escaped, as evidence."""
     source = write_source(
         tmp_path / "videos.csv",
-        [("i9E_Blai8vk", "ti\x00tle\x1b[31m red", "tra\x00vel"), ("HzRMV2keMcU", "ok", "fo\x1bod\x07")],
+        [
+            ("i9E_Blai8vk", "ti\x00tle\x1b[31m red", " travel\n"),
+            ("HzRMV2keMcU", "ok", "fo\x1bod\x07"),
+            ("_64diyTtjwQ", "newline", "fo\nod"),
+            ("https://example.org/\x00\x1b[2J", "url", "food"),
+        ],
     )
     paths = youtube_project(tmp_path, source)
     assert manifest.main(["--root", str(tmp_path)]) == 0
@@ -186,4 +194,38 @@ def test_nul_and_control_characters_never_reach_the_console_or_the_manifest(tmp_
     assert not any(c in out + manifest_text for c in "\x00\x1b\x07")
     rows = read_csv(paths.manifest)
     assert rows[0]["title"] == "title[31m red" and rows[0]["category"] == "travel" and rows[0]["status"] == "valid"
-    assert rows[1]["category"] == "food"
+    assert [(row["status"], row["category"]) for row in rows[1:3]] == [("invalid", "fo\\x1bod\\x07"),
+                                                                        ("invalid", "fo\\nod")]  # fmt: skip
+    assert rows[2]["reason"] == "unknown category: 'fo\\nod', expected one of food, art_music, travel, history"
+    assert rows[3]["url"] == "https://example.org/\\x00\\x1b[2J" and rows[3]["status"] == "invalid"
+
+
+def test_a_long_title_is_cut_at_the_manifest_and_the_download_reads_it(tmp_path: Path, capsys) -> None:
+    """A title over the csv module's default 131,072-character field limit used to stop the download stage on
+    every rerun; it is cut to MAX_TEXT_CHARS and says how long it was."""
+    long_title = "word " * 26_214 + "end"  # 131,073 characters
+    rows = [("#NAME?", long_title, "food"), ("i9E_Blai8vk", "x" * 300, "sports")]  # invalid: nothing to fetch
+    source = write_source(tmp_path / "videos.csv", rows)
+    paths = youtube_project(tmp_path, source)
+    assert manifest.main(["--root", str(tmp_path)]) == 0
+    titles = [row["title"] for row in read_csv(paths.manifest)]
+    assert [len(title) <= MAX_TEXT_CHARS for title in titles] == [True, True]
+    assert titles[0].startswith("word word") and titles[0].endswith("... [cut from 131,073 characters]")
+    assert titles[1].endswith("... [cut from 300 characters]")
+    assert download.main(["--root", str(tmp_path)]) == 2  # read whole: no video to fetch, fewer than min_videos
+    assert capsys.readouterr().err.startswith("download: error: only 0 videos downloaded")
+
+
+def test_the_counts_fit_a_terminal_and_a_category_named_total_is_not_the_total(tmp_path: Path, capsys) -> None:
+    """Every reason kind at once: one wide table wrapped in an 80-column terminal and ran its headers together."""
+    rows = [("i9E_Blai8vk", "a", "food"), ("i9E_Blai8vk", "b", "food"), ("r284c", "c", "food"),
+            ("ftp://x/y", "d", "food"), ("HzRMV2keMcU", "e", ""), ("_64diyTtjwQ", "f", "total")]  # fmt: skip
+    youtube_project(tmp_path, write_source(tmp_path / "videos.csv", rows))
+    assert manifest.main(["--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()[:-1]) <= 80  # the last line is the summary with the path
+    cells = [line.split("  ") for line in out.splitlines()]
+    cells = [[cell.strip() for cell in line if cell.strip()] for line in cells]
+    assert ["'total'", "0", "1"] in cells and ["total", "1", "5"] in cells
+    for kind in ("duplicate", "malformed id", "unsupported url", "empty category", "unknown category"):
+        assert [kind, "1"] in cells

@@ -4,13 +4,23 @@ videos that never end, no network at all, and urls (or redirects) into private n
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yt_dlp
 
 from clipvideo.acquire.download import NETWORK_DOWN
-from clipvideo.acquire.fetch import PLAYLIST, UPCOMING, classify, reason_text, short_reason, single_video_refusal
+from clipvideo.acquire.fetch import (
+    NEEDS_PROGRAM,
+    PLAYLIST,
+    UPCOMING,
+    classify,
+    reason_text,
+    short_reason,
+    single_video_refusal,
+)
 from clipvideo.acquire.links import parse_link
 from clipvideo.acquire.network import AddressPolicy, NetworkHealth, address_kind, parse_address
 from clipvideo.config.loading import load_params, load_settings
@@ -19,7 +29,7 @@ from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.system import ffmpeg_binary, run_ffmpeg
 from clipvideo.modeling.predict import local_or_fetched
 from stages import download
-from tests.conftest import write_params
+from tests.conftest import REPO, write_params
 from tests.loopback import Body, Redirect, Video, serving
 from tests.test_download import FAST, hidden_leftovers, make_project, statuses
 
@@ -47,17 +57,22 @@ def playlist(segments: list[str], prefix: str, ended: bool) -> bytes:
 
 
 @pytest.fixture
-def ffmpeg_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """ffmpeg on PATH: what makes yt-dlp hand a live HLS stream to ffmpeg, which follows it forever."""
+def ffmpeg_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ffmpeg on PATH, as yt-dlp would find and run it (a live HLS stream, an encrypted one), through a script
+    that notes every start in the file it returns before it runs the real ffmpeg."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "ffmpeg").symlink_to(ffmpeg_binary())
-    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(ffmpeg_binary()).parent}:/usr/bin:/bin")
+    (bin_dir / "real-ffmpeg").symlink_to(ffmpeg_binary())
+    started = tmp_path / "ffmpeg-started.txt"
+    script = bin_dir / "ffmpeg"
+    script.write_text(f'#!/bin/sh\necho "$*" >> "{started}"\nexec "{bin_dir}/real-ffmpeg" "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    return started
 
 
-@pytest.mark.usefixtures("ffmpeg_on_path")
 def test_live_streams_and_playlists_are_refused_before_any_download(
-    tmp_path: Path, mp4: bytes, hls: dict[str, bytes]
+    tmp_path: Path, mp4: bytes, hls: dict[str, bytes], ffmpeg_on_path: Path
 ) -> None:
     names = list(hls)
     rss = (
@@ -97,6 +112,60 @@ def test_live_streams_and_playlists_are_refused_before_any_download(
         assert sum(server.count(f"/live/{name}") for name in names) == 0  # nothing of the live stream downloaded
         assert server.count("/feed/a.mp4") == server.count("/feed/b.mp4") == 0
         assert hidden_leftovers(paths) == []
+    assert not ffmpeg_on_path.exists()  # no fixup of the HLS file either: it stays MPEG-TS, which frames reads
+
+
+def test_an_encrypted_hls_stream_never_hands_its_urls_to_ffmpeg(
+    tmp_path: Path, hls: dict[str, bytes], ffmpeg_on_path: Path
+) -> None:
+    """yt-dlp's own HLS downloader hands a playlist with `#EXT-X-KEY:METHOD=SAMPLE-AES` to ffmpeg, which resolves
+    and connects on its own, past the address guard. Only 127.0.0.1 is allowed; the key and the segment are
+    on 0.0.0.0 (the second server, on 127.0.0.1, answers a connection to 0.0.0.0)."""
+    segment = next(iter(hls.values()))
+    hidden_routes = {"/key": Body(b"k" * 16, "application/octet-stream"), "/seg0.ts": Body(segment, "video/mp2t")}
+    with serving(hidden_routes) as hidden:
+        port = hidden.httpd.server_address[1]
+        encrypted = "\n".join([
+            "#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0",
+            f'#EXT-X-KEY:METHOD=SAMPLE-AES,URI="http://0.0.0.0:{port}/key"',
+            "#EXTINF:1.0,", f"http://0.0.0.0:{port}/seg0.ts", "#EXT-X-ENDLIST", "",
+        ])  # fmt: skip
+        with serving({"/sample-aes.m3u8": Body(encrypted.encode(), M3U8)}) as server:
+            url = server.url("/sample-aes.m3u8")
+            overrides = {"download.allow_private_networks": ["127.0.0.1/32"], "download.video_timeout_s": 60}
+            paths = make_project(tmp_path, {url: "food"}, overrides)
+            assert download.main(["--root", str(tmp_path)]) == 2  # no video: fewer than download.min_videos
+            assert server.count("/sample-aes.m3u8") >= 1
+        assert hidden.total() == 0 and hidden.hosts == {}
+    status, reason = verdict(statuses(paths), url)
+    assert status == "unavailable" and reason.startswith(NEEDS_PROGRAM.format(program="ffmpeg")), reason
+    assert "Please install" not in reason
+    assert not ffmpeg_on_path.exists()  # not even to ask its version
+    assert hidden_leftovers(paths) == []
+
+
+def test_a_download_worker_starts_no_program_but_the_allowed_ones(tmp_path: Path) -> None:
+    """The hook in a fresh interpreter (it cannot be removed): only the allowed program starts."""
+    code = (
+        "import os, subprocess, sys\n"
+        "from clipvideo.acquire.programs import ProgramRefused, guard_programs\n"
+        "guard_programs(['true'], keyring=False)\n"
+        "print(subprocess.run(['true']).returncode)\n"
+        "for start in (lambda: subprocess.run(['ffmpeg', '-version']), lambda: subprocess.run('true', shell=True),\n"
+        "              lambda: os.system('true'), lambda: os.execv('/bin/echo', ['echo']), os.fork):\n"
+        "    try:\n"
+        "        start()\n"
+        "    except ProgramRefused as exc:\n"
+        "        print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "0" and len(lines) == 6, lines
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "refused to start ffmpeg", "refused to start sh", "refused to start os.system", "refused to start echo",
+        "refused to start os.fork",
+    ]  # fmt: skip
 
 
 def test_a_video_past_its_time_limit_is_killed_and_the_next_one_is_fetched(tmp_path: Path, mp4: bytes) -> None:
@@ -180,6 +249,26 @@ def test_private_addresses_are_refused_before_any_request(tmp_path: Path, mp4: b
     ]
 
 
+def test_rows_the_private_network_setting_refused_are_judged_again_when_it_changes(tmp_path: Path, mp4: bytes) -> None:
+    """A refusal by download.allow_private_networks is a fact about the setting, not the video: without
+    retry_unavailable, a changed setting that still refuses the address updates the reason and sends nothing,
+    and one that allows it fetches the video."""
+    with serving({"/good.mp4": Video(mp4)}) as server:
+        url = server.url("/good.mp4")
+        paths = make_project(tmp_path, {url: "food"}, {"download.allow_private_networks": False})
+        assert download.main(["--root", str(tmp_path)]) == 2  # fewer than min_videos=1
+        off = "refused: 127.0.0.1 is a loopback address (download.allow_private_networks is off)"
+        assert verdict(statuses(paths), url) == ("unavailable", off)
+        write_params(tmp_path, {**FAST, "download.allow_private_networks": ["10.0.0.0/8"]})
+        assert download.main(["--root", str(tmp_path)]) == 2
+        elsewhere = "refused: 127.0.0.1 is a loopback address (not in download.allow_private_networks)"
+        assert verdict(statuses(paths), url) == ("unavailable", elsewhere)
+        assert server.total() == 0
+        write_params(tmp_path, {**FAST, "download.allow_private_networks": ["127.0.0.1/32"]})
+        assert download.main(["--root", str(tmp_path)]) == 0
+        assert verdict(statuses(paths), url) == ("ok", "") and server.count("/good.mp4") == 2
+
+
 def test_a_redirect_to_a_private_address_is_refused(tmp_path: Path, mp4: bytes) -> None:
     """Only 127.0.0.1 is allowed: a redirect from it to 127.0.0.2 (nothing listens there) is refused by the
     check, not by a failed connection."""
@@ -245,6 +334,12 @@ def test_address_policy_refuses_if_any_address_is_private_unless_allowed() -> No
     assert AddressPolicy(True).refusal("cdn.example", ["10.0.0.7"]) is None
     assert AddressPolicy(("10.0.0.0/8",)).refusal("nas.local", ["10.0.0.7", "::ffff:10.0.0.8"]) is None
     assert "192.168.0.2" in (AddressPolicy(("10.0.0.0/8",)).refusal("nas.local", ["192.168.0.2"]) or "")
+    assert AddressPolicy().refusal("0.0.0.0", ["0.0.0.0"]) == (
+        "refused: 0.0.0.0 is an unspecified address (download.allow_private_networks is off)"
+    )
+    assert AddressPolicy().refusal("zero.example", ["::"]) == (
+        "refused: zero.example resolves to an unspecified address :: (download.allow_private_networks is off)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -220,7 +220,7 @@ def test_portrait_video_is_scaled_by_its_short_side_and_centre_cropped(tmp_path:
     assert 0.4 < row < 0.6 and col < 0.5
 
 
-def run_frames_stage(root: Path, sources: dict[str, Path]) -> dict[str, dict[str, str]]:
+def run_frames_stage(root: Path, sources: dict[str, Path], overrides: dict | None = None) -> dict[str, dict[str, str]]:
     """The real frames stage on a project whose data/videos holds these files, each stored under the id
     `url_id(name)` as the download stage stores it; returns the frames.csv rows by name."""
     video_dir = root / "data" / "videos"
@@ -232,7 +232,7 @@ def run_frames_stage(root: Path, sources: dict[str, Path]) -> dict[str, dict[str
         rows.append({"id": url_id(name), "category": "food", "status": "ok", "reason": "", "path": stored,
                      "bytes": 0, "duration_s": ""})  # fmt: skip
     write_table(root / "data" / "videos.csv", VIDEOS_COLUMNS, rows)
-    write_params(root, {"frames_count": COUNT, "frames.size": SIZE, "frames.min_videos": 1})
+    write_params(root, {"frames_count": COUNT, "frames.size": SIZE, "frames.min_videos": 1, **(overrides or {})})
     assert frames.main(["--root", str(root)]) == 0
     with (root / "data" / "frames.csv").open(newline="") as handle:
         by_id = {row["id"]: row for row in csv.DictReader(handle)}
@@ -261,7 +261,7 @@ def test_frames_stage_records_every_odd_video_and_carries_on(tmp_path: Path, vid
     assert len(errors) == 5 and all("\n" not in reason for reason in errors)
     stored = sorted(p.name for p in (root / "data" / "frames").glob("*.npz"))
     assert stored == sorted(f"{url_id(name)}.npz" for name in names if status[name] != "error")
-    assert not (root / "data" / "frames-resume").exists()
+    assert list(root.rglob("*.tmp")) == []
 
 
 def test_an_unforeseen_decoder_exception_is_an_error_row_and_the_stage_carries_on(project, shrunk_params, capsys):

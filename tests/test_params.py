@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +104,7 @@ def test_settings_file_is_optional_and_keys_default(tmp_path, monkeypatch):
     assert load_settings(tmp_path / "settings.yaml") == Settings()
     (tmp_path / "settings.yaml").write_text("frames:\n  workers: 3\n")
     loaded = load_settings(tmp_path / "settings.yaml")
-    assert loaded.frames.model_dump() == {"workers": 3, "min_videos": 8} and loaded.download.workers == 2
+    assert loaded.frames == Settings().frames.model_copy(update={"workers": 3}) and loaded.download.workers == 2
 
 
 def test_settings_env_names_another_file(tmp_path, monkeypatch):
@@ -115,16 +117,78 @@ def test_settings_env_names_another_file(tmp_path, monkeypatch):
         load_settings(tmp_path / "settings.yaml")
 
 
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda path: path.mkdir(), "settings.yaml: a directory; expected a YAML file"),
+        (lambda path: path.symlink_to("/dev/zero"), "settings.yaml: a link to /dev/zero, a character device; expected"),
+        (lambda path: path.symlink_to("/nonexistent/x.yaml"), "settings.yaml: a link to /nonexistent/x.yaml, which "
+                                                              "does not exist; expected a YAML file"),
+    ],
+)  # fmt: skip
+def test_a_settings_path_that_is_no_file_says_what_it_is(tmp_path, monkeypatch, make, expected):
+    """Only a settings.yaml that does not exist at all takes the defaults."""
+    monkeypatch.delenv("CLIPVIDEO_SETTINGS", raising=False)
+    make(tmp_path / "settings.yaml")
+    with pytest.raises(ParamsError) as caught:
+        load_settings(tmp_path / "settings.yaml")
+    assert str(caught.value).startswith(expected)
+    monkeypatch.setenv("CLIPVIDEO_SETTINGS", str(tmp_path))
+    with pytest.raises(ParamsError, match=rf"^CLIPVIDEO_SETTINGS='{tmp_path}': a directory; expected a YAML file$"):
+        load_settings(tmp_path / "settings.yaml")
+
+
 def test_an_alias_bomb_is_refused_at_once_in_one_short_line(tmp_path):
     """Nine levels of aliases would expand to 10**9 items: refused before anything is expanded."""
-    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
-    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
-    text = (REPO / "params.yaml").read_text().replace("frames_count: 16", "frames_count: {" + ", ".join(levels) + "}")
-    (tmp_path / "params.yaml").write_text(text)
+    (tmp_path / "params.yaml").write_text(alias_bomb_params())
     with pytest.raises(ParamsError) as caught:
         load_params(tmp_path / "params.yaml")
     message = str(caught.value)
     assert "anchors and aliases" in message and message.startswith("params.yaml:") and len(message) < 200
+
+
+def alias_bomb_params() -> str:
+    """params.yaml with nine levels of aliases (10**9 items expanded): DVC's own YAML parser expands it."""
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    return (REPO / "params.yaml").read_text().replace("frames_count: 16", "frames_count: {" + ", ".join(levels) + "}")
+
+
+CHECK = """
+import sys
+from clipvideo.cli.check import main
+code = main(sys.argv[1:])
+print(code, sorted(name for name in ("dvc", "torch", "av") if name in sys.modules))
+"""
+
+
+def test_the_check_command_refuses_an_alias_bomb_in_params_yaml_without_dvc(tmp_path):
+    """What a pre-commit hook or CI runs before DVC ever parses a params.yaml from someone else."""
+    write_params(tmp_path, {})
+    (tmp_path / "params.yaml").write_text(alias_bomb_params())
+    result = subprocess.run([sys.executable, "-c", CHECK, "--root", str(tmp_path)], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert result.stdout.strip().splitlines()[-1] == "2 []"  # refused, and neither DVC nor anything heavy loaded
+    assert result.stderr == "check: error: params.yaml:4: YAML anchors and aliases (& and *) are not allowed here; " \
+                            "write each value out\n"  # fmt: skip
+
+
+def test_the_check_command_says_each_problem_in_one_line(tmp_path, monkeypatch, capsys):
+    from clipvideo.cli.check import main
+
+    monkeypatch.delenv("CLIPVIDEO_SETTINGS", raising=False)
+    assert main(["--root", str(REPO)]) == 0
+    assert capsys.readouterr().out.startswith("check: ")
+    write_params(tmp_path, {"frames_count": 0})
+    (tmp_path / "settings.yaml").unlink()
+    (tmp_path / "settings.yaml").mkdir()
+    (tmp_path / "variants.yaml").write_text("")
+    assert main(["--root", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "check: error: params.yaml: frames_count=0: expected an integer in [1, 1000]",
+        "check: error: settings.yaml: a directory; expected a YAML file",
+        "check: error: variants.yaml: empty; expected `variants:`, a mapping of variant names to their sections",
+    ]
 
 
 def test_a_byte_that_is_not_utf8_is_one_line_with_its_line(tmp_path):

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from clipvideo.config.schema import FramesSettings
 from clipvideo.core.system import run_ffmpeg
 from clipvideo.video.decode import packet_index, sample_frames, upright_square
-from clipvideo.video.plan import DecodeRun, plan_runs, sample_frame_times, split_runs
+from clipvideo.video.plan import (
+    DecodeRun,
+    PacketIndex,
+    choose_frames,
+    frames_through,
+    megapixels,
+    plan_runs,
+    planned_frames,
+    sample_frame_times,
+    split_runs,
+)
 from clipvideo.video.probe import frame_rate, stream_start
 
 SIZE = 48
@@ -120,3 +132,21 @@ def test_runs_group_targets_by_keyframe_and_threads_split_them_evenly(videos: di
     groups = split_runs(many, 2)
     assert [len(g) for g in groups] == [5, 5]
     assert [r for g in groups for r in g] == many
+
+
+def test_the_default_decode_budget_passes_a_two_hour_1080p_video_at_100_frames() -> None:
+    """The worst plans the sampler makes for 2 hours of 1920x1080 at 60 fps and 100 frames: exact frames with
+    a keyframe every 10 s, and decoding through from the start (no usable index). A budget any normal video
+    passes still refuses a file of 30,000 one-keyframe 8K frames (about 1.5 MB of solid colour)."""
+    budget = FramesSettings().max_decode_megapixels
+    fps, seconds, count = 60, 2 * 3600, 100
+    pts = np.arange(fps * seconds, dtype=np.int64)
+    index = PacketIndex(pts, pts % (10 * fps) == 0, Fraction(1, fps))
+    targets = sample_frame_times(seconds, count)
+    runs = plan_runs(index, choose_frames(index, targets, 0.5 / fps, keyframe_only=False))
+    seek_plan = megapixels(planned_frames(runs), 1920, 1080)
+    through = megapixels(frames_through(targets[-1], 0, fps), 1920, 1080)
+    worst_seek_plan = megapixels(count * 10 * fps, 1920, 1080)  # each run within one keyframe interval
+    assert len(runs) == count and seek_plan <= worst_seek_plan < through < budget
+    assert (round(seek_plan), round(worst_seek_plan), round(through)) == (49_974, 124_416, 891_318)
+    assert megapixels(30_000, 8192, 4320) > budget

@@ -147,3 +147,14 @@ def test_disk_full_names_the_output_being_written_not_the_source_or_nothing(tmp_
     with pytest.raises(DiskFullError, match=rf"^{final}: disk full"), files.atomic_path(final):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert not final.exists() and list(final.parent.iterdir()) == []
+
+
+def test_the_rehash_command_refuses_outside_a_dvc_repository(tmp_path: Path, monkeypatch, capsys):
+    """Where `dvc doctor` prints no site cache line, the old recipe expanded to `rm -rf "/hashes"`."""
+    from clipvideo.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["rehash"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"rehash: error: {tmp_path} is not inside a DVC repository; run it in the project\n"

@@ -11,10 +11,13 @@ import av
 import numpy as np
 import pytest
 
+from clipvideo.config.loading import load_params
+from clipvideo.config.schema import FramesSettings
 from clipvideo.core.ids import url_id
-from clipvideo.video.decode import sample_frames
-from clipvideo.video.probe import is_cover, open_video, video_stream
-from tests.conftest import REPO
+from clipvideo.video.decode import DecodeBudget, sample_frames
+from clipvideo.video.frames import decode_video
+from clipvideo.video.probe import VideoError, is_cover, open_video, video_stream
+from tests.conftest import REPO, write_params
 from tests.test_odd_videos import COUNT, SIZE, assert_refused, render, run_frames_stage
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 128, 0), (0, 0, 255)
@@ -191,3 +194,68 @@ def test_frames_stage_records_hostile_files_and_takes_no_other_videos_frames(tmp
     assert result["huge.mkv"]["reason"].startswith("frame size 16000x16000 is over the limit")
     stored = sorted(p.name for p in (root / "data" / "frames").glob("*.npz"))
     assert stored == sorted(f"{url_id(name)}.npz" for name in ("target.mp4", "small_first.mkv", "cover_and_video.mp4"))
+
+
+# Decode bombs: tiny files that cost much decoding. One keyframe and many frames of a large solid picture:
+# an exact sample decodes every frame up to the last target. Here 10 s of 1280x720 at 25 fps (8 KB), under a
+# budget lowered to 100 megapixels so the test runs in a fraction of a second; the real default is in
+# tests/test_sampler.py.
+ONE_GOP = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "100000", "-keyint_min", "100000", "-sc_threshold", "0"]
+LOW_BUDGET = {"frames.max_decode_megapixels": 100}
+
+
+def solid(size: str, seconds: float) -> list[str]:
+    return ["-f", "lavfi", "-i", f"color=red:s={size}:r=25:d={seconds}", *ONE_GOP]
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("bombs")
+    render(directory, "one_gop.mp4", solid("1280x720", 10))  # seekable: the seek plan is refused
+    render(directory, "one_gop.h264", [*solid("1280x720", 10), "-f", "h264"])  # no timestamps: decoded through
+    # a raw stream that declares 64x64 for its first second, then grows to 1280x720 (a new SPS)
+    small = render(directory, "small.h264", [*solid("64x64", 1), "-f", "h264"]).read_bytes()
+    large = render(directory, "large.h264", [*solid("1280x720", 8), "-f", "h264"]).read_bytes()
+    (directory / "growing.h264").write_bytes(small + large)
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("one_gop.mp4", "decoding would cost 216.6 megapixels (235 frames of 1280x720, from the keyframe before each "
+                        "sampled time), over frames.max_decode_megapixels=100 (settings.yaml)"),
+        ("one_gop.h264", "decoding would cost 216.6 megapixels (235 frames of 1280x720, decoding from the start), "
+                         "over frames.max_decode_megapixels=100 (settings.yaml)"),
+        ("growing.h264", "decoding went over frames.max_decode_megapixels=100 (settings.yaml) at a 1280x720 frame: "
+                         "the picture grew past the size the stream declares (planned: 0.9 megapixels (211 frames "
+                         "of 64x64, decoding from the start))"),
+    ],
+)  # fmt: skip
+def test_a_video_whose_decoding_costs_more_than_the_budget_is_refused_with_the_numbers(
+    tmp_path: Path, bombs: Path, name: str, reason: str
+):
+    """Refused in the frames stage as an `error` row, while a normal video in the same run is `ok`; under the
+    default budget the same file samples normally."""
+    result = run_frames_stage(tmp_path / "project", {name: bombs / name, "small.h264": bombs / "small.h264"},
+                              LOW_BUDGET)  # fmt: skip
+    assert (result[name]["status"], result[name]["reason"]) == ("error", reason)
+    assert result["small.h264"]["status"] == "ok"
+    sampled = sample_frames(bombs / name, COUNT, SIZE)
+    assert len(sampled.images) == COUNT and mean_colour(sampled.images) == pytest.approx(RED, abs=4)
+
+
+def test_a_video_past_its_wall_clock_limit_is_an_error_and_is_not_cached(
+    tmp_path: Path, bombs: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The backstop, with a clock that moves a minute per look (the only fake: a decode that takes long)."""
+    ticks = iter(range(0, 10**6, 60))
+    monkeypatch.setattr(DecodeBudget, "clock", staticmethod(lambda: next(ticks)))
+    limits = FramesSettings(video_timeout_s=90)
+    with pytest.raises(VideoError) as caught:
+        sample_frames(bombs / "one_gop.mp4", COUNT, SIZE, limits=limits)
+    assert str(caught.value) == "decoding took longer than 90 s (frames.video_timeout_s)"
+    params = load_params(write_params(tmp_path, {})).frames
+    verdict, frames, final = decode_video(bombs / "one_gop.mp4", COUNT, params, 1, limits)
+    assert (verdict["status"], verdict["reason"]) == ("error", "decoding took longer than 90 s (frames.video_timeout_s)")
+    assert frames is None and not final  # not kept in the per-video cache: the next run tries it again

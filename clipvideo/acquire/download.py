@@ -34,6 +34,7 @@ from clipvideo.acquire.fetch import (
     reason_text,
     remote_target,
 )
+from clipvideo.acquire.network import AddressPolicy, refused_address
 from clipvideo.config.schema import DownloadParams, DownloadSettings
 from clipvideo.core.checkpoint import Checkpoint
 from clipvideo.core.contracts import MANIFEST_COLUMNS, VIDEO_STATUSES, VIDEOS_COLUMNS, Status
@@ -130,10 +131,11 @@ def checkpoint(paths: ProjectPaths, manifest: list[Row], done: dict[str, Row], p
     write_table(paths.videos_table, VIDEOS_COLUMNS, rows)
 
 
-def settled_verdict(row: Row, paths: ProjectPaths, previous: dict[str, Row], retry_unavailable: bool
+def settled_verdict(row: Row, paths: ProjectPaths, previous: dict[str, Row], settings: DownloadSettings
                     ) -> tuple[Row | None, str]:  # fmt: skip
     """The row's verdict without fetching, and why: `settled` (invalid, a local copy), `here` (an earlier run
-    fetched it), `skipped` (unavailable before); or (None, `fetch`)."""
+    fetched it), `skipped` (unavailable before, and for an address download.allow_private_networks refused:
+    refused by the setting as it is now); or (None, `fetch`)."""
     try:
         if row["status"] != Status.VALID:
             raise FetchError(Status.INVALID, row["reason"] or "invalid in the manifest")
@@ -149,8 +151,12 @@ def settled_verdict(row: Row, paths: ProjectPaths, previous: dict[str, Row], ret
     if existing:
         return ok_row(row, Fetched(existing, existing.stat().st_size), paths.root), "here"
     last = previous.get(row["id"], {})
-    if last.get("status") == Status.UNAVAILABLE and not retry_unavailable:
-        return failed_row(row, Status.UNAVAILABLE, last["reason"]), "skipped"
+    if last.get("status") == Status.UNAVAILABLE and not settings.retry_unavailable:
+        refused = refused_address(last["reason"])
+        policy = AddressPolicy(settings.allow_private_networks)
+        reason = policy.refusal(refused[0], [refused[1]]) if refused else last["reason"]
+        if reason:  # None: the address the setting refused is allowed now
+            return failed_row(row, Status.UNAVAILABLE, reason), "skipped"
     return None, "fetch"
 
 
@@ -180,7 +186,7 @@ def download_videos(paths: ProjectPaths, params: DownloadParams, settings: Downl
     to_fetch: list[Row] = []
     how: Counter[str] = Counter()
     for row in manifest:
-        verdict, why = settled_verdict(row, paths, previous, settings.retry_unavailable)
+        verdict, why = settled_verdict(row, paths, previous, settings)
         how[why] += 1
         if verdict is None:
             to_fetch.append(row)

@@ -35,6 +35,7 @@ from clipvideo.acquire.network import (
     network_outcome,
     unreachable,
 )
+from clipvideo.acquire.programs import guard_programs
 from clipvideo.acquire.worker import WorkerFailed, WorkerPool, WorkerStopped, WorkerTimeout
 from clipvideo.config.schema import DownloadParams, DownloadSettings
 from clipvideo.core.errors import ParamsError
@@ -74,11 +75,15 @@ UPCOMING_MESSAGES = ("live event will begin", "premieres in", "premiere will beg
 LIVE = "live stream"
 UPCOMING = "upcoming (not yet broadcast)"
 PLAYLIST = "a playlist, not a single video"
+# Programs yt-dlp names when a format needs one; a download never runs one (acquire.programs).
+EXTERNAL_PROGRAMS = ("ffmpeg", "rtmpdump")
+NEEDS_PROGRAM = "needs {program}, which a download never runs (it would connect past the private-network check)"
 JUST_ENDED = "a live stream that has just ended (retried on the next run, once the site has processed it)"
 # yt-dlp's wrapping around the part of a message a person needs.
 EXTRACTOR_PREFIX = re.compile(r"^\[[^\]\s]+\] (?:[^\s:]+: )?")  # "[generic] x: ", "[youtube] abcdefghijk: "
 UNABLE_PREFIX = re.compile(r"^Unable to (?:download|extract) [^:]{1,40}: ")  # "Unable to download webpage: "
 CAUSED_BY = re.compile(r" \(caused by .*?\)(?=;|$)")  # repeats the message it follows
+INSTALL_HINT = re.compile(r"\.? ?please install\b.*$", re.IGNORECASE)  # advice that does not apply here
 BUG_REPORT = re.compile(r";? ?please report this issue on .*$", re.IGNORECASE)
 PERMANENT_HTTP = (404, 410, 451)  # 400 is left transient: on YouTube it usually means an outdated yt-dlp
 
@@ -269,8 +274,13 @@ def ytdlp_options(
         "extractor_retries": 0,
         "noplaylist": True,
         # yt-dlp's own downloaders (HLS and DASH included): they fetch what the playlist lists and stop,
-        # and every request goes through the address guard; ffmpeg would follow a live playlist forever.
+        # and every request goes through the address guard; ffmpeg would follow a live playlist forever and
+        # connect past the guard. No ffmpeg at all (a path that never exists: the private folder's), so no
+        # fixup either; what only ffmpeg could fetch is refused (classify), and the worker refuses to start
+        # it anyway (acquire.programs).
         "external_downloader": {"default": "native"},
+        "ffmpeg_location": str(work_dir / "no-ffmpeg"),
+        "fixup": "never",
         "match_filter": single_video_filter,
         "logger": SilentLogger(),
         "quiet": True,
@@ -334,6 +344,10 @@ def classify(exc: BaseException, url: str = "") -> FetchError:
         return FetchError("failed", short_reason(": ".join(lead)), unreachable=True)
     reason = reason_text(str(exc)) or type(exc).__name__
     lowered = reason.lower()
+    program = next((name for name in EXTERNAL_PROGRAMS if name in lowered), None)
+    if program:  # yt-dlp found no such program: the format needs one, on every retry
+        detail = INSTALL_HINT.sub("", reason)
+        return FetchError("unavailable", short_reason(f"{NEEDS_PROGRAM.format(program=program)}: {detail}"))
     if any(text in lowered for text in UPCOMING_MESSAGES):
         return FetchError("unavailable", short_reason(f"{UPCOMING}: {reason}"))
     if any(text in lowered for text in TRANSIENT_MESSAGES):
@@ -393,6 +407,8 @@ def download_once(
     download_settings = DownloadSettings.model_validate(settings)
     guard_connections(AddressPolicy(download_settings.allow_private_networks))
     options = ytdlp_options(Path(work_dir), video_id, download_params, download_settings, Cookies(**cookies))
+    runtimes = [runtime["path"] for runtime in options.get("js_runtimes", {}).values()]
+    guard_programs(runtimes, keyring="cookiesfrombrowser" in options)
     try:
         with yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(url, download=False, process=False) or {}

@@ -26,13 +26,13 @@ from clipvideo.acquire.links import (
 )
 from clipvideo.acquire.sample import generate_sample
 from clipvideo.config.schema import DatasetParams, SampleParams
-from clipvideo.core.contracts import MANIFEST_COLUMNS, SOURCE_COLUMNS, Status
+from clipvideo.core.contracts import MANIFEST_COLUMNS, MAX_TEXT_CHARS, SOURCE_COLUMNS, Status
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.files import atomic_path
 from clipvideo.core.ids import url_id
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.tables import field_limit, write_table
-from clipvideo.core.text import printable
+from clipvideo.core.text import clipped, escaped, printable, shorten
 
 KAGGLE_DATASET = "rajatrc1705/youtube-videos-dataset"
 KAGGLE_PAGE = f"https://www.kaggle.com/datasets/{KAGGLE_DATASET}"
@@ -69,8 +69,8 @@ def youtube_rows(source: Iterable[dict[str, str]], categories: list[str]) -> lis
     rows = []
     for number, record in enumerate(source, start=1):
         link = record.get("link") or ""
-        category = printable(record.get("category") or "").strip()
-        title = " ".join(printable(record.get("title") or "").split())
+        category = (record.get("category") or "").strip()  # matched as given: `fo\nod` is not `food`
+        title = clipped(" ".join(printable(record.get("title") or "").split()), MAX_TEXT_CHARS)
         try:
             parsed = parse_link(link)
             if not category:
@@ -84,8 +84,8 @@ def youtube_rows(source: Iterable[dict[str, str]], categories: list[str]) -> lis
             rows.append(
                 {
                     "id": f"row-{number}",
-                    "url": link.strip()[:200],
-                    "category": category[:40],
+                    "url": clipped(escaped(link.strip()), MAX_TEXT_CHARS),
+                    "category": clipped(escaped(category), MAX_TEXT_CHARS),
                     "title": title,
                     "status": Status.INVALID,
                     "reason": str(exc),
@@ -156,18 +156,21 @@ def build_youtube_manifest(paths: ProjectPaths, dataset: DatasetParams) -> list[
 
 
 def counts_table(rows: list[dict], categories: list[str]) -> str:
-    """Per category: valid, invalid, and the invalid rows per reason kind."""
-    kinds = sorted({reason_kind(row["reason"]) for row in rows if row["status"] == Status.INVALID})
-    columns = [Status.VALID.value, Status.INVALID.value, *kinds]
-    counts: Counter[tuple[str, str]] = Counter()
-    for row in rows:
-        labels = [row["status"]] + ([reason_kind(row["reason"])] if row["status"] == Status.INVALID else [])
-        for label in labels:
-            counts[(row["category"] or "(empty)", label)] += 1
-            counts[("total", label)] += 1
-    listed = [*categories, *sorted({category for category, _ in counts} - {*categories, "total"}), "total"]
-    body = [[category[:13], *(counts[(category, column)] for column in columns)] for category in listed]
-    return tabulate(body, headers=["category", *columns], tablefmt="simple")
+    """Valid and invalid rows per category, then the invalid rows per reason kind: two narrow tables, so a
+    terminal never wraps one (a wrapped header runs its column names together)."""
+    statuses = [Status.VALID.value, Status.INVALID.value]
+    counts = Counter((row["category"], row["status"]) for row in rows)
+    totals = Counter(row["status"] for row in rows)
+    others = sorted({category for category, _ in counts} - set(categories))
+    labelled = [(c, c) for c in categories] + [(f"'{shorten(c, 22)}'", c) for c in others]  # 'total' is not total
+    body = [[label, *(counts[(c, s)] for s in statuses)] for label, c in labelled]
+    body.append(["total", *(totals[s] for s in statuses)])
+    table = tabulate(body, headers=["category", *statuses], tablefmt="simple")
+    kinds = Counter(reason_kind(row["reason"]) for row in rows if row["status"] == Status.INVALID)
+    if kinds:
+        by_kind = sorted(kinds.items(), key=lambda item: (-item[1], item[0]))
+        table += "\n\n" + tabulate(by_kind, headers=["invalid: reason", "rows"], tablefmt="simple")
+    return table
 
 
 def make_manifest(paths: ProjectPaths, dataset: DatasetParams, sample: SampleParams, seed: int) -> str:

@@ -104,10 +104,27 @@ class AddressPolicy:
             if kind is None or any(a is not None and a in net for a in candidates for net in networks):
                 continue
             setting = f"not in {SETTING}" if networks else f"{SETTING} is off"
+            article = "an" if kind[0] in "aeiou" else "a"
             if parse_address(host) is not None:
-                return f"refused: {host} is a {kind} address ({setting})"
-            return f"refused: {host} resolves to a {kind} address {address} ({setting})"
+                return f"refused: {host} is {article} {kind} address ({setting})"
+            return f"refused: {host} resolves to {article} {kind} address {address} ({setting})"
         return None
+
+
+# A reason `AddressPolicy.refusal` wrote: the host, and the address it resolved to when it is a name.
+REFUSAL = re.compile(
+    rf"^refused: (?P<host>\S+) (?:is an? .+? address|resolves to an? .+? address (?P<address>\S+)) "
+    rf"\((?:{re.escape(SETTING)} is off|not in {re.escape(SETTING)})\)$"
+)
+
+
+def refused_address(reason: str) -> tuple[str, str] | None:
+    """(host, address) of a connection the policy refused, read from the reason it left in videos.csv; None
+    for any other reason. A refusal is a fact about the setting, not the video: the download judges it again."""
+    found = REFUSAL.match(reason)
+    if found is None:
+        return None
+    return found["host"], found["address"] or found["host"]
 
 
 _guard_lock = threading.Lock()

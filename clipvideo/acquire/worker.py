@@ -1,11 +1,11 @@
 """Run a function in a child process that can be killed: JSON requests in, JSON replies out.
 
-yt-dlp runs in-process and a thread cannot be stopped, so a video that never ends (a live stream handed
-to ffmpeg, a server trickling bytes, a DNS lookup that hangs) would hold a download thread, and the stage,
-forever. Each worker thread instead talks to its own child process, reused from video to video (the
-imports and yt-dlp's start-up are paid once); past its time limit the child's whole process group
-(ffmpeg included) is killed and a fresh child serves the next video. A child also kills its group when
-its parent goes away (its stdin closes), so a killed stage leaves no process behind.
+yt-dlp runs in-process and a thread cannot be stopped, so a video that never ends (a server trickling bytes,
+a DNS lookup that hangs) would hold a download thread, and the stage, forever. Each worker thread instead
+talks to its own child process, reused from video to video (the imports and yt-dlp's start-up are paid
+once); past its time limit the child's whole process group is killed and a fresh child serves the next
+video. A child also kills its group when its parent goes away (its stdin closes), so a killed stage leaves
+no process behind.
 
 Child: `python -m clipvideo.acquire.worker MODULE:FUNCTION [MODULE:WARM_UP]` (the installed package).
 """
@@ -77,7 +77,7 @@ class Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: one kill takes ffmpeg along; Ctrl-C is the parent's
+            start_new_session=True,  # its own process group: one kill takes all it started; Ctrl-C is the parent's
         )
         self._buffer = b""
         ready = self.read_reply(time.monotonic() + START_TIMEOUT_S, stop)
@@ -108,7 +108,7 @@ class Worker:
         return json.loads(line)
 
     def kill(self) -> int | None:
-        """Kill the child's whole process group (yt-dlp's ffmpeg with it); its exit code."""
+        """Kill the child's whole process group (deno, if it runs, with it); its exit code."""
         process, self.process = self.process, None
         if process is None:
             return None

@@ -7,6 +7,7 @@ the schema (config.schema), so `dvc exp run -S frames_count=abc` fails fast and 
 from __future__ import annotations
 
 import os
+import stat
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,12 +47,38 @@ class NoAliasLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+MISSING = "missing"
+
+
+def not_a_file(path: Path) -> str | None:
+    """What `path` is when it is not a regular file (links followed, and named): MISSING when nothing is
+    there, else a phrase for a one-line error; None for a file."""
+    link = f"a link to {path.resolve()}, " if path.is_symlink() else ""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"{link}which does not exist" if link else MISSING
+    except OSError as exc:
+        return f"{link}unreadable ({exc.strerror})"
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+    kind = next((kind for test, kind in kinds if test(mode)), None)
+    return f"{link}{kind}" if kind else None
+
+
 def read_yaml(path: Path, label: str) -> Any:
-    """The file's YAML document, or one line saying why it cannot be read."""
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise ParamsError(f"{label}: {size} bytes, more than {MAX_FILE_BYTES}; expected a small YAML file")
-    data = path.read_bytes()
+    """The file's YAML document, or one line saying why it cannot be read (what the path is, when it is
+    not a regular file: a directory, or a link to /dev/zero, would otherwise fail or hang)."""
+    kind = not_a_file(path)
+    if kind:
+        raise ParamsError(f"{label}: {kind}; expected a YAML file")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)  # never more, even if the file grows meanwhile
+    except OSError as exc:
+        raise ParamsError(f"{label}: cannot read it ({exc.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ParamsError(f"{label}: more than {MAX_FILE_BYTES} bytes; expected a small YAML file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -131,7 +158,7 @@ def validated(model: type[SectionT], raw: Any, label: str) -> SectionT:
 def load_params(path: Path) -> Params:
     """Read params.yaml and validate all of it: every stage checks the whole file before any work, so a
     typo in `train` stops `dvc repro` at its first stage, not after hours of downloading."""
-    if not path.is_file():
+    if not_a_file(path) == MISSING:
         raise ParamsError(f"{path}: missing; the pipeline reads what changes its results from params.yaml")
     return validated(Params, read_yaml(path, "params.yaml") or {}, "params.yaml")
 
@@ -143,13 +170,16 @@ def settings_file(default: Path) -> Path:
 
 
 def load_settings(path: Path) -> Settings:
-    """Read settings.yaml; a missing file or key takes the default (settings never change a result)."""
+    """Read settings.yaml; a missing file or key takes the default (settings never change a result). Only a
+    path that does not exist at all is a missing file: a directory or a device is an error naming it."""
+    named = os.environ.get(SETTINGS_ENV)
     path = settings_file(path)
-    if not path.is_file():
-        if os.environ.get(SETTINGS_ENV):
-            raise ParamsError(f"{SETTINGS_ENV}={str(path)!r}: no such file")
+    label = f"{SETTINGS_ENV}={str(path)!r}" if named else path.name
+    if not_a_file(path) == MISSING:
+        if named:
+            raise ParamsError(f"{label}: no such file")
         return Settings()
-    return validated(Settings, read_yaml(path, path.name) or {}, path.name)
+    return validated(Settings, read_yaml(path, label) or {}, label)
 
 
 def has_key(model: Any, key: str) -> bool:

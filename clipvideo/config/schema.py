@@ -207,6 +207,15 @@ class DownloadSettings(Section):
 class FramesSettings(Section):
     workers: int = Field(2, ge=1, le=64, description="videos decoded in parallel")
     min_videos: int = Field(8, ge=1, le=1_000_000, description="the stage fails when fewer videos give frames")
+    max_decode_megapixels: int = Field(
+        1_000_000,
+        ge=1,
+        le=10**9,
+        description="a video whose planned decoding costs more (frames decoded x their pixels) is an `error`",
+    )
+    video_timeout_s: float = Field(
+        3600, ge=1, le=86_400, description="wall-clock limit per video; past it the video is an `error`"
+    )
 
 
 class EmbedSettings(Section):

@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
-from clipvideo.config.loading import has_key, read_yaml
-from clipvideo.config.schema import Params, Section
+from clipvideo.config.loading import constraint_text, has_key, read_yaml
+from clipvideo.config.schema import Expect, Params, Section
 from clipvideo.core.errors import ParamsError
+from clipvideo.core.text import quoted
 
 VARIANTS_FILE = Path("variants.yaml")  # at the project root, where DVC runs every stage
 PARAM_SLOTS = 4  # dvc.yaml names each variant's params in this many fixed slots (it cannot splice a list)
@@ -29,8 +30,10 @@ class Variant(Section):
     kind: Literal["linear", "transformer", "logreg", "zeroshot"]
     mixup: bool
     one_frame: bool
-    reference_f1_micro: float | None = Field(ge=0, le=1)
-    params: list[str] = Field(min_length=1, max_length=PARAM_SLOTS)
+    reference_f1_micro: Annotated[float | None, Expect("null or a number in [0, 1]")] = Field(ge=0, le=1)
+    params: Annotated[list[str], Expect(f"a list of 1 to {PARAM_SLOTS} distinct params.yaml keys")] = Field(
+        min_length=1, max_length=PARAM_SLOTS
+    )
 
     def dvc_slots(self) -> dict[str, Any]:
         """What dvc.yaml's `vars` holds for the variant: its params in exactly PARAM_SLOTS slots (DVC records a
@@ -43,14 +46,34 @@ class VariantsFile(Section):
     variants: dict[str, Variant]
 
 
+def variants_error(error: dict[str, Any], label: str) -> str:
+    """pydantic's first error as `variants.yaml: <variant>.<key>=<value>: expected ...` (or unknown/missing key)."""
+    location = [str(part) for part in error["loc"]]
+    where = ".".join(location[1:]) or location[0]
+    if error["type"] == "extra_forbidden":
+        takes = ", ".join(Variant.model_fields) if len(location) == 3 else "variants"
+        return f"{label}: unknown key {where}; {'a variant' if len(location) == 3 else 'the file'} takes {takes}"
+    if error["type"] == "missing":
+        return f"{label}: missing key {where}"
+    if len(location) == 3 and location[2] in Variant.model_fields:
+        expected = constraint_text(Variant.model_fields[location[2]])
+    elif len(location) == 2:
+        expected = "a section with keys " + ", ".join(Variant.model_fields)
+    else:
+        expected = "a mapping of variant names to their sections"
+    return f"{label}: {where}={quoted(error['input'])}: expected {expected}"
+
+
 def load_variants(path: Path = VARIANTS_FILE) -> dict[str, Variant]:
     """variants.yaml, checked: a one-line error names the variant and the key."""
+    raw = read_yaml(path, path.name)
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path.name}: {'empty' if raw is None else quoted(raw)}; expected `variants:`, a mapping "
+                          "of variant names to their sections")  # fmt: skip
     try:
-        found = VariantsFile.model_validate(read_yaml(path, path.name)).variants
+        found = VariantsFile.model_validate(raw).variants
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"][1:]) or "variants"
-        raise ParamsError(f"{path.name}: {where}: {error['msg']}") from None
+        raise ParamsError(variants_error(exc.errors()[0], path.name)) from None
     for name, variant in found.items():
         if not VARIANT_NAME.fullmatch(name):
             raise ParamsError(f"{path.name}: variant {name!r}: expected lower-case letters, digits, _ and -")

@@ -32,6 +32,9 @@ USABLE_FRAMES = (Status.OK, Status.SHORT)  # a frames row embed and the models u
 
 SOURCE_COLUMNS = ("link", "title", "category")  # the Kaggle CSV's columns the manifest reads (it has more)
 MANIFEST_COLUMNS = ("id", "url", "category", "title", "status", "reason")
+# The longest free text data/manifest.csv keeps from the source CSV (a title; an invalid row's url and
+# category): longer text is cut and says how long it was. YouTube allows 100 characters in a title.
+MAX_TEXT_CHARS = 200
 VIDEOS_COLUMNS = ("id", "category", "status", "reason", "path", "bytes", "duration_s")
 FRAMES_COLUMNS = ("id", "status", "reason", "n_frames")
 SPLIT_COLUMNS = ("id", "category", "split")

@@ -11,7 +11,8 @@ from clipvideo.core.errors import PipelineError
 from clipvideo.core.files import atomic_path
 
 # The csv module refuses fields over 128 KiB by default; the Kaggle CSV's descriptions can be longer. Every
-# CSV the project reads (its own and the source) is read with this limit.
+# CSV the project reads (its own and the source) is read with this limit, and no CSV it writes holds a longer
+# field, so whatever it writes it can read back.
 MAX_FIELD_CHARS = 16 * 1024 * 1024
 
 
@@ -26,14 +27,21 @@ def field_limit() -> Iterator[None]:
 
 
 def write_table(path: Path, columns: Sequence[str], rows: Iterable[dict]) -> int:
-    """Write rows as a UTF-8 CSV with a header; unknown keys are an error, missing ones empty."""
+    """Write rows as a UTF-8 CSV with a header; unknown keys are an error, missing ones empty, and a field
+    read_table could not read back (over MAX_FIELD_CHARS) stops the write, naming the row and column."""
     count = 0
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="raise")
         writer.writeheader()
         for row in rows:
-            writer.writerow(row)
             count += 1
+            for column, value in row.items():
+                if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+                    raise PipelineError(
+                        f"{path}: row {count}, column {column}: {len(value):,} characters, more than the "
+                        f"{MAX_FIELD_CHARS:,} a field may hold"
+                    )
+            writer.writerow(row)
     return count
 
 

@@ -10,6 +10,20 @@ def printable(text: str) -> str:
     return "".join(c for c in text if c.isprintable())
 
 
+def escaped(text: str) -> str:
+    """`text` with each control character written as its escape (`\\x00`, `\\x1b`, `\\n`): printable, and
+    it still shows what was there (a hostile url kept as evidence)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text` whole if it fits in `limit` characters, else cut at a word and marked with its full length."""
+    if len(text) <= limit:
+        return text
+    note = f" [cut from {len(text):,} characters]"
+    return shorten(text, limit - len(note), at_word=True) + note
+
+
 def shorten(text: str, limit: int, at_word: bool = False) -> str:
     """`text` whole if it fits in `limit` characters, else cut (at a word boundary when `at_word`) with "..."."""
     if len(text) <= limit:

@@ -52,7 +52,7 @@ def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, params: P
 
 def video_embeddings(video: Path, paths: ProjectPaths, params: Params, settings: Settings) -> np.ndarray:
     """(frames, dim) float16: the frames step's decode_video, then the embed step's embedder, as they store them."""
-    verdict, frames = decode_video(video, params.frames_count, params.frames, threads=1)
+    verdict, frames, _ = decode_video(video, params.frames_count, params.frames, 1, settings.frames)
     if frames is None:
         raise PipelineError(f"{video}: unreadable video ({verdict['reason']})")
     jpegs = load_frame_jpegs(frames)

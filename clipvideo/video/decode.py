@@ -1,12 +1,14 @@
 """Decoding with PyAV: evenly spaced frames per video, upright, centre-cropped and resized.
 
-The seek plan comes from `plan`; files are opened only through `probe`'s allow-list.
+The seek plan comes from `plan`; files are opened only through `probe`'s allow-list. What one video may cost is
+bounded (`DecodeBudget`): its plan's work before decoding, and the time it takes between decoded packets.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -16,13 +18,17 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from clipvideo.config.schema import FramesSettings
 from clipvideo.video.plan import (
     MIN_PACKETS_TO_SPLIT,
     MIN_RUNS_TO_SPLIT,
     DecodeRun,
     PacketIndex,
     choose_frames,
+    frames_through,
+    megapixels,
     plan_runs,
+    planned_frames,
     sample_frame_times,
     split_runs,
 )
@@ -36,6 +42,54 @@ THREAD_STATE = threading.local()
 # (every square size but odd ones) takes a fast path that darkens by about 1.5 levels of 255; gbrp
 # interpolates chroma per pixel, the same bytes as rgb24 with FULL_CHR_H_INT, in a third of the time.
 SCALED_FORMAT = "gbrp"
+
+
+class DecodeTimeout(VideoError):
+    """Decoding one video took longer than frames.video_timeout_s: a fact about this run, not the video."""
+
+
+class DecodeBudget:
+    """What decoding one video may cost, deterministically: a plan (frames x pixels) over
+    frames.max_decode_megapixels is refused before any decoding, and the frames it decodes are counted against
+    the same budget (a picture may grow past the size the stream declared). A wall-clock backstop,
+    frames.video_timeout_s, is checked between decoded packets: one packet's decoding is bounded by the
+    picture-size cap, so the check comes often; a thread cannot be stopped inside a decoder call."""
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self, settings: FramesSettings) -> None:
+        self.limit = settings.max_decode_megapixels
+        self.timeout_s = settings.video_timeout_s
+        self.deadline = self.clock() + settings.video_timeout_s
+        self.planned = ""
+        self.pixels = 0
+        self._lock = threading.Lock()
+
+    def plan(self, frames: int, width: int, height: int, how: str) -> None:
+        """Refuse a plan over the budget; else count what it decodes from zero."""
+        work = megapixels(frames, width, height)
+        self.planned = f"{work:,.1f} megapixels ({frames:,} frames of {width}x{height}, {how})"
+        if work > self.limit:
+            raise VideoError(
+                f"decoding would cost {self.planned}, over frames.max_decode_megapixels={self.limit:,} (settings.yaml)"
+            )
+        self.pixels = 0
+
+    def spend(self, frame: av.VideoFrame) -> None:
+        """Count a decoded frame against the budget."""
+        with self._lock:
+            self.pixels += frame.width * frame.height
+            spent = self.pixels / 1e6
+        if spent > self.limit:
+            raise VideoError(
+                f"decoding went over frames.max_decode_megapixels={self.limit:,} (settings.yaml) at a "
+                f"{frame.width}x{frame.height} frame: the picture grew past the size the stream declares "
+                f"(planned: {self.planned})"
+            )
+
+    def check_time(self) -> None:
+        if self.clock() > self.deadline:
+            raise DecodeTimeout(f"decoding took longer than {self.timeout_s:g} s (frames.video_timeout_s)")
 
 
 def thread_reformatter() -> VideoReformatter:
@@ -120,7 +174,11 @@ def packet_index(path: Path) -> PacketIndex | None:
 
 
 def decode_runs(
-    container: av.container.InputContainer, index: PacketIndex, runs: Sequence[DecodeRun], size: int
+    container: av.container.InputContainer,
+    index: PacketIndex,
+    runs: Sequence[DecodeRun],
+    size: int,
+    budget: DecodeBudget,
 ) -> dict[int, tuple[np.ndarray, float]]:
     """Decode each run from its keyframe; frames nothing needs (non-reference, not wanted) are skipped."""
     stream = video_stream(container)
@@ -130,6 +188,7 @@ def decode_runs(
 
     def keep(frames: Iterable[av.VideoFrame], wanted: frozenset[int]) -> None:
         for frame in frames:
+            budget.spend(frame)
             if frame.pts in wanted and frame.pts not in found:
                 found[frame.pts] = (upright_square(frame, size), float(index.seconds(np.int64(frame.pts))))
 
@@ -137,6 +196,7 @@ def decode_runs(
         container.seek(int(index.pts[run.start]), stream=stream, backward=True, any_frame=False)
         at = run.start
         for packet in container.demux(stream):
+            budget.check_time()
             if packet.size == 0:
                 continue
             if at == run.start and packet.pts != index.pts[run.start]:
@@ -154,20 +214,26 @@ def decode_runs(
     return found
 
 
-def frames_until_damage(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Iterator:
-    """Decoded frames up to the first decoding error: a cut-short file keeps the frames before the cut."""
+def frames_until_damage(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, budget: DecodeBudget
+) -> Iterator:
+    """Decoded frames up to the first decoding error: a cut-short file keeps the frames before the cut.
+    (container.decode, packet by packet, so the budget's clock is looked at between packets.)"""
     decoded = 0
     try:
-        for frame in container.decode(stream):
-            decoded += 1
-            yield frame
+        for packet in container.demux(stream):
+            budget.check_time()
+            for frame in packet.decode():
+                budget.spend(frame)
+                decoded += 1
+                yield frame
     except av.error.FFmpegError:
         if not decoded:
             raise
 
 
 def decode_at_times(
-    container: av.container.InputContainer, targets: np.ndarray, size: int
+    container: av.container.InputContainer, targets: np.ndarray, size: int, budget: DecodeBudget
 ) -> tuple[list[np.ndarray], list[float]]:
     """Decode every frame from the start, keeping the one shown at each target (the fallback path).
 
@@ -178,11 +244,13 @@ def decode_at_times(
     stream.codec_context.thread_type = "AUTO"
     fps = frame_rate(stream)
     half_frame = 0.5 / fps
+    frames = frames_through(targets[-1], stream_start(stream), fps)
+    budget.plan(frames, stream.width, stream.height, "decoding from the start")
     images: list[np.ndarray] = []
     times: list[float] = []
     last_frame, last_time = None, -math.inf
     remaining = list(targets)
-    for number, frame in enumerate(frames_until_damage(container, stream)):
+    for number, frame in enumerate(frames_until_damage(container, stream, budget)):
         last_frame = frame
         last_time = frame.time if frame.time is not None else number / fps  # raw streams carry no timestamps
         if remaining and last_time >= remaining[0] - half_frame:
@@ -207,24 +275,28 @@ def sample_with_index(
     size: int,
     keyframe_only: bool,
     threads: int,
+    budget: DecodeBudget,
 ) -> tuple[list[np.ndarray], list[float]] | None:
     """Decode only what the targets need, in up to `threads` parts; None when the index is unusable."""
     index = packet_index(path)
     if index is None:
         return None
-    half_frame = 0.5 / frame_rate(video_stream(container))
+    stream = video_stream(container)
+    half_frame = 0.5 / frame_rate(stream)
     chosen = choose_frames(index, targets, half_frame, keyframe_only)
     runs = plan_runs(index, chosen)
-    worth_splitting = sum(r.packets for r in runs) >= MIN_PACKETS_TO_SPLIT or len(runs) >= MIN_RUNS_TO_SPLIT
+    how = "keyframes only" if keyframe_only else "from the keyframe before each sampled time"
+    budget.plan(planned_frames(runs), stream.width, stream.height, how)
+    worth_splitting = planned_frames(runs) >= MIN_PACKETS_TO_SPLIT or len(runs) >= MIN_RUNS_TO_SPLIT
     groups = split_runs(runs, threads) if worth_splitting else [runs]
     try:
         if len(groups) == 1:
-            found = decode_runs(container, index, runs, size)
+            found = decode_runs(container, index, runs, size, budget)
         else:
 
             def decode_group(group: list[DecodeRun]) -> dict[int, tuple[np.ndarray, float]]:
                 with open_video(path) as own:
-                    return decode_runs(own, index, group, size)
+                    return decode_runs(own, index, group, size, budget)
 
             with ThreadPoolExecutor(len(groups)) as pool:
                 found = {k: v for part in pool.map(decode_group, groups) for k, v in part.items()}
@@ -235,8 +307,11 @@ def sample_with_index(
     return [found[p][0] for p in chosen], [found[p][1] for p in chosen]
 
 
-def sample_frames(path: Path, count: int, size: int, mode: str = "exact", threads: int = 1) -> SampledFrames:
-    """`count` evenly spaced frames over the real duration (fewer for a very short video).
+def sample_frames(
+    path: Path, count: int, size: int, mode: str = "exact", threads: int = 1, limits: FramesSettings | None = None
+) -> SampledFrames:
+    """`count` evenly spaced frames over the real duration (fewer for a very short video), within the decode
+    budget of `limits` (settings.yaml's frames section; its defaults when None).
 
     `exact` returns the frame shown at each target time; `keyframe` the keyframe at or before it
     (approximate: up to one keyframe interval early, but only keyframes are decoded). In keyframe
@@ -244,17 +319,18 @@ def sample_frames(path: Path, count: int, size: int, mode: str = "exact", thread
     once per target (`count` frames, even for a video with fewer keyframes), so a mean over the
     frames weighs that keyframe more than an exact sample would weigh any one frame.
     """
+    budget = DecodeBudget(limits or FramesSettings())
     with open_video(path) as container:
         duration = checked_duration(container, path)
         targets = stream_start(video_stream(container)) + sample_frame_times(duration, count)
         try:
             try:
-                sampled = sample_with_index(path, container, targets, size, mode == "keyframe", threads)
+                sampled = sample_with_index(path, container, targets, size, mode == "keyframe", threads, budget)
             except av.error.FFmpegError:
                 sampled = None  # damaged packets (a cut-short file): decoding through keeps what is readable
             if sampled is None:
                 with open_video(path) as fresh:  # never rewind: raw streams cannot seek
-                    sampled = decode_at_times(fresh, targets, size)
+                    sampled = decode_at_times(fresh, targets, size, budget)
             images, times = sampled
         except av.error.FFmpegError as exc:
             raise VideoError(f"decoding failed ({exc.strerror or type(exc).__name__})") from exc

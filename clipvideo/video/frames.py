@@ -29,7 +29,7 @@ from clipvideo.core.system import available_cores
 from clipvideo.core.tables import TableRow, read_table, write_table
 from clipvideo.core.text import plural, shorten
 from clipvideo.engines.engine import open_engine
-from clipvideo.video.decode import sample_frames
+from clipvideo.video.decode import DecodeTimeout, sample_frames
 from clipvideo.video.probe import VideoError
 from clipvideo.video.store import pack_frames
 
@@ -53,22 +53,26 @@ def video_path(row: TableRow, paths: ProjectPaths) -> Path:
     return path
 
 
-def decode_video(path: Path, count: int, params: FramesParams, threads: int) -> tuple[dict[str, Any], bytes | None]:
-    """One video -> its frames.csv verdict (status, reason, n_frames) and its frames file's bytes (None for an
-    `error`); never raises for a bad video. Runs on the engine: it writes nothing."""
+def decode_video(path: Path, count: int, params: FramesParams, threads: int,
+                 settings: FramesSettings) -> tuple[dict[str, Any], bytes | None, bool]:  # fmt: skip
+    """One video -> its frames.csv verdict (status, reason, n_frames), its frames file's bytes (None for an
+    `error`), and whether the verdict is final: a video past frames.video_timeout_s is tried again by the next
+    run, so it is not cached. Never raises for a bad video. Runs on the engine: it writes nothing."""
     try:
-        frames = sample_frames(path, count, params.size, params.mode, threads)
+        frames = sample_frames(path, count, params.size, params.mode, threads, settings)
+    except DecodeTimeout as exc:
+        return {"status": Status.ERROR, "reason": str(exc), "n_frames": 0}, None, False
     except VideoError as exc:
-        return {"status": Status.ERROR, "reason": str(exc), "n_frames": 0}, None
+        return {"status": Status.ERROR, "reason": str(exc), "n_frames": 0}, None, True
     except Exception as exc:  # a decoder failure nobody foresaw must not stop a run over thousands of videos
         if isinstance(exc, PipelineError) or getattr(exc, "errno", None) in DiskFullError.DISK_FULL_ERRNOS:
             raise  # the disk, not the video: the stage stops, finished videos are kept
         reason = f"decoder failure ({type(exc).__name__}: {shorten(' '.join(str(exc).split()), 203)})"
-        return {"status": Status.ERROR, "reason": reason, "n_frames": 0}, None
+        return {"status": Status.ERROR, "reason": reason, "n_frames": 0}, None, True
     short = frames.is_short
     verdict = {"status": Status.SHORT if short else Status.OK, "n_frames": len(frames.images),
                "reason": f"{len(frames.images)} of {count} frames decodable" if short else ""}  # fmt: skip
-    return verdict, pack_frames(frames)
+    return verdict, pack_frames(frames), True
 
 
 @dataclass(frozen=True)
@@ -104,18 +108,20 @@ def extract_frames(paths: ProjectPaths, frames_count: int, params: FramesParams,
     table = read_table(paths.videos_table, VIDEOS_COLUMNS, choices={"status": VIDEO_STATUSES})
     found = [(row["id"], video_path(row, paths)) for row in table if row["status"] == Status.OK]
     cache = open_cache(paths.root, cache_settings.dir, cache_settings.max_gb)
+    # The decode budget decides which videos are refused, so it is part of the key.
     recipe = {"kind": KIND, "frames_count": frames_count, "size": params.size, "mode": params.mode,
-              "code": code_digest(FRAMES_CODE)}  # fmt: skip
+              "max_decode_megapixels": settings.max_decode_megapixels, "code": code_digest(FRAMES_CODE)}  # fmt: skip
     sources = frames_keys(found, recipe)
     entries = {source.key: cache.get(KIND, source.key) for source in sources}
     todo = list({source.key: source for source in sources if entries[source.key] is None}.values())  # one a key
     with open_engine(engine_settings, settings.workers) as engine:
         # local: split long videos on spare cores; a Ray task holds one CPU
         threads = max(1, available_cores() // settings.workers) if engine.local else 1
-        calls = [(source.path, frames_count, params, threads) for source in todo]
+        calls = [(source.path, frames_count, params, threads, settings) for source in todo]
         with tqdm(total=len(sources), initial=len(sources) - len(todo), desc="frames", unit="video") as bar:
-            for done, (verdict, frames) in engine.map(decode_video, calls):
-                entries[todo[done].key] = cache.put(KIND, todo[done].key, verdict, frames, ".npz")
+            for done, (verdict, frames, final) in engine.map(decode_video, calls):
+                key = todo[done].key
+                entries[key] = cache.put(KIND, key, verdict, frames, ".npz") if final else Entry(verdict, None)
                 bar.update()
         where = engine.describe()
     with atomic_directory(paths.frames_dir) as frames_dir:

@@ -1,11 +1,14 @@
 """Which frames to decode, planned from the packet index alone (no decoding): the pure part of sampling.
 
 The times are the centres of equal slices of the video; each becomes the frame shown at it (exact) or the
-keyframe at or before it; the wanted frames are grouped into decode runs from their keyframes.
+keyframe at or before it; the wanted frames are grouped into decode runs from their keyframes. What a plan
+costs (frames decoded x pixels per frame) is known before any decoding, so a video whose plan is over the
+budget (frames.max_decode_megapixels) is refused without decoding a frame.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -86,7 +89,7 @@ def plan_runs(index: PacketIndex, wanted_pts: Sequence[int]) -> list[DecodeRun]:
 
 def split_runs(runs: list[DecodeRun], parts: int) -> list[list[DecodeRun]]:
     """Contiguous groups of runs with about equal packets to decode, one per thread."""
-    total = sum(run.packets for run in runs)
+    total = planned_frames(runs)
     groups: list[list[DecodeRun]] = [[]]
     done = 0
     for run in runs:
@@ -95,3 +98,18 @@ def split_runs(runs: list[DecodeRun], parts: int) -> list[list[DecodeRun]]:
         groups[-1].append(run)
         done += run.packets
     return groups
+
+
+def planned_frames(runs: Sequence[DecodeRun]) -> int:
+    """Frames a seek plan decodes at most (every packet of every run; non-reference ones may be skipped)."""
+    return sum(run.packets for run in runs)
+
+
+def frames_through(last_target_s: float, start_s: float, fps: float) -> int:
+    """Frames decoded from the start until the one shown at the last target (the decode-through plan)."""
+    return math.floor(max(0.0, last_target_s - start_s) * fps) + 1
+
+
+def megapixels(frames: int, width: int, height: int) -> float:
+    """Decode work: frames x pixels per frame, in millions of pixels."""
+    return frames * width * height / 1e6
