@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,12 +101,28 @@ class LocalCluster:
             time.sleep(0.1)
 
 
+def can_hide_paths() -> bool:
+    """Whether this process may start others in a mount namespace of their own (root, or a user namespace)."""
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+def hiding(paths: Sequence[Path], command: list[str]) -> list[str]:
+    """`command` in a mount namespace of its own where each of `paths` is an empty folder: it, and every process
+    it starts (a Ray node's raylet and workers), cannot see what is there."""
+    mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(str(path))}" for path in paths)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{mounts} && exec {shlex.join(command)}"]
+
+
 @contextlib.contextmanager
-def local_cluster(nodes: int = 2, cpus_per_node: int = 2, worker_niceness: int | None = None) -> Iterator[LocalCluster]:
+def local_cluster(nodes: int = 2, cpus_per_node: int = 2, worker_niceness: int | None = None,
+                  head_cpus: int | None = None, hidden: Sequence[Path] = ()) -> Iterator[LocalCluster]:  # fmt: skip
     """Start the cluster, yield it, stop it (also when starting fails half-way).
 
     `worker_niceness`: Ray runs its workers at nice 15 by default, so they yield to everything else on a shared
-    machine; 0 makes them compete like the stage's own threads (for comparing engines)."""
+    machine; 0 makes them compete like the stage's own threads (for comparing engines). `head_cpus`: 0 sends
+    every task and actor to the other nodes. `hidden`: folders the other nodes cannot see (a mount namespace each;
+    see `can_hide_paths`), like the nodes of a cluster without a shared filesystem."""
     # Short folder: Ray's unix sockets live under it (107-byte limit on a socket path)
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="ray", dir="/tmp")), free_port())
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": "0"}
@@ -114,14 +131,18 @@ def local_cluster(nodes: int = 2, cpus_per_node: int = 2, worker_niceness: int |
     # Ray replaces 127.0.0.1 with the host's routable address on Linux and listens on every interface
     # (Ray 2.60 has no option to bind loopback only); the cluster lives only as long as the tests.
     every_node = [
-        "--node-ip-address=127.0.0.1", f"--num-cpus={cpus_per_node}", "--num-gpus=0",
-        f"--temp-dir={cluster.temp_dir}", f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1", "--num-gpus=0", f"--temp-dir={cluster.temp_dir}",
+        f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
     ]  # fmt: skip
     head = ["--head", f"--port={cluster.port}", "--include-dashboard=false", f"--dashboard-port={free_port()}"]
     try:
         for node in range(nodes):
             role = head if node == 0 else [f"--address={cluster.address}"]
-            command = [ray_command(), "start", *role, *every_node, f"--dashboard-agent-listen-port={free_port()}"]
+            cpus = head_cpus if node == 0 and head_cpus is not None else cpus_per_node
+            command = [ray_command(), "start", *role, *every_node, f"--num-cpus={cpus}",
+                       f"--dashboard-agent-listen-port={free_port()}"]  # fmt: skip
+            if node and hidden:
+                command = hiding(hidden, command)
             started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
             if started.returncode != 0:
                 raise RuntimeError(f"{' '.join(command)} failed:\n{(started.stdout + started.stderr)[-3000:]}")

@@ -8,9 +8,12 @@ so `--help` answers at once. The function returns the summary line this prints w
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +68,31 @@ def stage_main(
     args = parser.parse_args(argv)
     paths = ProjectPaths(args.root)
     started = time.monotonic()
+    with stopped_by_sigterm():
+        return run_stage(name, declares, run, args, paths, started)
+
+
+@contextlib.contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """SIGTERM (a scheduler, `kill`, a cluster manager) stops the stage as Ctrl-C does: its engine's work ends and
+    what finished is kept, instead of dying at once in the middle of a write. The old handler comes back after."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_stage(name: str, declares: Sequence[str] | Callable[[argparse.Namespace, ProjectPaths], Declaration],
+              run: Callable[[StageContext], str], args: argparse.Namespace, paths: ProjectPaths,
+              started: float) -> int:  # fmt: skip
     try:
         params = load_params(paths.params)
         settings = load_settings(paths.settings)
@@ -74,6 +102,9 @@ def stage_main(
     except PipelineError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{name}: stopped (Ctrl-C or SIGTERM); what finished is kept, a rerun goes on", file=sys.stderr)
+        return 130
     except OSError as exc:  # outside atomic_path, which names its output itself (DiskFullError)
         if exc.errno not in DiskFullError.DISK_FULL_ERRNOS:
             raise

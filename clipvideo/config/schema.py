@@ -236,6 +236,9 @@ class EngineSettings(Section):
         "local", description="`local`: this machine; `ray`: frames and embed run on a Ray cluster"
     )
     address: OptionalText = Field(None, description="the Ray cluster (`RAY_ADDRESS` in the environment wins)")
+    inflight_mb: int = Field(
+        1024, ge=1, le=1_000_000, description="Ray: video bytes the stage keeps in the object store at once"
+    )
 
 
 class Settings(Section):

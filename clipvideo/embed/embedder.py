@@ -10,6 +10,7 @@ forward batches (batches.py), so a video's bytes do not depend on which other vi
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -106,19 +107,37 @@ class BatchEmbedder:
 
 @dataclass(frozen=True)
 class EmbedderSpec:
-    """How another process (a Ray actor) builds the stage's BatchEmbedder: the same model, weights, seed,
-    precision and torch threads (CPU floats can depend on them)."""
+    """How another process (a Ray actor, maybe on a machine without the project's files) builds the stage's
+    BatchEmbedder: the same model, weights, seed, precision and torch threads (CPU floats can depend on them).
+    A model config file and a checkpoint file travel as their bytes, never as paths of the driver's."""
 
-    model: str
-    weights: str
+    model: str  # an open_clip name, or the name of the config in `config`
+    weights: str  # none, a pretrained tag, or "" for the checkpoint in `checkpoint`
     seed: int
     precision: str
     device: str  # embed.device as set: auto | cpu | cuda
     threads: int
+    config: bytes | None = None  # a model config .json's content
+    checkpoint: bytes | None = None  # a checkpoint file's content
+
+    @classmethod
+    def of(cls, encoder: ClipEncoder, seed: int, device: str) -> EmbedderSpec:
+        config = Path(encoder.source).read_bytes() if encoder.source.endswith(".json") else None
+        checkpoint = Path(encoder.weights).read_bytes() if Path(encoder.weights).is_file() else None
+        return cls(encoder.name if config else encoder.source, "" if checkpoint else encoder.weights, seed,
+                   encoder.precision, device, torch.get_num_threads(), config, checkpoint)  # fmt: skip
 
     def build(self, device: str) -> BatchEmbedder:
         torch.set_num_threads(self.threads)
-        return BatchEmbedder(load_encoder(self.model, self.weights, self.seed, device, self.precision))
+        with tempfile.TemporaryDirectory(prefix="clipvideo-encoder-") as folder:
+            model, weights = self.model, self.weights
+            if self.config is not None:
+                model = str(Path(folder) / f"{self.model}.json")  # open_clip names a config by its file's stem
+                Path(model).write_bytes(self.config)
+            if self.checkpoint is not None:
+                weights = str(Path(folder) / "checkpoint.pt")
+                Path(weights).write_bytes(self.checkpoint)
+            return BatchEmbedder(load_encoder(model, weights, self.seed, device, self.precision))
 
 
 def embed_here(batches: Iterable[Batch], embedder: BatchEmbedder) -> Iterator[BatchResult]:
@@ -250,5 +269,5 @@ def batch_runner(engine: Engine, encoder: ClipEncoder, seed: int,
     """How the engine embeds batches: in this process, or on model replicas built like this encoder."""
     if engine.local:
         return lambda batches: embed_here(batches, BatchEmbedder(encoder))
-    spec = EmbedderSpec(encoder.source, encoder.weights, seed, encoder.precision, device, torch.get_num_threads())
+    spec = EmbedderSpec.of(encoder, seed, device)
     return lambda batches: engine.replicas(spec, batches, lambda batch: f"embedding batch {batch.index}")

@@ -12,6 +12,7 @@ import platform
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol, TypeVar
 
 from clipvideo.config.schema import EngineSettings
@@ -37,6 +38,22 @@ def choose_engine(settings: EngineSettings, environ: Mapping[str, str] | None = 
     if settings.kind == "local":
         return EngineChoice("local")  # an address kept in the file waits for kind: ray
     return EngineChoice("ray", settings.address or None)
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file a call takes as an argument. The local engine passes its path; a cluster engine sends its bytes
+    through the object store and the call sees a private copy on the worker, so no worker needs the driver's files."""
+
+    path: Path
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+def local_paths(call: tuple) -> tuple:
+    return tuple(arg.path if isinstance(arg, LocalFile) else arg for arg in call)
 
 
 class Engine(Protocol):
@@ -68,7 +85,7 @@ class LocalEngine:
 
     def map(self, function: Callable[..., R], calls: Sequence[tuple]) -> Iterator[tuple[int, R]]:
         with ThreadPoolExecutor(self.workers) as pool:
-            futures = {pool.submit(function, *call): index for index, call in enumerate(calls)}
+            futures = {pool.submit(function, *local_paths(call)): index for index, call in enumerate(calls)}
             try:
                 for future in as_completed(futures):
                     yield futures[future], future.result()
@@ -94,4 +111,4 @@ def open_engine(settings: EngineSettings, workers: int = 1) -> Engine:
         return LocalEngine(workers)
     from clipvideo.engines.ray_engine import RayEngine  # only here: a local run never imports Ray
 
-    return RayEngine(choice.address)
+    return RayEngine(choice.address, settings.inflight_mb)

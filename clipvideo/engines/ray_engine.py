@@ -1,26 +1,37 @@
 """The Ray engine: per-video calls as Ray tasks, and model work on a pool of actors (one model replica per GPU,
 or CPU replicas when the cluster has no GPU), on the cluster that RAY_ADDRESS (or the settings) names.
 
-The stage is the Ray driver, on the head node: it plans the work, hands it out and writes every output, so DVC
-owns them as with the local engine. Workers read the videos and frames files and write the resume folders
-through the stage's own absolute paths: every node must see the project at the same path (a shared
-filesystem). A killed worker is replaced and its call runs again (RETRIES); a call's result is a file under
-a name fixed by its input, written atomically, so a retry can neither lose nor duplicate a video.
+No worker touches a path of the driver's, so any Ray cluster serves, shared filesystem or not (KubeRay pods,
+autoscaled cloud nodes): a call's file arguments travel through the object store as bytes (at most
+`engine.inflight_mb` of them at once, so memory follows the cluster, not the dataset), results come back as
+bytes, and the project's code is shipped with the job (`runtime_env` `py_modules`), so a worker needs only the
+requirements installed and always runs the driver's code. The stage stays the only writer of outputs and of
+the per-video cache, on the head node, as with the local engine.
+
+A cluster that does not answer, or stops answering, gives a one-line verdict instead of a hang; a killed worker
+is replaced and its call runs again (RETRIES). Finished videos are in the per-video cache: a rerun resumes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
+import socket
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import ray
 from ray.exceptions import RayError, RayTaskError
 
+import clipvideo
 from clipvideo.core.errors import ParamsError, PipelineError
 from clipvideo.core.text import plural
+from clipvideo.engines.engine import LocalFile
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -28,6 +39,41 @@ R = TypeVar("R")
 RETRIES = 3  # a killed or crashed worker: its task runs again, a model replica restarts, up to this many times
 TASKS_AHEAD_PER_CPU = 2  # frames: calls in flight per cluster CPU (the next one waits on the node, not the driver)
 MAX_DECODE_THREADS_PER_GPU = 8  # a GPU replica's CPUs: decoding for thousands of images a second, as loader_threads
+CONNECT_TIMEOUT_S = 5.0  # to reach the head node before anything else
+WAIT_S = 1.0  # the longest the stage waits on the cluster without looking whether it is still there
+CODE = Path(clipvideo.__file__).parent  # shipped to every worker with the job
+
+
+def head_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of `host:port` or `ray://host:port`; None for `auto` (ray.init finds a local cluster)."""
+    text = address.removeprefix("ray://")
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def unreachable(address: str) -> str | None:
+    """Why nothing answers at the head node's address (refused, timed out, unknown host), or None."""
+    target = head_address(address)
+    if target is None:
+        return None
+    try:
+        with socket.create_connection(target, timeout=CONNECT_TIMEOUT_S):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def with_local_files(function: Callable[..., R], file_positions: tuple[int, ...], *args: Any) -> R:
+    """On a worker: the bytes at `file_positions` become private temporary files, the call gets their paths."""
+    with tempfile.TemporaryDirectory(prefix="clipvideo-") as folder:
+        call = list(args)
+        for position in file_positions:
+            path = Path(folder) / f"input-{position}"
+            path.write_bytes(call[position])
+            call[position] = path
+        return function(*call)
 
 
 class Replica(Protocol):
@@ -61,56 +107,35 @@ class ReplicaActor:
             return self.replica.finish(prepared)
 
 
-def fetched(ref: ray.ObjectRef, what: str) -> Any:
-    """A call's result; a worker's own error is raised as itself (as the local engine would), a worker that died
-    more than RETRIES times as one line."""
-    try:
-        return ray.get(ref)
-    except RayTaskError as exc:
-        if isinstance(exc.cause, Exception):
-            raise exc.cause from None
-        raise
-    except RayError as exc:
-        raise PipelineError(
-            f"Ray: {what}: the worker died {RETRIES + 1} times ({type(exc).__name__}); see the cluster's logs "
-            "(ray status, /tmp/ray/session_latest/logs) and rerun: finished videos are kept"
-        ) from exc
-
-
-def completed(
-    lanes: Sequence[Callable[[T], ray.ObjectRef]], items: Iterable[T], name: Callable[[T], str]
-) -> Iterator[tuple[T, Any]]:
-    """(item, result) as each call finishes. A lane (a task submitter, or one actor's method) holds one call at a
-    time; items are taken from `items` only as lanes free up, so a long lazy plan is never held whole."""
-    pending = iter(items)
-    in_flight: dict[ray.ObjectRef, tuple[int, T]] = {}
-
-    def submit(lane: int) -> None:
-        for item in pending:
-            in_flight[lanes[lane](item)] = (lane, item)
-            return
-
-    for lane in range(len(lanes)):
-        submit(lane)
-    while in_flight:
-        [ref], _ = ray.wait(list(in_flight), num_returns=1)
-        lane, item = in_flight.pop(ref)
-        result = fetched(ref, name(item))
-        submit(lane)
-        yield item, result
-
-
 class RayEngine:
     local = False
 
-    def __init__(self, address: str | None) -> None:
+    def __init__(self, address: str | None, inflight_mb: int = 1024) -> None:
+        shown = address or "auto"
+        why = unreachable(shown)
+        if why:
+            raise PipelineError(
+                f"Ray cluster at {shown}: nothing answers there ({why}); check the address and port (`ray start "
+                "--head` prints them), that the head node runs and no firewall is in the way, or unset RAY_ADDRESS "
+                "(and settings.yaml's engine.kind) to run on this machine"
+            )
         # WARNING: no "connecting to ..." lines in the stage's output; log_to_driver: workers print nothing useful
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        runtime_env = {"py_modules": [str(CODE)], "excludes": ["__pycache__"]}
+        on_sigterm = signal.getsignal(signal.SIGTERM)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, runtime_env=runtime_env)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_sigterm)  # ray.init sets its own: the stage decides what SIGTERM does
         self.address = ray.get_runtime_context().gcs_address
+        self.budget = inflight_mb * 1024 * 1024
+        self.peak_inflight = 0  # the most video bytes the stage had in the object store at once
         self.work = ""  # what embed ran, for describe()
+        self.last_check = time.monotonic()
 
     def nodes(self) -> list[dict[str, Any]]:
         return [node for node in ray.nodes() if node["Alive"]]
+
+    def cpus(self) -> int:
+        return int(sum(node["Resources"].get("CPU", 0) for node in self.nodes()))
 
     def describe(self) -> str:
         nodes = self.nodes()
@@ -119,15 +144,95 @@ class RayEngine:
         where = f"on Ray cluster {self.address} ({plural(len(nodes), 'node')}, {cpus:g} CPUs, {gpus:g} GPUs)"
         return f"{where}, {self.work}" if self.work else where
 
+    def check_cluster(self) -> None:
+        """While waiting: the head node must still answer, and some node must still have a CPU."""
+        if time.monotonic() - self.last_check < 2 * WAIT_S:
+            return
+        self.last_check = time.monotonic()
+        why = unreachable(self.address)
+        if why is None and not self.cpus():
+            why = "no node with a CPU is left"
+        if why:
+            raise PipelineError(
+                f"Ray cluster at {self.address}: stopped answering during the run ({why}); finished videos are kept "
+                "in the per-video cache: rerun when the cluster is back, or without RAY_ADDRESS to run here"
+            )
+
+    def fetched(self, ref: ray.ObjectRef, what: str) -> Any:
+        """A call's result; a worker's own error is raised as itself (as the local engine would), a worker that
+        died more than RETRIES times as one line."""
+        try:
+            return ray.get(ref)
+        except RayTaskError as exc:
+            if isinstance(exc.cause, Exception):
+                raise exc.cause from None
+            raise
+        except RayError as exc:
+            self.check_cluster()
+            raise PipelineError(
+                f"Ray: {what}: the worker died {RETRIES + 1} times ({type(exc).__name__}); see the cluster's logs "
+                "(ray status, /tmp/ray/session_latest/logs) and rerun: finished videos are kept"
+            ) from exc
+
+    def completed(self, lanes: Sequence[Callable[[T], ray.ObjectRef]], items: Iterable[T], name: Callable[[T], str],
+                  cost: Callable[[T], int] = lambda item: 0) -> Iterator[tuple[T, Any]]:  # fmt: skip
+        """(item, result) as each call finishes. A lane (a task submitter, or one actor's method) holds one call at
+        a time; items are taken from `items` only as lanes free up and while the bytes in flight (`cost`) stay
+        within the budget (one item always goes), so a long lazy plan is never held whole."""
+        pending = iter(items)
+        waiting: list[T] = []  # taken from `items`, not submitted: over the budget
+        in_flight: dict[ray.ObjectRef, tuple[int, T, int]] = {}
+        free = list(range(len(lanes)))
+        spent = 0
+
+        def fill() -> None:
+            nonlocal spent
+            while free:
+                item = waiting.pop() if waiting else next(pending, None)
+                if item is None:
+                    return
+                size = cost(item)
+                if in_flight and spent + size > self.budget:
+                    waiting.append(item)
+                    return
+                lane = free.pop()
+                in_flight[lanes[lane](item)] = (lane, item, size)
+                spent += size
+                self.peak_inflight = max(self.peak_inflight, spent)
+
+        fill()
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
+            if not ready:  # a short wait: Ctrl-C and SIGTERM get through, and a dead cluster is noticed
+                self.check_cluster()
+                continue
+            lane, item, size = in_flight.pop(ready[0])
+            spent -= size
+            free.append(lane)
+            result = self.fetched(ready[0], name(item))
+            fill()
+            yield item, result
+
     def map(self, function: Callable[..., R], calls: Sequence[tuple]) -> Iterator[tuple[int, R]]:
-        """(index into `calls`, `function(*call)`) as each finishes: one Ray task per call, one CPU each."""
-        remote = ray.remote(num_cpus=1, max_retries=RETRIES)(function)
-        cpus = int(sum(node["Resources"].get("CPU", 0) for node in self.nodes()))
+        """(index into `calls`, `function(*call)`) as each finishes: one Ray task per call, one CPU each; a
+        LocalFile argument's bytes are put in the object store when its call is submitted."""
+        remote = ray.remote(num_cpus=1, max_retries=RETRIES)(with_local_files)
+        cpus = self.cpus()
         if not cpus:
             raise PipelineError(f"Ray cluster at {self.address}: no node has a CPU to run tasks on")
-        lanes = [lambda item: remote.remote(*item[1])] * (cpus * TASKS_AHEAD_PER_CPU)
+
+        def submit(item: tuple[int, tuple]) -> ray.ObjectRef:
+            call = item[1]
+            files = tuple(i for i, arg in enumerate(call) if isinstance(arg, LocalFile))
+            args = [ray.put(arg.path.read_bytes()) if i in files else arg for i, arg in enumerate(call)]
+            return remote.remote(function, files, *args)
+
+        def cost(item: tuple[int, tuple]) -> int:
+            return sum(arg.size for arg in item[1] if isinstance(arg, LocalFile))
+
+        lanes = [submit] * (cpus * TASKS_AHEAD_PER_CPU)
         name = function.__name__
-        for (index, _), result in completed(lanes, enumerate(calls), lambda item: f"{name}({item[1][0]!r}, ...)"):
+        for (index, _), result in self.completed(lanes, enumerate(calls), lambda item: f"{name}(...)", cost):
             yield index, result
 
     def replicas(self, spec: ReplicaSpec, items: Iterable[T], name: Callable[[T], str]) -> Iterator[Any]:
@@ -156,10 +261,11 @@ class RayEngine:
             self.work = f"{plural(count, 'CPU model replica')} x {plural(threads, 'thread')}"
         actor_class = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)(ReplicaActor)
         spec = dataclasses.replace(spec, threads=threads)  # type: ignore[type-var]
-        actors = [actor_class.options(**options).remote(spec, device) for _ in range(count)]
+        shared = ray.put(spec)  # once in the object store, however many replicas (it may hold a checkpoint's bytes)
+        actors = [actor_class.options(**options).remote(shared, device) for _ in range(count)]
         lanes = [actor.run.remote for actor in actors for _ in range(options["max_concurrency"] + 1)]
         try:
-            for _, result in completed(lanes, items, name):
+            for _, result in self.completed(lanes, items, name):
                 yield result
         finally:
             for actor in actors:

@@ -28,7 +28,7 @@ from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.system import available_cores
 from clipvideo.core.tables import TableRow, read_table, write_table
 from clipvideo.core.text import plural, shorten
-from clipvideo.engines.engine import open_engine
+from clipvideo.engines.engine import LocalFile, open_engine
 from clipvideo.video.decode import DecodeTimeout, sample_frames
 from clipvideo.video.probe import VideoError
 from clipvideo.video.store import pack_frames
@@ -111,13 +111,13 @@ def extract_frames(paths: ProjectPaths, frames_count: int, params: FramesParams,
     # The decode budget decides which videos are refused, so it is part of the key.
     recipe = {"kind": KIND, "frames_count": frames_count, "size": params.size, "mode": params.mode,
               "max_decode_megapixels": settings.max_decode_megapixels, "code": code_digest(FRAMES_CODE)}  # fmt: skip
-    sources = frames_keys(found, recipe)
-    entries = {source.key: cache.get(KIND, source.key) for source in sources}
-    todo = list({source.key: source for source in sources if entries[source.key] is None}.values())  # one a key
-    with open_engine(engine_settings, settings.workers) as engine:
+    with open_engine(engine_settings, settings.workers) as engine:  # first: a cluster that does not answer says so
+        sources = frames_keys(found, recipe)
+        entries = {source.key: cache.get(KIND, source.key) for source in sources}
+        todo = list({source.key: source for source in sources if entries[source.key] is None}.values())  # one a key
         # local: split long videos on spare cores; a Ray task holds one CPU
         threads = max(1, available_cores() // settings.workers) if engine.local else 1
-        calls = [(source.path, frames_count, params, threads, settings) for source in todo]
+        calls = [(LocalFile(source.path), frames_count, params, threads, settings) for source in todo]
         with tqdm(total=len(sources), initial=len(sources) - len(todo), desc="frames", unit="video") as bar:
             for done, (verdict, frames, final) in engine.map(decode_video, calls):
                 key = todo[done].key
