@@ -21,16 +21,20 @@ CACHE = REPO / "bench" / ".cache"
 KEYFRAME_INTERVAL_S = 5
 
 
-def bench_video(minutes: float, width: int = 640, height: int = 360, fps: int = 30) -> Path:
-    """A generated H.264 video (moving test pattern with grain, keyframe every 5 s), cached in bench/.cache/."""
-    path = CACHE / f"testsrc-{width}x{height}-{fps}fps-{minutes:g}min.mp4"
+def bench_video(minutes: float, width: int = 640, height: int = 360, fps: int = 30, variant: int = 0) -> Path:
+    """A generated H.264 video (moving test pattern with grain, keyframe every 5 s), cached in bench/.cache/.
+    `variant` > 0: the same in another hue, so other pictures and other bytes (the per-video cache knows videos
+    by their bytes and frames by theirs)."""
+    shade = f"-hue{variant}" if variant else ""
+    path = CACHE / f"testsrc-{width}x{height}-{fps}fps-{minutes:g}min{shade}.mp4"
     if path.is_file():
         return path
     print(f"generating {path.name} (cached for later runs) ...", file=sys.stderr, flush=True)
     gop = fps * KEYFRAME_INTERVAL_S
+    hue = f",hue=h={variant * 37 % 360}" if variant else ""
     with atomic_path(path) as tmp:
         args = [
-            "-f", "lavfi", "-i", f"testsrc2=s={width}x{height}:r={fps},noise=alls=8:allf=t",
+            "-f", "lavfi", "-i", f"testsrc2=s={width}x{height}:r={fps},noise=alls=8:allf=t{hue}",
             "-t", str(minutes * 60), "-c:v", "libx264", "-preset", "veryfast", "-crf", "26",
             "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
             "-movflags", "+faststart", "-f", "mp4", str(tmp),

@@ -1,13 +1,15 @@
-"""Engines: frames + embed as `dvc repro` runs them (one process per stage) with the local engine against a
-one-node Ray cluster on this machine (RAY_ADDRESS set), on the default sample and on generated 1-minute videos;
-then the embed loop's throughput with fixed forward batches of 64 filled across videos against each video
-alone in its own batches (padded to 64 the same way), at several frames_count.
+"""Engines: frames + embed as `dvc repro` runs them (one process per stage) on generated 1-minute videos, with the
+local engine, with a one-node Ray cluster on this machine through its object store (workers get every input
+through Ray), and with the same cluster the way the code of BEFORE_OBJECT_STORE ran it (workers read the
+videos and frames through the stage's own paths: a shared filesystem); wall and CPU seconds, best of the
+repeats, and the object store's peak use. Then the embed loop's throughput with fixed forward batches of 64
+filled across videos against each video alone in its own batches, at several frames_count.
 
 Each project uses the repo's params.yaml and settings.yaml (ViT-B-32 with seeded random weights, fp32, 16
 frames), and a per-video cache of its own, emptied before every run. The Ray cluster is started here (`ray start
---head`, the machine's cores as its CPUs) and stopped at the end.
+--head`, the machine's cores as its CPUs, workers at nice 0) and stopped at the end.
 
-    python bench/engines.py                              # about 30 minutes on 2 cores
+    python bench/engines.py                              # about 40 minutes on 2 cores
     python bench/engines.py --videos 16 --repeat 1 --skip-batching
 """
 
@@ -28,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from common import REPO, bench_video, machine, table, timed
+from common import REPO, bench_video, machine, revision_copy, table, timed
 
 from clipvideo.core.cache import cache_root
 from clipvideo.core.contracts import VIDEOS_COLUMNS
@@ -38,6 +40,7 @@ from clipvideo.core.tables import write_table
 from clipvideo.embed.batches import Batch, plan_batches
 from clipvideo.embed.embedder import BatchEmbedder, embed_here
 from clipvideo.embed.encoder import load_encoder
+from clipvideo.engines.ray_engine import TASKS_AHEAD_PER_CPU
 from clipvideo.video.decode import sample_frames
 from clipvideo.video.store import load_frame_jpegs, save_frames
 from tools.ray_cluster import LocalCluster, local_cluster
@@ -73,9 +76,39 @@ class ClusterCpu:
         self.seconds = ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run_stage(stage: str, root: Path, cluster: LocalCluster | None = None) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of `python -m stages.<stage>` started as DVC starts it; on `cluster` (RAY_ADDRESS)
-    the CPU seconds include the cluster's processes (workers, replicas, raylet, GCS) during the run.
+BEFORE_OBJECT_STORE = "2e758fa"  # the last code whose Ray workers read the stage's own paths
+
+
+class ObjectStorePeak:
+    """The most memory the object store used while the block ran: Ray keeps it in /dev/shm on Linux, so the
+    peak of that file system's use over what it held before (sampled every 0.05 s)."""
+
+    def __enter__(self) -> ObjectStorePeak:
+        self.base = self.used()
+        self.peak = 0
+        self.stop = threading.Event()
+        self.sampler = threading.Thread(target=self.sample, daemon=True)
+        self.sampler.start()
+        return self
+
+    @staticmethod
+    def used() -> int:
+        stat = os.statvfs("/dev/shm")
+        return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+
+    def sample(self) -> None:
+        while not self.stop.wait(0.05):
+            self.peak = max(self.peak, self.used() - self.base)
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.sampler.join()
+
+
+def run_stage(stage: str, root: Path, code: Path, cluster: LocalCluster | None = None) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds, its summary line) of `python -m stages.<stage>` of the code in `code`, started as
+    DVC starts it; on `cluster` (RAY_ADDRESS) the CPU seconds include the cluster's processes (workers, replicas,
+    raylet, GCS) during the run.
 
     CPU seconds hardly move with load from other jobs, which stretches wall times on a shared machine. The
     project's per-video cache is emptied first: every run does all the work."""
@@ -88,34 +121,24 @@ def run_stage(stage: str, root: Path, cluster: LocalCluster | None = None) -> tu
     with contextlib.ExitStack() as stack:
         ray_cpu = stack.enter_context(ClusterCpu(cluster)) if cluster else None
         started = time.perf_counter()
-        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+        result = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"stages.{stage} failed in {root}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
-    return wall, cpu + (ray_cpu.seconds if ray_cpu else 0.0)
-
-
-def sample_project(root: Path) -> Path:
-    """The default offline sample after the real manifest and download stages."""
-    root.mkdir(parents=True)
-    for name in ("params.yaml", "settings.yaml"):
-        shutil.copyfile(REPO / name, root / name)
-    for stage in ("manifest", "download"):
-        run_stage(stage, root)
-    return root
+    return wall, cpu + (ray_cpu.seconds if ray_cpu else 0.0), result.stdout.strip().splitlines()[-1]
 
 
 def minute_videos_project(root: Path, count: int) -> Path:
-    """`count` generated 1-minute 640x360 videos (hard links of one cached file) as the download stage lists them."""
+    """`count` generated 1-minute 640x360 videos, each its own pictures, as the download stage lists them."""
     videos = root / "data" / "videos"
     videos.mkdir(parents=True)
     for name in ("params.yaml", "settings.yaml"):
         shutil.copyfile(REPO / name, root / name)
-    source = bench_video(1)
     rows = []
     for index in range(count):
+        source = bench_video(1, variant=index + 1)
         video_id = url_id(f"bench/minute/{index}")
         os.link(source, videos / f"{video_id}.mp4")
         rows.append({
@@ -126,24 +149,43 @@ def minute_videos_project(root: Path, count: int) -> Path:
     return root
 
 
-def engine_rows(name: str, root: Path, cluster: LocalCluster, repeat: int) -> list[list[str]]:
-    """Best of `repeat` per engine and stage, the engines interleaved (load from other jobs hits both alike)."""
-    wall = {engine: dict.fromkeys(STAGES, math.inf) for engine in ("local", "ray")}
-    cpu = {engine: dict.fromkeys(STAGES, math.inf) for engine in ("local", "ray")}
+def the_same_project(source: Path, root: Path, code: Path) -> Path:
+    """`source`'s videos (hard links) with the params and settings files of the code in `code`."""
+    shutil.copytree(source / "data" / "videos", root / "data" / "videos", copy_function=os.link)
+    shutil.copyfile(source / "data" / "videos.csv", root / "data" / "videos.csv")
+    for name in ("params.yaml", "settings.yaml"):
+        shutil.copyfile(code / name, root / name)
+    return root
+
+
+def engine_rows(root: Path, before: Path, cluster: LocalCluster, repeat: int) -> list[list[str]]:
+    """Best of `repeat` per engine and stage, the engines interleaved (load from other jobs hits them alike)."""
+    old_root = the_same_project(root, root.with_name(root.name + "-before"), before)
+    engines = {
+        "local": (root, REPO, None),
+        "Ray, object store": (root, REPO, cluster),
+        f"Ray, shared filesystem ({BEFORE_OBJECT_STORE})": (old_root, before, cluster),
+    }
+    wall = {engine: dict.fromkeys(STAGES, math.inf) for engine in engines}
+    cpu = {engine: dict.fromkeys(STAGES, math.inf) for engine in engines}
+    peaks = dict.fromkeys(engines, 0)
     for _ in range(repeat):
-        for engine, on in (("local", None), ("ray", cluster)):
+        for engine, (project, code, on) in engines.items():
             for stage in STAGES:
-                seconds, cpu_seconds = run_stage(stage, root, on)
+                with ObjectStorePeak() as store:
+                    seconds, cpu_seconds, summary = run_stage(stage, project, code, on)
+                peaks[engine] = max(peaks[engine], store.peak)
                 wall[engine][stage] = min(wall[engine][stage], seconds)
                 cpu[engine][stage] = min(cpu[engine][stage], cpu_seconds)
-            print(f"  done: {name}, {engine}", file=sys.stderr, flush=True)
+                print(f"  {engine}: {summary[:200]}", file=sys.stderr, flush=True)
     local_wall, local_cpu = sum(wall["local"].values()), sum(cpu["local"].values())
     rows = []
-    for engine, label in (("local", "local"), ("ray", "Ray, 1 node, workers at nice 0")):
+    for engine in engines:
         total_wall, total_cpu = sum(wall[engine].values()), sum(cpu[engine].values())
+        peak = f"{peaks[engine] / 1e6:.0f}" if engines[engine][2] else "-"
         rows.append([
-            name, label, f"{wall[engine]['frames']:.1f}", f"{wall[engine]['embed']:.1f}", f"{total_wall:.1f}",
-            f"{total_wall / local_wall:.2f}x", f"{total_cpu:.1f}", f"{total_cpu / local_cpu:.2f}x",
+            engine, f"{wall[engine]['frames']:.1f}", f"{wall[engine]['embed']:.1f}", f"{total_wall:.1f}",
+            f"{total_wall / local_wall:.2f}x", f"{total_cpu:.1f}", f"{total_cpu / local_cpu:.2f}x", peak,
         ])  # fmt: skip
     return rows
 
@@ -194,7 +236,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=64, help="generated 1-minute videos (default 64)")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs of each (default 3)")
-    parser.add_argument("--skip-sample", action="store_true", help="skip the default sample")
     parser.add_argument("--skip-engines", action="store_true", help="only the batching table")
     parser.add_argument("--skip-batching", action="store_true", help="only the engines table")
     parser.add_argument("--images", type=int, default=256, help="batching: about this many images per row")
@@ -203,16 +244,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="clipvideo-engines-") as scratch:
         work = Path(scratch)
         if not args.skip_engines:
-            rows = []
-            # workers at nice 0 like the local engine's threads (Ray's default, 15, yields to the other jobs here)
-            with local_cluster(nodes=1, cpus_per_node=available_cores(), worker_niceness=0) as cluster:
-                if not args.skip_sample:
-                    rows += engine_rows("default sample", sample_project(work / "sample"), cluster, args.repeat)
-                minute = minute_videos_project(work / "minute", args.videos)
-                rows += engine_rows(f"{args.videos} x 1-min videos", minute, cluster, args.repeat)
-            print(f"frames + embed, one process per stage (best of {args.repeat}), params.yaml defaults:\n")
-            headers = ["videos", "engine", "frames s", "embed s", "total s", "vs local", "CPU s", "CPU vs local"]
+            before = revision_copy(BEFORE_OBJECT_STORE, work / "before")
+            minute = minute_videos_project(work / "minute", args.videos)
+            largest = max(path.stat().st_size for path in (minute / "data" / "videos").iterdir())
+            cpus = available_cores()
+            with local_cluster(nodes=1, cpus_per_node=cpus, worker_niceness=0) as cluster:
+                rows = engine_rows(minute, before, cluster, args.repeat)
+            print(f"frames + embed on {args.videos} x 1-min videos, one process per stage (best of {args.repeat}):\n")
+            headers = ["engine", "frames s", "embed s", "total s", "vs local", "CPU s", "CPU vs local",
+                       "object store peak MB"]  # fmt: skip
             print(table(headers, rows))
+            bound = cpus * TASKS_AHEAD_PER_CPU * largest
+            print(f"\nthe bound: cluster CPUs x in-flight tasks per CPU x largest video = {cpus} x "
+                  f"{TASKS_AHEAD_PER_CPU} x {largest / 1e6:.1f} MB = {bound / 1e6:.0f} MB")  # fmt: skip
         if not args.skip_batching:
             (work / "batching").mkdir()
             rows = batching_rows([4, 16, 100], args.images, work / "batching", args.repeat)

@@ -180,3 +180,13 @@ def test_a_killed_ray_worker_or_stage_loses_and_duplicates_no_video(
 
     assert_same_outputs(reference.root, killed.root)
     assert leftovers(killed.root) == []
+
+
+def test_a_worker_that_imported_other_code_than_the_driver_refuses_to_run() -> None:
+    """The project's code ships with the job, but a worker's own Python path could hold an older copy first."""
+    from clipvideo.core.errors import PipelineError
+    from clipvideo.engines.ray_engine import check_code, running_code
+
+    check_code(running_code())
+    with pytest.raises(PipelineError, match="which is not the code of the stage that started it"):
+        check_code("0" * 64)

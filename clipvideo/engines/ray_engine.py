@@ -15,6 +15,7 @@ is replaced and its call runs again (RETRIES). Finished videos are in the per-vi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import signal
 import socket
@@ -29,6 +30,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 import clipvideo
+from clipvideo.core.cache import code_digest
 from clipvideo.core.errors import ParamsError, PipelineError
 from clipvideo.core.text import plural
 from clipvideo.engines.engine import LocalFile
@@ -65,8 +67,22 @@ def unreachable(address: str) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
-def with_local_files(function: Callable[..., R], file_positions: tuple[int, ...], *args: Any) -> R:
+@functools.cache
+def running_code() -> str:
+    """The digest of the clipvideo package this process imported."""
+    return code_digest([CODE])
+
+
+def check_code(driver_code: str) -> None:
+    """On a worker: refuse to run other code than the driver's (an older copy found on the worker's path)."""
+    if running_code() != driver_code:
+        raise PipelineError(f"a Ray worker imported clipvideo from {CODE}, which is not the code of the stage that "
+                            "started it; remove that copy from the worker's Python path")  # fmt: skip
+
+
+def with_local_files(function: Callable[..., R], driver_code: str, file_positions: tuple[int, ...], *args: Any) -> R:
     """On a worker: the bytes at `file_positions` become private temporary files, the call gets their paths."""
+    check_code(driver_code)
     with tempfile.TemporaryDirectory(prefix="clipvideo-") as folder:
         call = list(args)
         for position in file_positions:
@@ -97,7 +113,8 @@ class ReplicaActor:
     """One model replica, built once. Calls run in `max_concurrency` threads, so the next items are prepared while
     one is in the model; the lock lets one `finish` run at a time, as in the local engine."""
 
-    def __init__(self, spec: ReplicaSpec, device: str) -> None:
+    def __init__(self, spec: ReplicaSpec, device: str, driver_code: str) -> None:
+        check_code(driver_code)
         self.replica = spec.build(device)
         self.forward = threading.Lock()
 
@@ -225,7 +242,7 @@ class RayEngine:
             call = item[1]
             files = tuple(i for i, arg in enumerate(call) if isinstance(arg, LocalFile))
             args = [ray.put(arg.path.read_bytes()) if i in files else arg for i, arg in enumerate(call)]
-            return remote.remote(function, files, *args)
+            return remote.remote(function, running_code(), files, *args)
 
         def cost(item: tuple[int, tuple]) -> int:
             return sum(arg.size for arg in item[1] if isinstance(arg, LocalFile))
@@ -262,7 +279,7 @@ class RayEngine:
         actor_class = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)(ReplicaActor)
         spec = dataclasses.replace(spec, threads=threads)  # type: ignore[type-var]
         shared = ray.put(spec)  # once in the object store, however many replicas (it may hold a checkpoint's bytes)
-        actors = [actor_class.options(**options).remote(shared, device) for _ in range(count)]
+        actors = [actor_class.options(**options).remote(shared, device, running_code()) for _ in range(count)]
         lanes = [actor.run.remote for actor in actors for _ in range(options["max_concurrency"] + 1)]
         try:
             for _, result in self.completed(lanes, items, name):
