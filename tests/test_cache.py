@@ -206,3 +206,18 @@ def test_two_queued_experiments_share_the_cache_without_a_torn_or_duplicated_ent
         lock = yaml.safe_load((dvc_repo / "dvc.lock").read_text())
         locked.append({out["path"]: out["md5"] for out in lock["stages"]["frames"]["outs"]})
     assert locked[0] == locked[1]
+
+
+def test_the_cache_command_says_where_and_how_large_and_clears(
+    project: ProjectPaths, tiny_model_config: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from clipvideo.cli import cache as cache_command
+
+    write_params(project.root, {**SHRUNK, "embed.model": str(tiny_model_config)})
+    frames_and_embed(project.root, capsys)
+    assert cache_command.main(["--root", str(project.root)]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"{cache_root(project.root, None)}: 24 entries, ") and "MB of 20 GB" in shown
+    assert cache_command.main(["clear", "--root", str(project.root)]) == 0
+    assert "cleared" in capsys.readouterr().out and not cache_root(project.root, None).exists()
+    assert "12 videos decoded, 0 reused" in frames_and_embed(project.root, capsys)[0]
