@@ -6,6 +6,7 @@ import sys
 
 COMMANDS = {
     "experiments": ("clipvideo.cli.experiments", "DVC's experiments with every variant's metric, in 120 columns"),
+    "doctor": ("clipvideo.cli.doctor", "can this environment run the pipeline? torch, torchvision, PyAV, ffmpeg"),
 }
 
 

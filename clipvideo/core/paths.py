@@ -33,6 +33,12 @@ class ProjectPaths:
         return self.root / "data"
 
     @property
+    def checked(self) -> Path:
+        """check_params' record of what it checked; no stage reads it. Absent from a fresh clone (DVC caches it, git
+        ignores it), so the first `dvc repro` there runs the checks before any work."""
+        return self.data / "checked.txt"
+
+    @property
     def sample_videos(self) -> Path:
         return self.data / "sample"
 
