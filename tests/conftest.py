@@ -174,6 +174,7 @@ def reproduced_repo(tmp_path_factory: pytest.TempPathFactory, tiny_model_config:
     run_command(["git", "init", "-q"], root)
     run_command(["dvc", "init", "-q"], root)
     run_command(["dvc", "config", "core.analytics", "false"], root)
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the project's plot templates (dvc.yaml)
     output = run_command(["dvc", "repro"], root)
     run_command(["git", "add", "-A"], root)
     run_command(["git", "commit", "-qm", "baseline"], root)

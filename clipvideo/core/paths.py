@@ -124,7 +124,13 @@ class ProjectPaths:
         return self.plots_dir / "confusion" / f"{variant}.csv"
 
     def training_curve_file(self, variant: str) -> Path:
+        """Training loss and train-set f1 per epoch, for the variants trained epoch by epoch."""
         return self.plots_dir / "train" / f"{variant}.csv"
+
+    @property
+    def f1_plot(self) -> Path:
+        """Every variant's f1_micro with its interval, best first (the report stage): one chart compares them."""
+        return self.plots_dir / "f1_micro.csv"
 
     @property
     def errors_dir(self) -> Path:
