@@ -21,12 +21,16 @@ from clipvideo.core.ids import is_safe_id, url_id
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.embed.batches import plan_batches
 from clipvideo.embed.embedder import BatchEmbedder, embed_here
-from clipvideo.embed.encoder import open_encoder, resolved_model_name
+from clipvideo.embed.encoder import ClipEncoder, open_encoder, resolved_model_name
 from clipvideo.embed.store import EMBEDDING_KEYS, check_same_settings, encoder_record
 from clipvideo.modeling.classifiers import predict_proba, variant_inputs
 from clipvideo.modeling.saved import load_model
 from clipvideo.video.frames import store_frames
 from clipvideo.video.probe import VideoError
+
+# Printed under the answer of a model trained on an untrained encoder's embeddings (the default sample run).
+UNTRAINED_NOTE = ("note: the encoder has random weights (embed.pretrained: none), so this answer only shows that the "
+                  "pipeline runs; a correct one needs pretrained weights (embed.pretrained: openai)")  # fmt: skip
 
 
 def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, params: Params, settings: Settings
@@ -51,8 +55,8 @@ def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, params: P
 
 
 def video_embeddings(video: Path, video_id: str, work_dir: Path, paths: ProjectPaths, params: Params,
-                     settings: Settings) -> np.ndarray:  # fmt: skip
-    """(frames, dim) float16, exactly as the frames and embed stages would store them."""
+                     settings: Settings) -> tuple[np.ndarray, ClipEncoder]:  # fmt: skip
+    """(frames, dim) float16, exactly as the frames and embed stages would store them, and the encoder."""
     frames_file = work_dir / f"{video_id}.npz"
     try:
         n_frames = len(store_frames(video, frames_file, params.frames_count, params.frames, threads=1).images)
@@ -61,7 +65,7 @@ def video_embeddings(video: Path, video_id: str, work_dir: Path, paths: ProjectP
     encoder = open_encoder(params.embed, params.seed, settings.embed.device, paths.root)
     plans = plan_batches([(video_id, frames_file)], [n_frames], settings.embed.batch_size)
     results = embed_here(plans, BatchEmbedder(encoder, work_dir))
-    return np.concatenate([result.features for result in results])
+    return np.concatenate([result.features for result in results]), encoder
 
 
 def predict_video(paths: ProjectPaths, source: str, variant: str, params: Params, settings: Settings) -> str:
@@ -77,11 +81,13 @@ def predict_video(paths: ProjectPaths, source: str, variant: str, params: Params
                         "params.yaml now", "run dvc repro first")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
         video, video_id = local_or_fetched(source, Path(tmp), paths, params, settings)
-        embeddings = video_embeddings(video, video_id, Path(tmp), paths, params, settings)
+        embeddings, encoder = video_embeddings(video, video_id, Path(tmp), paths, params, settings)
     frames, mask = variant_inputs(spec, embeddings[None], np.ones((1, len(embeddings)), dtype=bool), [video_id])
     probabilities = predict_proba(saved.model, frames, mask)[0]
     ranked = sorted(zip(saved.categories, probabilities, strict=True), key=lambda pair: -pair[1])
     print(f"category: {ranked[0][0]}")
     for category, probability in ranked:
         print(f"  {category:<20} {probability:.4f}")
+    if not encoder.is_pretrained:
+        print(UNTRAINED_NOTE)
     return f"{source}: {ranked[0][0]} ({variant}, {len(embeddings)} frames)"
