@@ -182,6 +182,11 @@ def test_plots_draw_each_chart_once_with_its_titles_and_a_csv_in_datasets_reruns
         assert axes == {"x": definitions[chart]["x_label"], "y": definitions[chart]["y_label"]}
     files = {point["filename"] for point in shown["train_loss"][0]["content"]["data"]["values"]}
     assert files == {f"{name}.csv" for name, variant in VARIANTS.items() if variant.has_curve}
+    # `dvc plots diff` puts two revisions' f1_micro on one chart (the template sets them side by side)
+    diff = ["dvc", "plots", "diff", "HEAD", "workspace", "--targets", "f1_micro", "--json"]
+    points = json.loads(run_command(diff, dvc_repo))["data"]["f1_micro"][0]["content"]["data"]["values"]
+    assert {(point["rev"], point["variant"]) for point in points} == {(r, v) for r in ("HEAD", "workspace")
+                                                                      for v in VARIANTS}  # fmt: skip
 
     (dvc_repo / "datasets" / "youtube" / "youtube.csv").write_text("link,title,description,category\n")
     (dvc_repo / "datasets" / "other.csv").write_text("a,b\n")
