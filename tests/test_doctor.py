@@ -66,8 +66,23 @@ def test_doctor_names_the_pip_command_for_a_torchvision_that_does_not_match(brok
         f"FAIL  torchvision {installed('torchvision')} does not work with torch {installed('torch')} "
         f"(RuntimeError: {MISMATCH}); fix: {expected_fix()}"
     )
-    assert failed[1] == "FAIL  open_clip needs torch and torchvision (above)"  # it imports torchvision
+    assert failed[1] == "FAIL  open_clip needs torchvision (above)"  # it imports torchvision
     assert "ok    av " in result.stdout and "ok    ffmpeg " in result.stdout
+
+
+def test_doctor_reports_a_broken_torch_once_and_what_needs_it(tmp_path: Path) -> None:
+    package = tmp_path / "shadow" / "torch"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('libtorch_cpu.so: cannot open shared object file')\n")
+    result = subprocess.run([sys.executable, "-m", "clipvideo", "doctor"], capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(package.parent)})  # fmt: skip
+    assert result.returncode == 1
+    assert [line for line in result.stdout.splitlines() if line.startswith("FAIL")] == [
+        f"FAIL  torch {installed('torch')} does not import (ImportError: libtorch_cpu.so: cannot open shared object "
+        f"file); fix: {expected_fix()}",
+        "FAIL  torchvision needs torch (above)",
+        "FAIL  open_clip needs torch and torchvision (above)",
+    ]
 
 
 @pytest.mark.slow

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.system import ffmpeg_binary
 
-# What the pipeline imports, in import order (torchvision and open_clip import torch), with its pip name.
+# What the pipeline imports, in import order, with its pip name; and what each one imports of the others.
 MODULES = {"torch": "torch", "torchvision": "torchvision", "av": "av", "open_clip": "open_clip_torch"}
+NEEDS = {"torchvision": ("torch",), "open_clip": ("torch", "torchvision")}
 PYTORCH_INDEX = "https://download.pytorch.org/whl"  # + /cpu, /cu126, ...: where a `+<tag>` build comes from
 TORCHVISION_MINOR_OFFSET = 15  # torchvision 0.(N+15).p is built for torch 2.N.p (0.29.1 for 2.14.1)
 PROBE_TIMEOUT_S = 300  # importing torch on a loaded 2-core machine takes seconds, not minutes
@@ -89,7 +90,7 @@ def probe_imports(names: Sequence[str]) -> dict[str, dict[str, str]]:
         result = subprocess.run([sys.executable, "-c", PROBE, *names], capture_output=True, text=True,
                                 timeout=PROBE_TIMEOUT_S)  # fmt: skip
     except subprocess.TimeoutExpired:
-        return {names[0]: {"error": f"importing {', '.join(names)} took more than {PROBE_TIMEOUT_S} s"}}
+        return {name: {"error": f"importing {', '.join(names)} took more than {PROBE_TIMEOUT_S} s"} for name in names}
     found = {}
     for line in result.stdout.splitlines():
         try:
@@ -106,27 +107,27 @@ def probe_imports(names: Sequence[str]) -> dict[str, dict[str, str]]:
 
 def check_modules() -> list[Finding]:
     """torch, torchvision (with its compiled operators), PyAV and open_clip, imported as the stages import them."""
-    versions = {name: installed(dist) for name, dist in MODULES.items()}
+    versions = {name: installed(dist) or "(not installed)" for name, dist in MODULES.items()}
     probed = probe_imports(list(MODULES))
-    findings = []
+    findings: dict[str, Finding] = {}
     for name, dist in MODULES.items():
-        record = probed.get(name, {"error": "not imported"})
-        error = record.get("error")
+        error = probed.get(name, {"error": "not imported"}).get("error")
+        found = f"{name} {probed[name]['version']}" if error is None else f"{name} {versions[name]}"
+        failed = [other for other in NEEDS.get(name, ()) if not findings[other].ok]
         if error is None:
-            findings.append(Finding(name, f"{name} {record['version']}"))
-            continue
-        if name in ("torch", "torchvision"):
-            fix = torch_fix(versions["torch"], versions["torchvision"])
+            problem = ""
+        elif failed:
+            problem = f"{name} needs {' and '.join(failed)} (above)"
+        elif name in ("torch", "torchvision"):
             what = f"torch {versions['torch']} does not import"
             if name == "torchvision":
                 what = f"torchvision {versions['torchvision']} does not work with torch {versions['torch']}"
-            findings.append(Finding(name, f"{name} {versions[name]}", f"{what} ({error}); fix: {fix}"))
-        elif name == "open_clip" and not all(f.ok for f in findings if f.name in ("torch", "torchvision")):
-            findings.append(Finding(name, f"{name} {versions[name]}", f"{name} needs torch and torchvision (above)"))
+            fix = torch_fix(installed("torch"), installed("torchvision"))
+            problem = f"{what} ({error}); fix: {fix}"
         else:
-            fix = f"pip install --force-reinstall {dist}"
-            findings.append(Finding(name, f"{name} {versions[name]}", f"{name} does not import ({error}); fix: {fix}"))
-    return findings
+            problem = f"{name} {versions[name]} does not import ({error}); fix: pip install --force-reinstall {dist}"
+        findings[name] = Finding(name, found, problem)
+    return list(findings.values())
 
 
 def check_ffmpeg() -> Finding:
