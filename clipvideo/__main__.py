@@ -9,6 +9,7 @@ COMMANDS = {
     "cache": ("clipvideo.cli.cache", "the per-video cache of frames and embeddings: where, how large; clear it"),
     "check": ("clipvideo.cli.check", "check params.yaml, settings.yaml and variants.yaml, before DVC reads them"),
     "rehash": ("clipvideo.cli.rehash", "make DVC forget the hashes it remembers (finds a file changed in place)"),
+    "doctor": ("clipvideo.cli.doctor", "can this environment run the pipeline? torch, torchvision, PyAV, ffmpeg"),
 }
 
 

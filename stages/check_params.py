@@ -1,8 +1,10 @@
-"""check_params: validate params.yaml, settings.yaml and variants.yaml; writes nothing.
+"""check_params: validate params.yaml, settings.yaml and variants.yaml, and check that this environment runs the
+pipeline (torch and torchvision match, PyAV, open_clip, ffmpeg: `python -m clipvideo doctor`) -> data/checked.txt.
 
 The first stage of dvc.yaml, declaring the whole params file: any change to params.yaml reruns it, so an
 unknown or misspelled key (`dvc exp run -S +frame_count=8`) stops the run with the one-line message even
-when no other stage would rerun and check it. It has no output, so its rerun reruns nothing else.
+when no other stage would rerun and check it; its output is missing from a fresh clone, so the first run
+there checks before any work. Nothing reads the output, so its rerun reruns nothing else.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ DECLARES = (ALL,)
 
 
 def run(context: StageContext) -> str:
+    from clipvideo.cli.doctor import check_environment
     from clipvideo.config.variants import load_variants
+    from clipvideo.core.files import write_text_atomic
 
     paths = context.paths  # stage_main validated params.yaml and settings.yaml before calling this
     variants = load_variants(paths.variants)
-    return f"{paths.params}, {paths.settings} and {paths.variants} ({len(variants)} variants) are valid"
+    environment = check_environment()
+    checked = f"params.yaml, settings.yaml and variants.yaml ({len(variants)} variants) are valid; {environment}"
+    write_text_atomic(paths.checked, checked + "\n")  # the same bytes on every machine: dvc.lock stays put
+    return f"{checked} -> {paths.checked}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -118,10 +118,11 @@ def project(tmp_path: Path, downloaded_sample: Path) -> ProjectPaths:
     return ProjectPaths(root)
 
 
-def command_result(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Run a CLI (dvc, git) in `cwd`, as a user would, with a git identity."""
+def command_result(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a CLI (dvc, git) in `cwd`, as a user would, with a git identity (and `env` on top)."""
     env = {
         **os.environ,
+        **(env or {}),
         "DVC_NO_ANALYTICS": "1",
         "GIT_AUTHOR_NAME": "test",
         "GIT_AUTHOR_EMAIL": "test@example.com",
@@ -139,9 +140,9 @@ def run_command(cmd: list[str], cwd: Path) -> str:
     return output
 
 
-def refused_command(cmd: list[str], cwd: Path) -> str:
+def refused_command(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run a CLI in `cwd` that must fail; its output (what the user reads)."""
-    result = command_result(cmd, cwd)
+    result = command_result(cmd, cwd, env)
     output = result.stdout + result.stderr
     assert result.returncode != 0, f"{' '.join(cmd)} succeeded:\n{output[-4000:]}"
     return output
@@ -179,6 +180,7 @@ def reproduced_repo(tmp_path_factory: pytest.TempPathFactory, tiny_model_config:
     run_command(["git", "init", "-q"], root)
     run_command(["dvc", "init", "-q"], root)
     run_command(["dvc", "config", "core.analytics", "false"], root)
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the project's plot templates (dvc.yaml)
     output = run_command(["dvc", "repro"], root)
     run_command(["git", "add", "-A"], root)
     run_command(["git", "commit", "-qm", "baseline"], root)

@@ -8,17 +8,22 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.conftest import REPO, VARIANTS, refused_command, run_command, stages_that_ran
+from tests.conftest import REPO, SHRUNK, VARIANTS, refused_command, run_command, stages_that_ran
 
 pytestmark = pytest.mark.slow
 
 NOT_AFTER_FRAMES = {"manifest", "download", "split", "embed_text"}
 PROMPT_STAGES = {"check_params", "embed_text", "train@zeroshot", "evaluate@zeroshot", "report"}
 RECIPE = "COLUMNS=120 python -m clipvideo experiments"  # README, "Experiments"
+SWEEP = "dvc exp run -S frames_count=4,32 --queue"  # docs/experiments.md, "A sweep"
+REPAIR = "dvc exp run -S ~frame_count"  # docs/experiments.md: drop a misspelled key, keep the other params
+PNGS = [f"plots/errors/{v}.png" for v in VARIANTS]
 
 
 def test_repro_runs_every_stage_and_a_second_repro_is_a_no_op(reproduced_repo: tuple[Path, str], dvc_repo: Path):
@@ -27,6 +32,20 @@ def test_repro_runs_every_stage_and_a_second_repro_is_a_no_op(reproduced_repo: t
     again = run_command(["dvc", "repro"], dvc_repo)
     assert stages_that_ran(again) == set()
     assert "up to date" in again.lower()
+
+
+def test_long_work_shows_progress_under_dvc_repro(reproduced_repo: tuple[Path, str]):
+    """What a user sees in the first run: a bar over the sample's videos, the frames, the embeddings, and a bar per
+    epoch with the loss for every variant trained epoch by epoch (tqdm on stderr, which DVC passes through)."""
+    output = reproduced_repo[1]
+    videos = SHRUNK["sample.videos_per_category"] * 4
+    assert re.search(rf"manifest: rendering the sample: 100%\S* *\| {videos}/{videos} ", output)
+    assert re.search(rf"frames: 100%\S* *\| {videos}/{videos} ", output)
+    assert re.search(r"embed: 100%\S* *\| (\d+)/\1 \[[^\]\r\n]*(frame/s|s/frame)", output)
+    for name, variant in VARIANTS.items():
+        bar = rf"train {re.escape(name)}: +\d+%\S* *\| \d+/\d+ \[[^\]\r\n]*(epoch/s|s/epoch), loss=\d+\.\d{{4}}, f1="
+        shown = re.search(bar, output)
+        assert bool(shown) == variant.has_curve, name
 
 
 def test_experiment_reruns_only_what_frames_count_affects(dvc_repo: Path):
@@ -59,9 +78,10 @@ def test_a_prompt_change_reruns_only_zeroshot_and_the_readme_recipe_shows_it_in_
     monkeypatch.setenv("COLUMNS", "120")
     shown = run_command([sys.executable, "-m", "clipvideo", "experiments"], dvc_repo).splitlines()
     assert all(len(line) <= 120 for line in shown)
-    rows = {line.split()[0]: line.split()[1:] for line in shown[2:] if not line.startswith("    ")}
+    rows = experiment_rows(shown)
     f1 = [f"{json.loads((dvc_repo / 'metrics' / f'{v}.json').read_text())['f1_micro']:.3f}" for v in VARIANTS]
-    assert rows["two-prompts"] == f1 and len(rows) == 3  # workspace, the baseline commit, the experiment
+    assert [value.rstrip("*") for value in rows["two-prompts"]] == f1
+    assert len(rows) == 3  # workspace, the baseline commit, the experiment
     assert any("embed_text.prompts=['a clip of {category}'" in line for line in shown)
 
     table = list(csv.reader(io.StringIO(run_command(["dvc", "exp", "show", "--csv", "--no-pager"], dvc_repo))))
@@ -71,16 +91,66 @@ def test_a_prompt_change_reruns_only_zeroshot_and_the_readme_recipe_shows_it_in_
     assert all(float(row[i]) >= 0 for row in table[1:] for i in metric_columns)  # numbers only, no text
 
 
-def test_a_runtime_setting_or_a_typo_never_becomes_an_experiment(dvc_repo: Path):
+def experiment_rows(shown: list[str]) -> dict[str, list[str]]:
+    """`python -m clipvideo experiments`' rows: name -> its values (the best with a `*`); not the params lines."""
+    assert shown[-1] == "* the best f1_micro of the row"
+    return {line.split()[0]: line.split()[1:] for line in shown[2:-1] if not line.startswith("    ")}
+
+
+def test_the_sweep_recipe_queues_one_experiment_per_value_and_the_table_marks_the_best(
+    dvc_repo: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """docs/experiments.md, "A sweep": `-S key=a,b --queue` queues one experiment per value; `dvc queue start` runs
+    them; the 120-column table shows each with its value and a `*` on its best variant."""
+    recipe = (REPO / "docs" / "experiments.md").read_text()
+    assert SWEEP in recipe and "dvc queue start -j 1\n" in recipe and f"\n{RECIPE}" in recipe
+    run_command(["dvc", "exp", "run", "-S", "frames_count=2,3", "--queue"], dvc_repo)
+    assert run_command(["dvc", "queue", "status"], dvc_repo).count("Queued") == 2
+    run_command(["dvc", "queue", "start", "-j", "1"], dvc_repo)
+    deadline = time.monotonic() + 900
+    while re.search(r"\b(Queued|Running)\b", status := run_command(["dvc", "queue", "status"], dvc_repo)):
+        assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+
+    monkeypatch.setenv("COLUMNS", "120")
+    shown = run_command([sys.executable, "-m", "clipvideo", "experiments"], dvc_repo).splitlines()
+    assert all(len(line) <= 120 for line in shown)
+    rows = experiment_rows(shown)
+    assert len(rows) == 4  # workspace, the baseline commit, two experiments
+    values = [line.strip() for line in shown if line.startswith("    ")]
+    assert sorted(values) == ["frames_count=2", "frames_count=3", "frames_count=4", "frames_count=4"]
+    for row in rows.values():
+        best = max(float(value.rstrip("*")) for value in row)
+        assert [value.endswith("*") for value in row] == [float(value.rstrip("*")) == best for value in row]
+
+
+def test_a_runtime_setting_or_a_typo_never_becomes_an_experiment_and_the_repair_keeps_other_params(dvc_repo: Path):
+    """docs/experiments.md, "What never becomes an experiment": the one-line hints, and the repair that removes only
+    the bad key, keeping params changed before (an applied experiment's, here edited by hand)."""
+    params = dvc_repo / "params.yaml"
+    params.write_text(params.read_text().replace("confidence: 0.95", "confidence: 0.9"))  # as `dvc exp apply` leaves
     refused = refused_command(["dvc", "exp", "run", "-S", "download.workers=4"], dvc_repo)
     assert "download.workers" in refused  # DVC: not in params.yaml (it is a setting: settings.yaml)
-    typo = refused_command(["dvc", "exp", "run", "-S", "+frame_count=8"], dvc_repo)
-    assert "params.yaml: unknown top-level key frame_count; known keys: frames_count, seed" in typo
-    assert stages_that_ran(typo) == {"check_params"}
-    run_command(["git", "checkout", "params.yaml"], dvc_repo)  # DVC left the typo there, as README says
     hinted = refused_command(["dvc", "exp", "run", "-S", "+download.workers=4"], dvc_repo)  # DVC's own hint
-    assert "params.yaml: unknown key download.workers; download takes max_height, max_filesize_mb" in hinted
-    assert run_command(["dvc", "exp", "list", "--name-only"], dvc_repo).strip() == ""
+    assert (
+        "params.yaml: unknown key download.workers; download.workers is a setting: set it in settings.yaml, not here "
+        "(download takes max_height, max_filesize_mb)\n"
+    ) in hinted
+    typo = refused_command(["dvc", "exp", "run", "-S", "~download.workers", "-S", "+frame_count=8"], dvc_repo)
+    assert (
+        "params.yaml: unknown top-level key frame_count; did you mean frames_count? known keys: frames_count, seed, "
+    ) in typo
+    assert stages_that_ran(typo) == {"check_params"}
+    assert "frame_count: 8" in params.read_text()  # DVC wrote it there before the run
+
+    docs = (REPO / "docs" / "experiments.md").read_text()
+    assert f"{REPAIR} -S frames_count=8\n" in docs
+    run_command([*REPAIR.split(), "-S", "frames_count=3"], dvc_repo)
+    kept = yaml.safe_load(params.read_text())
+    assert "frame_count" not in kept and kept["frames_count"] == 3 and kept["evaluate"]["confidence"] == 0.9
+    assert "workers" not in kept["download"]
+    assert len(run_command(["dvc", "exp", "list", "--name-only"], dvc_repo).split()) == 1  # the repaired run only
 
 
 def test_a_bad_variants_file_stops_dvc_repro_at_check_params_before_any_other_stage(dvc_repo: Path):
@@ -102,6 +172,41 @@ def test_plots_list_each_curve_and_error_image_once_and_a_csv_in_datasets_reruns
     curves = [f"plots/{kind}/{v}.csv" for kind in ("confusion", "train") for v in VARIANTS]
     assert sorted(plots) == sorted(curves + [f"plots/errors/{v}.png" for v in VARIANTS])  # each once, and the images
 
+
+def spec_axis_title(spec: dict, channel: str) -> str | None:
+    """The title of the first `channel` encoding with one in a vega-lite spec (layers and facets included)."""
+    if isinstance(spec, dict):
+        encoding = spec.get("encoding", {}).get(channel, {})
+        if "title" in encoding:
+            return encoding["title"]
+        children = list(spec.values())
+    else:
+        children = spec if isinstance(spec, list) else []
+    return next((t for child in children if (t := spec_axis_title(child, channel)) is not None), None)
+
+
+def test_plots_draw_each_chart_once_with_its_titles_and_a_csv_in_datasets_reruns_nothing(dvc_repo: Path):
+    """f1_micro per variant, a loss and a train-f1 chart over the variants with a curve (logreg and zeroshot have
+    none), a confusion matrix per variant, and the error images; every chart titled as dvc.yaml says."""
+    shown = json.loads(run_command(["dvc", "plots", "show", "--json"], dvc_repo))["data"]
+    confusion = [f"confusion_{v}" for v in VARIANTS]
+    assert sorted(shown) == sorted(["f1_micro", "train_loss", "train_f1", *confusion, *PNGS])
+    assert not (dvc_repo / "plots" / "train" / "logreg.csv").exists()
+    definitions = {k: v for entry in yaml.safe_load((dvc_repo / "dvc.yaml").read_text())["plots"]
+                   if isinstance(entry, dict) for k, v in entry.items()}  # fmt: skip
+    for chart in ("f1_micro", "train_loss", "train_f1", *confusion):
+        spec = shown[chart][0]["content"]
+        assert spec["title"]["text"] == definitions[chart]["title"]
+        axes = {channel: spec_axis_title(spec, channel) for channel in ("x", "y")}
+        assert axes == {"x": definitions[chart]["x_label"], "y": definitions[chart]["y_label"]}
+    files = {point["filename"] for point in shown["train_loss"][0]["content"]["data"]["values"]}
+    assert files == {f"{name}.csv" for name, variant in VARIANTS.items() if variant.has_curve}
+    # `dvc plots diff` puts two revisions' f1_micro on one chart (the template sets them side by side)
+    diff = ["dvc", "plots", "diff", "HEAD", "workspace", "--targets", "f1_micro", "--json"]
+    points = json.loads(run_command(diff, dvc_repo))["data"]["f1_micro"][0]["content"]["data"]["values"]
+    assert {(point["rev"], point["variant"]) for point in points} == {(r, v) for r in ("HEAD", "workspace")
+                                                                      for v in VARIANTS}  # fmt: skip
+
     (dvc_repo / "datasets" / "youtube" / "youtube.csv").write_text("link,title,description,category\n")
     (dvc_repo / "datasets" / "other.csv").write_text("a,b\n")
     assert json.loads(run_command(["dvc", "status", "--json"], dvc_repo)) == {}
@@ -114,6 +219,8 @@ def test_the_readme_predict_example_runs_after_dvc_repro(dvc_repo: Path):
     assert (dvc_repo / video).is_file()
     shown = run_command([sys.executable, "-m", "stages.predict", video, "--variant", variant], dvc_repo)
     assert "category: " in shown
+    note = next(line for line in shown.splitlines() if line.startswith("note: "))  # an untrained encoder's answer
+    assert f"\n{note}\n" in readme  # the README shows the same warning under its example's output
 
 
 def test_a_file_changed_in_place_is_found_and_repaired_by_the_recipe(dvc_repo: Path):

@@ -55,7 +55,7 @@ def test_rows_show_the_misclassified_videos_frames_in_id_order(tmp_path: Path) -
     store_frames(tmp_path, "bbbbbbbbbbb", COLOURS[:3])
     store_frames(tmp_path, "aaaaaaaaaaa", COLOURS[3:5])
     predictions = {"bbbbbbbbbbb": ("food", "travel"), "aaaaaaaaaaa": ("art_music", "food"), "ccccccccccc": ("x", "x")}
-    image = decode(gallery.render_errors("linear", predictions, tmp_path))
+    image = decode(gallery.render_errors("linear", predictions, tmp_path, {}))
     assert image.width == gallery.WIDTH
     assert [close(thumb_centre(image, 0, k), c) for k, c in enumerate(COLOURS[3:5])] == [True, True]
     assert [close(thumb_centre(image, 1, k), c) for k, c in enumerate(COLOURS[:3])] == [True, True, True]
@@ -64,7 +64,7 @@ def test_rows_show_the_misclassified_videos_frames_in_id_order(tmp_path: Path) -
 
 def test_long_videos_show_evenly_picked_frames_first_and_last_included(tmp_path: Path) -> None:
     store_frames(tmp_path, "aaaaaaaaaaa", COLOURS)  # 10 frames, 8 drawn
-    image = decode(gallery.render_errors("linear", {"aaaaaaaaaaa": ("food", "travel")}, tmp_path))
+    image = decode(gallery.render_errors("linear", {"aaaaaaaaaaa": ("food", "travel")}, tmp_path, {}))
     drawn = [thumb_centre(image, 0, k) for k in range(gallery.MAX_FRAMES)]
     picked = gallery.evenly_picked(len(COLOURS))
     assert len(picked) == gallery.MAX_FRAMES and picked[0] == 0 and picked[-1] == len(COLOURS) - 1
@@ -73,8 +73,8 @@ def test_long_videos_show_evenly_picked_frames_first_and_last_included(tmp_path:
 
 def test_rows_are_capped_and_the_image_says_how_many_more(tmp_path: Path) -> None:
     wrong = {f"{i:016x}": ("food", "travel") for i in range(gallery.MAX_ROWS + 3)}
-    capped = decode(gallery.render_errors("linear", wrong, tmp_path))
-    exactly_max = decode(gallery.render_errors("linear", dict(list(wrong.items())[: gallery.MAX_ROWS]), tmp_path))
+    capped = decode(gallery.render_errors("linear", wrong, tmp_path, {}))
+    exactly_max = decode(gallery.render_errors("linear", dict(list(wrong.items())[: gallery.MAX_ROWS]), tmp_path, {}))
     assert capped.height == exactly_max.height + gallery.LINE  # the same rows plus the "... and 3 more" line
     assert exactly_max.height == 2 * gallery.MARGIN + gallery.LINE + gallery.MAX_ROWS * (
         gallery.LINE + gallery.THUMB + 2 * gallery.GAP
@@ -82,7 +82,7 @@ def test_rows_are_capped_and_the_image_says_how_many_more(tmp_path: Path) -> Non
 
 
 def test_a_variant_without_errors_gets_an_image_that_says_so(tmp_path: Path) -> None:
-    image = decode(gallery.render_errors("linear", {"aaaaaaaaaaa": ("food", "food")}, tmp_path))
+    image = decode(gallery.render_errors("linear", {"aaaaaaaaaaa": ("food", "food")}, tmp_path, {}))
     assert image.height == 2 * gallery.MARGIN + gallery.LINE
     assert len(set(image.getdata())) > 2  # the title text is drawn (anti-aliased grey levels)
 
@@ -95,7 +95,7 @@ def test_a_variant_without_errors_gets_an_image_that_says_so(tmp_path: Path) -> 
 def test_unreadable_frames_give_a_grey_row_not_an_error(tmp_path: Path, video_id: str, content: bytes | None) -> None:
     if content is not None:
         (tmp_path / f"{video_id}.npz").write_bytes(content)
-    image = decode(gallery.render_errors("linear", {video_id: ("food", "travel")}, tmp_path))
+    image = decode(gallery.render_errors("linear", {video_id: ("food", "travel")}, tmp_path, {}))
     assert close(thumb_centre(image, 0, gallery.MAX_FRAMES - 1), gallery.MISSING)
 
 
@@ -103,22 +103,34 @@ def test_a_frame_that_does_not_decode_is_a_grey_tile(tmp_path: Path) -> None:
     path = tmp_path / "aaaaaaaaaaa.npz"
     jpeg = np.frombuffer(b"\xff\xd8 broken", dtype=np.uint8)
     np.savez(path, jpeg=jpeg, offsets=np.array([0, len(jpeg)], dtype=np.int64), times=np.zeros(1))
-    image = decode(gallery.render_errors("linear", {"aaaaaaaaaaa": ("food", "travel")}, tmp_path))
+    image = decode(gallery.render_errors("linear", {"aaaaaaaaaaa": ("food", "travel")}, tmp_path, {}))
     assert close(thumb_centre(image, 0, 0), gallery.MISSING)
 
 
 def test_same_input_same_bytes_and_no_metadata(tmp_path: Path) -> None:
     store_frames(tmp_path, "aaaaaaaaaaa", COLOURS[:4])
     predictions = {"aaaaaaaaaaa": ("food", "travel")}
-    first = gallery.render_errors("linear", predictions, tmp_path)
-    assert gallery.render_errors("linear", predictions, tmp_path) == first
-    assert gallery.render_errors("linear", {"aaaaaaaaaaa": ("food", "history")}, tmp_path) != first
+    first = gallery.render_errors("linear", predictions, tmp_path, {})
+    assert gallery.render_errors("linear", predictions, tmp_path, {}) == first
+    assert gallery.render_errors("linear", {"aaaaaaaaaaa": ("food", "history")}, tmp_path, {}) != first
     assert set(png_chunks(first)) == {"IHDR", "PLTE", "IDAT", "IEND"}  # no tIME, tEXt or other metadata chunk
+
+
+def test_a_row_names_its_video_by_title_and_by_id_only_without_one(tmp_path: Path) -> None:
+    """The caption's first words are the title where the manifest has one, in the place of the id."""
+    store_frames(tmp_path, "aaaaaaaaaaa", COLOURS[:2])
+    predictions = {"aaaaaaaaaaa": ("food", "travel")}
+    by_id = gallery.render_errors("linear", predictions, tmp_path, {})
+    assert gallery.render_errors("linear", predictions, tmp_path, {"aaaaaaaaaaa": "aaaaaaaaaaa"}) == by_id
+    titled = gallery.render_errors("linear", predictions, tmp_path, {"aaaaaaaaaaa": "food 001: a spiral"})
+    assert titled != by_id
+    assert thumb_centre(decode(titled), 0, 1) == thumb_centre(decode(by_id), 0, 1)  # the same frames below it
 
 
 def test_control_characters_and_long_labels_are_cleaned() -> None:
     assert gallery.label("food\x1b[31m\n") == "food[31m"
     assert gallery.label("x" * 100) == "x" * (gallery.LABEL_LIMIT - 3) + "..."
+    assert gallery.label("food 001: " + "a long title " * 9, gallery.TITLE_LIMIT).endswith(" a long...")  # at a word
 
 
 def test_write_error_images_one_png_per_variant_and_no_stale_ones(tmp_path: Path) -> None:
@@ -127,5 +139,5 @@ def test_write_error_images_one_png_per_variant_and_no_stale_ones(tmp_path: Path
     (out / "gone.png").write_bytes(b"old")
     (out / "notes.txt").write_text("kept")
     predictions = {"linear": {"aaaaaaaaaaa": ("food", "travel")}, "logreg": {"aaaaaaaaaaa": ("food", "food")}}
-    assert gallery.write_error_images(out, predictions, tmp_path) == {"linear": 1, "logreg": 0}
+    assert gallery.write_error_images(out, predictions, tmp_path, {}) == {"linear": 1, "logreg": 0}
     assert sorted(p.name for p in out.iterdir()) == ["linear.png", "logreg.png", "notes.txt"]

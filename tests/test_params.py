@@ -87,7 +87,7 @@ def test_bad_value_is_one_line_naming_key_value_and_what_is_allowed(tmp_path, ke
 
 def test_unknown_key_in_a_section_is_reported_not_ignored(tmp_path):
     message = params_error(tmp_path, {"frames.sizes": 224})
-    assert message == "params.yaml: unknown key frames.sizes; frames takes size, mode"
+    assert message == "params.yaml: unknown key frames.sizes; did you mean frames.size? frames takes size, mode"
 
 
 def test_a_runtime_setting_in_params_yaml_is_an_unknown_key(tmp_path):
@@ -95,8 +95,22 @@ def test_a_runtime_setting_in_params_yaml_is_an_unknown_key(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["frames"]["workers"] = 2
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(ParamsError, match=r"^params.yaml: unknown key frames.workers; frames takes size, mode$"):
+    with pytest.raises(ParamsError) as raised:
         load_params(tmp_path / "params.yaml")
+    assert str(raised.value) == (
+        "params.yaml: unknown key frames.workers; frames.workers is a setting: set it in settings.yaml, not here "
+        "(frames takes size, mode)"
+    )
+
+
+def test_a_param_in_settings_yaml_says_it_belongs_in_params_yaml(tmp_path):
+    (tmp_path / "settings.yaml").write_text("frames_count: 32\n")
+    with pytest.raises(ParamsError) as raised:
+        load_settings(tmp_path / "settings.yaml")
+    assert str(raised.value) == (
+        "settings.yaml: unknown top-level key frames_count; frames_count is a DVC param: set it in params.yaml, not "
+        "here (known keys: download, frames, embed, engine)"
+    )
 
 
 def test_settings_file_is_optional_and_keys_default(tmp_path, monkeypatch):
@@ -210,7 +224,9 @@ def test_unknown_key_in_a_nested_section_is_reported(tmp_path):
 
 
 def test_unknown_top_level_key_is_reported(tmp_path):
-    assert params_error(tmp_path, {"frame_count": 16}).startswith("params.yaml: unknown top-level key frame_count;")
+    assert params_error(tmp_path, {"frame_count": 16}).startswith(
+        "params.yaml: unknown top-level key frame_count; did you mean frames_count? known keys: frames_count, seed, "
+    )
 
 
 def test_missing_key_is_reported(tmp_path):

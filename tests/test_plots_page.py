@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from tests.conftest import VARIANTS
@@ -26,8 +28,6 @@ OFFLINE_FLAGS = [
     "--virtual-time-budget=10000", "--window-size=1400,1000",
 ]  # fmt: skip
 
-
-CHART_FOLDERS = ["plots/confusion", "plots/train"]  # the vega plots only: the error images are colourful too
 
 
 def chromium() -> str:
@@ -50,12 +50,26 @@ def open_offline(page: Path, profile: Path, *action: str) -> str:
 
 
 def drawn_charts(dom: str) -> int:
-    """Charts vega drew: each `.vega-embed` container holds the canvas vega renders its marks into."""
+    """Charts vega drew: each `.vega-embed` container holds the SVG vega renders its marks into (the project's
+    page asks for SVG; DVC's own page would draw on a canvas, if it could load vega)."""
     containers = len(re.findall(r'<div id="[^"]+" class="vega-embed\b', dom))
-    canvases = re.findall(r'<canvas width="(\d+)" height="(\d+)" class="marks"', dom)
-    assert containers == len(canvases), f"{containers} vega-embed containers but {len(canvases)} canvases"
-    assert all(int(w) > 0 and int(h) > 0 for w, h in canvases)
-    return len(canvases)
+    drawings = re.findall(r'<(?:svg|canvas)\b[^>]*\bclass="marks"[^>]*>', dom)
+    assert containers == len(drawings), f"{containers} vega-embed containers but {len(drawings)} drawings"
+    sizes = [re.search(r'width="(\d+)" height="(\d+)"', tag) for tag in drawings]
+    assert all(size and int(size[1]) > 0 and int(size[2]) > 0 for size in sizes)
+    return len(drawings)
+
+
+def chart_texts(dom: str) -> list[list[str]]:
+    """The text of each drawn chart (title, axis titles and labels, legends), in page order."""
+    parts = re.split(r'<div id="[^"]+" class="vega-embed\b', dom)[1:]
+    return [[html.unescape(t) for t in re.findall(r"<text\b[^>]*>([^<]*)</text>", part)] for part in parts]
+
+
+def plot_definitions(repo: Path) -> dict[str, dict]:
+    """dvc.yaml's top-level plots with properties: id -> title, axis labels, files."""
+    entries = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
+    return {name: props for entry in entries if isinstance(entry, dict) for name, props in entry.items()}
 
 
 def coloured_pixels(screenshot: Path) -> int:
@@ -74,7 +88,7 @@ def test_error_images_are_plots_and_the_page_renders_offline(dvc_repo: Path, tmp
         assert Image.open(url).size[0] > 0  # each one a PNG the report stage drew
 
     # DVC's own template loads vega from a CDN: with the network closed it draws nothing (so these checks can fail)
-    run_command(["dvc", "plots", "show", "-o", "cdn_charts", *CHART_FOLDERS], dvc_repo)
+    run_command(["dvc", "plots", "show", "-o", "cdn_charts", *charts], dvc_repo)
     cdn_page, blank = dvc_repo / "cdn_charts" / "index.html", tmp_path / "blank.png"
     assert drawn_charts(open_offline(cdn_page, tmp_path / "p1", "--dump-dom")) == 0
     open_offline(cdn_page, tmp_path / "p2", f"--screenshot={blank}")
@@ -91,7 +105,18 @@ def test_error_images_are_plots_and_the_page_renders_offline(dvc_repo: Path, tmp
     assert sorted(Path(s).name for s in sources) == sorted(Path(url).name for url in images)
     assert all((page.parent / s).is_file() for s in sources)
 
-    run_command(["dvc", "plots", "show", "-o", "offline_charts", *CHART_FOLDERS], dvc_repo)
+    # every chart drawn with the title and axis labels dvc.yaml gives it; the curves name their variants
+    definitions = plot_definitions(dvc_repo)
+    titles = {definitions[chart]["title"]: chart for chart in charts}
+    drawn = {titles[next(t for t in texts if t in titles)]: set(texts) for texts in chart_texts(dom)}
+    assert sorted(drawn) == sorted(charts)
+    for chart, texts in drawn.items():
+        wanted = definitions[chart]
+        assert {wanted["title"], wanted["x_label"], wanted["y_label"]} <= texts, f"{chart}: {sorted(texts)}"
+    curves = {name for name, variant in VARIANTS.items() if variant.has_curve}
+    assert set(VARIANTS) & drawn["train_loss"] == curves  # its legend: logreg and zeroshot have no curve
+
+    run_command(["dvc", "plots", "show", "-o", "offline_charts", *charts], dvc_repo)
     drawn = tmp_path / "drawn.png"
     open_offline(dvc_repo / "offline_charts" / "index.html", tmp_path / "p4", f"--screenshot={drawn}")
     assert coloured_pixels(drawn) > 500  # the first charts' marks, where the CDN page above has none

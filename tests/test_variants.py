@@ -20,7 +20,7 @@ from tools.generate import dvc_vars_block, variants_table
 def test_dvc_yaml_and_readme_follow_variants_yaml():
     dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
     declared = next(entry["variants"] for entry in dvc_yaml["vars"] if "variants" in entry)
-    assert declared == {name: variant.dvc_slots() for name, variant in VARIANTS.items()}, (
+    assert declared == {name: variant.dvc_slots(name) for name, variant in VARIANTS.items()}, (
         "dvc.yaml's variants are stale: run `python -m tools.generate`"
     )
     assert dvc_vars_block(VARIANTS) in (REPO / "dvc.yaml").read_text()
@@ -30,7 +30,7 @@ def test_dvc_yaml_and_readme_follow_variants_yaml():
 
 
 def test_dvc_makes_a_train_and_an_evaluate_stage_per_variant_declaring_its_params():
-    """What real DVC resolves from dvc.yaml: the stage names and each train stage's params."""
+    """What real DVC resolves from dvc.yaml: the stage names, each train stage's params and outputs."""
     from dvc.repo import Repo
 
     with Repo(str(REPO)) as repo:
@@ -39,6 +39,10 @@ def test_dvc_makes_a_train_and_an_evaluate_stage_per_variant_declaring_its_param
             assert {f"train@{name}", f"evaluate@{name}"} <= set(stages)
             declared = {key for dep in stages[f"train@{name}"].params for key in dep.params}
             assert declared == set(variant.params)
+            # its model, cached; its curve, in git, only when it has one (logreg and zeroshot repeat the model)
+            outs = {out.def_path: out.use_cache for out in stages[f"train@{name}"].outs}
+            assert outs == {f"models/{name}.pt": True, **({f"plots/train/{name}.csv": False} if variant.has_curve
+                                                             else {})}  # fmt: skip
         assert {s.split("@")[1] for s in stages if s.startswith(("train@", "evaluate@"))} == set(VARIANTS)
 
 

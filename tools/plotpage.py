@@ -87,6 +87,10 @@ dependencies, under those projects' licenses (ISC, MIT, 0BSD: see each package's
 {licenses}
 -->
 {scripts}
+<script>/* every chart as SVG, not vega-embed's default canvas (DVC's page calls vegaEmbed(element, spec)): titles,
+   axis labels and legends are then text in the page, to search, copy, and for the tests to read */
+vegaEmbed = ((embed) => (element, spec, options) => embed(element, spec, {{renderer: "svg", ...options}}))(vegaEmbed);
+</script>
     <style>
         table {{
             border-spacing: 15px;

@@ -3,7 +3,8 @@
 `dvc exp show` names each metric column by its file (`metrics/random_frame-mixup.json:f1_micro`) and never
 wraps a metric header, so the eight variants need about 250 columns and a terminal shows `…` in their place.
 This reads the same table (`dvc exp show --csv`) and prints it narrow: variant names wrapped at `-` over two
-header lines, and under each experiment the params.yaml values that differ between the rows shown.
+header lines, a `*` after the best value of each row, and under each experiment the params.yaml values that
+differ between the rows shown.
 Arguments after the options go to `dvc exp show` (`-A`, `-n 3`, `--rev main`, ...).
 """
 
@@ -24,6 +25,7 @@ from clipvideo.core.text import shorten
 
 WIDTH = 120
 MISSING = "-"
+BEST = "*"  # after the best value of a row (each of them on a tie)
 
 
 def dvc_table(dvc_args: Sequence[str]) -> list[dict[str, str]]:
@@ -41,11 +43,17 @@ def row_name(row: dict[str, str]) -> str:
     return f"  {row['Experiment']}" if row.get("Experiment") else row.get("rev", "")
 
 
-def number(text: str | None) -> str:
+def number(text: str | None) -> float | None:
     try:
-        return f"{float(text or ''):.3f}"
+        return float(text or "")
     except ValueError:
-        return MISSING
+        return None
+
+
+def marked(values: list[float | None]) -> list[str]:
+    """Each value to 3 decimals, the row's best (every one, on a tie) followed by BEST, the others by a space."""
+    best = max((v for v in values if v is not None), default=None)
+    return [MISSING + " " if v is None else f"{v:.3f}{BEST if v == best else ' '}" for v in values]
 
 
 def changed_params(rows: list[dict[str, str]]) -> list[str]:
@@ -60,17 +68,18 @@ def render(rows: list[dict[str, str]], metric: str) -> str:
     variant_names = list(variants())
     heads = [variant.split("-", 1) for variant in variant_names]  # linear-mixup -> linear / -mixup
     heads = [(parts[0], "-" + parts[1] if len(parts) > 1 else "") for parts in heads]
-    widths = [max(len(first), len(second), 5) for first, second in heads]
+    widths = [max(len(first), len(second), len("0.000" + BEST)) for first, second in heads]
     lines = [
         f"{'experiment':<{label}}" + "".join(f"  {first:>{w}}" for (first, _), w in zip(heads, widths, strict=True)),
         f"{metric:<{label}}" + "".join(f"  {second:>{w}}" for (_, second), w in zip(heads, widths, strict=True)),
     ]
     changed = changed_params(rows)
     for name, row in zip(names, rows, strict=True):
-        values = [number(row.get(f"metrics/{variant}.json:{metric}")) for variant in variant_names]
+        values = marked([number(row.get(f"metrics/{variant}.json:{metric}")) for variant in variant_names])
         lines.append(f"{name:<{label}}" + "".join(f"  {v:>{w}}" for v, w in zip(values, widths, strict=True)))
         if changed:
             lines.append(shorten("    " + ", ".join(f"{key}={row.get(key, MISSING)}" for key in changed), WIDTH))
+    lines.append(f"{BEST} the best {metric} of the row")
     return "\n".join(shorten(line.rstrip(), WIDTH) for line in lines)
 
 

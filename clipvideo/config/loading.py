@@ -6,6 +6,7 @@ the schema (config.schema), so `dvc exp run -S frames_count=abc` fails fast and 
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 import typing
@@ -129,16 +130,27 @@ def field_at(model: type[BaseModel], location: tuple[str | int, ...]) -> tuple[t
     return model, model.model_fields.get(str(location[-1]))
 
 
+def unknown_key(key: str, location: tuple[str | int, ...], holder: type[BaseModel], model: type[BaseModel]) -> str:
+    """What an unknown key probably is: a key of the other file, or a typo of a known key; then what is known."""
+    parent = ".".join(map(str, location[:-1]))
+    known = ", ".join(holder.model_fields)
+    known_text = f"{parent} takes {known}" if parent else f"known keys: {known}"
+    for other, name, kind in ((Settings, "settings.yaml", "a setting"), (Params, "params.yaml", "a DVC param")):
+        if model is not other and has_key(other, key):
+            return f"{key} is {kind}: set it in {name}, not here ({known_text})"
+    nearest = difflib.get_close_matches(str(location[-1]), list(holder.model_fields), n=1, cutoff=0.6)
+    guess = f"did you mean {'.'.join(filter(None, (parent, nearest[0])))}? " if nearest else ""
+    return guess + known_text
+
+
 def one_line(error: dict[str, Any], model: type[BaseModel], label: str) -> str:
     """pydantic's first error as `label: key=value: expected ...` (or unknown/missing key)."""
     location = tuple(part for part in error["loc"] if not isinstance(part, int))
     key = ".".join(map(str, location))
     holder, info = field_at(model, location)
     if error["type"] == "extra_forbidden":
-        if len(location) == 1:
-            return f"{label}: unknown top-level key {key}; known keys: {', '.join(holder.model_fields)}"
-        parent = ".".join(map(str, location[:-1]))
-        return f"{label}: unknown key {key}; {parent} takes {', '.join(holder.model_fields)}"
+        where = "top-level key" if len(location) == 1 else "key"
+        return f"{label}: unknown {where} {key}; {unknown_key(key, location, holder, model)}"
     if error["type"] == "missing":
         return f"{label}: missing key {key}"
     if info is None:  # a model-level rule: the message was made by the rule

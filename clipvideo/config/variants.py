@@ -16,12 +16,14 @@ from pydantic import Field, ValidationError
 from clipvideo.config.loading import constraint_text, has_key, read_yaml
 from clipvideo.config.schema import Expect, Params, Section
 from clipvideo.core.errors import ParamsError
+from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.text import quoted
 
 VARIANTS_FILE = Path("variants.yaml")  # at the project root, where DVC runs every stage
 PARAM_SLOTS = 4  # dvc.yaml names each variant's params in this many fixed slots (it cannot splice a list)
 VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # becomes a stage name (train@<name>) and file names
 TEXT_INPUT = "data/text"  # what zeroshot reads besides the frame embeddings: the prompt embeddings
+CURVE_KINDS = ("linear", "transformer")  # trained epoch by epoch: a training curve (logreg, zeroshot: fitted at once)
 
 
 class Variant(Section):
@@ -35,11 +37,19 @@ class Variant(Section):
         min_length=1, max_length=PARAM_SLOTS
     )
 
-    def dvc_slots(self) -> dict[str, Any]:
+    @property
+    def has_curve(self) -> bool:
+        return self.kind in CURVE_KINDS
+
+    def dvc_slots(self, name: str) -> dict[str, Any]:
         """What dvc.yaml's `vars` holds for the variant: its params in exactly PARAM_SLOTS slots (DVC records a
-        repeated key once), and its one extra input (the others repeat data/split.csv, read anyway)."""
+        repeated key once), its one extra input (the others repeat data/split.csv, read anyway) and its training
+        curve (a variant without one repeats its model: DVC merges a repeated out, the model's own entry wins)."""
         padded = self.params + [self.params[-1]] * (PARAM_SLOTS - len(self.params))
-        return {"params": padded, "input": TEXT_INPUT if self.kind == "zeroshot" else "data/split.csv"}
+        paths = ProjectPaths()
+        curve = paths.training_curve_file(name) if self.has_curve else paths.model_file(name)
+        return {"params": padded, "input": TEXT_INPUT if self.kind == "zeroshot" else "data/split.csv",
+                "curve": curve.as_posix()}  # fmt: skip
 
 
 class VariantsFile(Section):

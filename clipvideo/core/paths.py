@@ -33,6 +33,12 @@ class ProjectPaths:
         return self.root / "data"
 
     @property
+    def checked(self) -> Path:
+        """check_params' record of what it checked; no stage reads it. Absent from a fresh clone (DVC caches it, git
+        ignores it), so the first `dvc repro` there runs the checks before any work."""
+        return self.data / "checked.txt"
+
+    @property
     def sample_videos(self) -> Path:
         return self.data / "sample"
 
@@ -108,7 +114,13 @@ class ProjectPaths:
         return self.plots_dir / "confusion" / f"{variant}.csv"
 
     def training_curve_file(self, variant: str) -> Path:
+        """Training loss and train-set f1 per epoch, for the variants trained epoch by epoch."""
         return self.plots_dir / "train" / f"{variant}.csv"
+
+    @property
+    def f1_plot(self) -> Path:
+        """Every variant's f1_micro with its interval, best first (the report stage): one chart compares them."""
+        return self.plots_dir / "f1_micro.csv"
 
     @property
     def errors_dir(self) -> Path:

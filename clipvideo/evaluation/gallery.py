@@ -1,7 +1,8 @@
 """Pictures of what a model got wrong: one PNG per variant, a row of sampled frames per misclassified test video.
 
 A metric says how many videos a variant missed; the frames say why (a distractor picture, a dark intro, a
-label that is wrong). The images are DVC image plots, so `dvc plots show` puts them beside the curves.
+label that is wrong). Each row names its video by title (the manifest's), as people know it, not by its id
+hash. The images are DVC image plots, so `dvc plots show` puts them beside the curves.
 The same predictions and frames give the same PNG bytes (no timestamps, no metadata, fixed font and
 layout), so DVC sees an unchanged output as unchanged.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ MARGIN = 10
 TEXT_SIZE = 13
 LINE = 18  # height of one line of text
 LABEL_LIMIT = 40  # characters of an id or label drawn; longer values are cut with "..."
+TITLE_LIMIT = 60  # characters of a video's title: with two labels it fits the width
 WIDTH = 2 * MARGIN + MAX_FRAMES * THUMB + (MAX_FRAMES - 1) * GAP
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
@@ -36,9 +39,9 @@ PALETTE_COLOURS = 256
 FONT = ImageFont.load_default(size=TEXT_SIZE)  # Pillow's bundled font: the same glyphs on every machine
 
 
-def label(value: str) -> str:
+def label(value: str, limit: int = LABEL_LIMIT) -> str:
     """A value from a CSV as drawable text: control characters dropped (as in the manifest), cut short."""
-    return shorten(printable(value), LABEL_LIMIT)
+    return shorten(printable(value), limit, at_word=True)
 
 
 def misclassified(predictions: dict[str, tuple[str, str]]) -> list[tuple[str, str, str]]:
@@ -83,8 +86,11 @@ def frame_strip(frames_dir: Path, video_id: str) -> tuple[list[Image.Image], str
     return [thumbnail(jpegs[i]) for i in evenly_picked(len(jpegs))], ""
 
 
-def render_errors(variant: str, predictions: dict[str, tuple[str, str]], frames_dir: Path) -> bytes:
-    """PNG bytes: a title line, then per misclassified video (at most MAX_ROWS, by id) its labels and frames."""
+def render_errors(
+    variant: str, predictions: dict[str, tuple[str, str]], frames_dir: Path, titles: Mapping[str, str]
+) -> bytes:
+    """PNG bytes: a title line, then per misclassified video (at most MAX_ROWS, by id) its title (its id when it
+    has none), its labels and frames."""
     wrong = misclassified(predictions)
     shown = wrong[:MAX_ROWS]
     title = f"{label(variant)}: {len(wrong)} of {len(predictions)} test videos misclassified"
@@ -98,7 +104,8 @@ def render_errors(variant: str, predictions: dict[str, tuple[str, str]], frames_
     draw.text((MARGIN, MARGIN), title, font=FONT, fill=TEXT)
     top = MARGIN + LINE + GAP
     for video_id, actual, predicted in shown:
-        caption = f"{label(video_id)}   true: {label(actual)}   predicted: {label(predicted)}"
+        name = label(titles[video_id], TITLE_LIMIT) if video_id in titles else label(video_id)
+        caption = f"{name}   true: {label(actual)}   predicted: {label(predicted)}"
         draw.text((MARGIN, top), caption, font=FONT, fill=TEXT)
         thumbs, problem = frame_strip(frames_dir, video_id)
         if problem:
@@ -117,15 +124,17 @@ def render_errors(variant: str, predictions: dict[str, tuple[str, str]], frames_
 
 
 def write_error_images(
-    out_dir: Path, predictions: dict[str, dict[str, tuple[str, str]]], frames_dir: Path
+    out_dir: Path, predictions: dict[str, dict[str, tuple[str, str]]], frames_dir: Path, titles: Mapping[str, str]
 ) -> dict[str, int]:
-    """out_dir/<variant>.png for every variant (and no other PNG there); returns each variant's error count."""
+    """out_dir/<variant>.png for every variant (and no other PNG there); returns each variant's error count.
+    `titles`: id -> the video's title (the manifest's), drawn instead of the id."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.png"):
         if stale.stem not in predictions:
             stale.unlink()
     counts = {}
     for variant, variant_predictions in predictions.items():
-        write_bytes_atomic(out_dir / f"{variant}.png", render_errors(variant, variant_predictions, frames_dir))
+        png = render_errors(variant, variant_predictions, frames_dir, titles)
+        write_bytes_atomic(out_dir / f"{variant}.png", png)
         counts[variant] = len(misclassified(variant_predictions))
     return counts

@@ -1,5 +1,6 @@
 """The report step: every evaluated variant from reports/<variant>.json, best first, with the gap to the best
-and its paired bootstrap interval -> metrics/summary.md; each variant's errors -> plots/errors/<variant>.png."""
+and its paired bootstrap interval -> metrics/summary.md (and, narrow, the console); their f1_micro with its
+interval -> plots/f1_micro.csv, the chart that compares them; each variant's errors -> plots/errors/<variant>.png."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import numpy as np
 
 from clipvideo.config.schema import EvaluateParams
 from clipvideo.config.variants import Variant
+from clipvideo.core.contracts import VARIANT_F1_COLUMNS
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.files import write_text_atomic
 from clipvideo.core.paths import ProjectPaths
+from clipvideo.core.tables import read_table, write_table
 from clipvideo.evaluation.gallery import write_error_images
 from clipvideo.evaluation.metrics import paired_difference_interval
 
@@ -125,9 +128,27 @@ def summary_table(ranked: list[dict[str, Any]], gaps: dict[str, list[float]], va
     return "\n".join(lines) + "\n"
 
 
+def console_table(ranked: list[dict[str, Any]], gaps: dict[str, list[float]]) -> str:
+    """The summary in 80 columns for the console (the file keeps every column): f1_micro, its interval, verdict."""
+    best = ranked[0]
+    width = max(len("variant"), *(len(m["variant"]) for m in ranked))
+    percent = f"{round(best['confidence'] * 100)}% interval"
+    lines = [f"{'variant':<{width}}  f1_micro  {percent:<14}  vs best"]
+    for m in ranked:
+        judged = "best" if m is best else verdict(gaps.get(m["variant"], []))
+        lines.append(f"{m['variant']:<{width}}  {m['f1_micro']:>8.3f}  {interval(m, 'f1_micro'):<14}  {judged}")
+    lines.append(f"{best['n_test']} test videos, one is {1 / best['n_test']:.3f} of f1_micro")
+    return "\n".join(lines)
+
+
+def video_titles(paths: ProjectPaths) -> dict[str, str]:
+    """id -> title from the manifest, so the error images name videos as people know them."""
+    return {row["id"]: row["title"] for row in read_table(paths.manifest, ("id", "title")) if row["title"]}
+
+
 def write_report(paths: ProjectPaths, variants: dict[str, Variant], evaluate: EvaluateParams, seed: int) -> str:
-    """metrics/summary.md and plots/errors/ for exactly the variants of variants.yaml (a stray file in reports/ is
-    not a result); prints the summary, returns the summary line."""
+    """metrics/summary.md, plots/f1_micro.csv and plots/errors/ for exactly the variants of variants.yaml (a stray
+    file in reports/ is not a result); prints the summary narrow, returns the summary line."""
     missing = [v for v in variants if not paths.report_file(v).is_file()]
     if missing:
         raise PipelineError(f"{paths.report_file(missing[0])}: missing; run `dvc repro evaluate@{missing[0]}` first")
@@ -135,8 +156,9 @@ def write_report(paths: ProjectPaths, variants: dict[str, Variant], evaluate: Ev
     ranked = rank(results)
     predictions = {m["variant"]: predictions_of(m) for m in results}
     gaps = gaps_to_best(ranked, predictions, evaluate, seed)
-    text = summary_table(ranked, gaps, variants)
-    write_text_atomic(paths.summary, text)
-    print(text)
-    wrong = sum(write_error_images(paths.errors_dir, predictions, paths.frames_dir).values())
-    return f"{len(results)} variants -> {paths.summary}; {wrong} misclassified videos -> {paths.errors_dir}"
+    write_text_atomic(paths.summary, summary_table(ranked, gaps, variants))
+    write_table(paths.f1_plot, VARIANT_F1_COLUMNS, ({c: m[c] for c in VARIANT_F1_COLUMNS} for m in ranked))
+    print(console_table(ranked, gaps))
+    counts = write_error_images(paths.errors_dir, predictions, paths.frames_dir, video_titles(paths))
+    return (f"{len(results)} variants -> {paths.summary}, {paths.f1_plot}; {sum(counts.values())} misclassified "
+            f"videos -> {paths.errors_dir}")  # fmt: skip

@@ -21,12 +21,16 @@ from clipvideo.core.ids import is_safe_id, url_id
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.embed.batches import plan_batches
 from clipvideo.embed.embedder import BatchEmbedder, embed_here
-from clipvideo.embed.encoder import open_encoder, resolved_model_name
+from clipvideo.embed.encoder import ClipEncoder, open_encoder, resolved_model_name
 from clipvideo.embed.store import EMBEDDING_KEYS, check_same_settings, encoder_record
 from clipvideo.modeling.classifiers import predict_proba, variant_inputs
 from clipvideo.modeling.saved import load_model
 from clipvideo.video.frames import decode_video
 from clipvideo.video.store import load_frame_jpegs
+
+# Printed under the answer of a model trained on an untrained encoder's embeddings (the default sample run).
+UNTRAINED_NOTE = ("note: the encoder has random weights (embed.pretrained: none), so this answer only shows that the "
+                  "pipeline runs; a correct one needs pretrained weights (embed.pretrained: openai)")  # fmt: skip
 
 
 def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, params: Params, settings: Settings
@@ -50,15 +54,17 @@ def local_or_fetched(source: str, work_dir: Path, paths: ProjectPaths, params: P
     return fetched.path, video_id
 
 
-def video_embeddings(video: Path, paths: ProjectPaths, params: Params, settings: Settings) -> np.ndarray:
-    """(frames, dim) float16: the frames step's decode_video, then the embed step's embedder, as they store them."""
+def video_embeddings(video: Path, paths: ProjectPaths, params: Params, settings: Settings
+                     ) -> tuple[np.ndarray, ClipEncoder]:  # fmt: skip
+    """(frames, dim) float16: the frames step's decode_video, then the embed step's embedder, as they store them;
+    and the encoder."""
     verdict, frames, _ = decode_video(video, params.frames_count, params.frames, 1, settings.frames)
     if frames is None:
         raise PipelineError(f"{video}: unreadable video ({verdict['reason']})")
     jpegs = load_frame_jpegs(frames)
     encoder = open_encoder(params.embed, params.seed, settings.embed.device, paths.root)
     results = embed_here(plan_batches([len(jpegs)], lambda _: jpegs), BatchEmbedder(encoder))
-    return np.concatenate([result.features for result in results])
+    return np.concatenate([result.features for result in results]), encoder
 
 
 def predict_video(paths: ProjectPaths, source: str, variant: str, params: Params, settings: Settings) -> str:
@@ -74,11 +80,13 @@ def predict_video(paths: ProjectPaths, source: str, variant: str, params: Params
                         "params.yaml now", "run dvc repro first")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
         video, video_id = local_or_fetched(source, Path(tmp), paths, params, settings)
-        embeddings = video_embeddings(video, paths, params, settings)
+        embeddings, encoder = video_embeddings(video, paths, params, settings)
     frames, mask = variant_inputs(spec, embeddings[None], np.ones((1, len(embeddings)), dtype=bool), [video_id])
     probabilities = predict_proba(saved.model, frames, mask)[0]
     ranked = sorted(zip(saved.categories, probabilities, strict=True), key=lambda pair: -pair[1])
     print(f"category: {ranked[0][0]}")
     for category, probability in ranked:
         print(f"  {category:<20} {probability:.4f}")
+    if not encoder.is_pretrained:
+        print(UNTRAINED_NOTE)
     return f"{source}: {ranked[0][0]} ({variant}, {len(embeddings)} frames)"

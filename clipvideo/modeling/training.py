@@ -89,30 +89,34 @@ def train_classifier(
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = []
-    for epoch in tqdm(range(1, config.epochs + 1), desc=f"train {config.name}", unit="epoch", leave=False):
-        model.train()
-        order = torch.randperm(len(y), generator=generator)
-        total_loss = 0.0
-        for start in range(0, len(y), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            if config.mixup_alpha is None:
-                loss = F.cross_entropy(model(x[batch], m[batch]), y[batch])
-            else:
-                mixed, mixed_mask, perm, lam = mixup_batch(x[batch], m[batch], config.mixup_alpha, rng, generator)
-                logits = model(mixed, mixed_mask)
-                loss = lam * F.cross_entropy(logits, y[batch]) + (1 - lam) * F.cross_entropy(logits, y[batch][perm])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(batch)
-        predicted = predict_proba(model, frames, mask).argmax(1)
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": round(total_loss / len(y), 6),
-                "f1": round(float(f1_score(labels, predicted, average="micro")), 6),
-            }
-        )
+    # a line per finished epoch with its loss and train f1 (mininterval=0: every epoch, however short)
+    with tqdm(total=config.epochs, desc=f"train {config.name}", unit="epoch", leave=False, mininterval=0) as bar:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            order = torch.randperm(len(y), generator=generator)
+            total_loss = 0.0
+            for start in range(0, len(y), config.batch_size):
+                batch = order[start : start + config.batch_size]
+                if config.mixup_alpha is None:
+                    loss = F.cross_entropy(model(x[batch], m[batch]), y[batch])
+                else:
+                    mixed, mixed_mask, perm, lam = mixup_batch(x[batch], m[batch], config.mixup_alpha, rng, generator)
+                    logits = model(mixed, mixed_mask)
+                    loss = lam * F.cross_entropy(logits, y[batch]) + (1 - lam) * F.cross_entropy(logits, y[batch][perm])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total_loss += loss.item() * len(batch)
+            predicted = predict_proba(model, frames, mask).argmax(1)
+            history.append(
+                {
+                    "epoch": epoch,
+                    "loss": round(total_loss / len(y), 6),
+                    "f1": round(float(f1_score(labels, predicted, average="micro")), 6),
+                }
+            )
+            bar.set_postfix({"loss": f"{history[-1]['loss']:.4f}", "f1": f"{history[-1]['f1']:.3f}"}, refresh=False)
+            bar.update()
     model.eval()
     return history
 
@@ -123,7 +127,7 @@ def fit_logreg(
     """scikit-learn logistic regression on the standardised mean embedding, folded into a LinearProbe.
 
     Standardising is folded into the weights (w / sd, b - w . mean / sd), so the module gives the
-    same probabilities as the fitted scikit-learn pipeline. Returns the model and one record row.
+    same probabilities as the fitted scikit-learn pipeline. Returns the model and its fit record (one row).
     """
     x, m = as_tensors(frames, mask)
     with torch.no_grad():
@@ -148,14 +152,14 @@ def fit_logreg(
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(weight))
         model.head.bias.copy_(torch.from_numpy(bias))
-    return model, [fit_record(model, frames, mask, labels, epoch=int(np.max(classifier.n_iter_)))]
+    return model, [fit_record(model, frames, mask, labels)]
 
 
-def fit_record(model: nn.Module, frames: np.ndarray, mask: np.ndarray, labels: np.ndarray, epoch: int) -> dict:
-    """Training-set loss and f1 (micro) of a model fitted in one go: its one-row training curve."""
+def fit_record(model: nn.Module, frames: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Training-set loss and f1 (micro) of a model fitted in one go (logreg, zeroshot): for its summary line, not
+    a curve (one point is not one)."""
     probabilities = predict_proba(model, frames, mask)
     return {
-        "epoch": epoch,
         "loss": round(float(log_loss(labels, probabilities, labels=range(probabilities.shape[1]))), 6),
         "f1": round(float(f1_score(labels, probabilities.argmax(1), average="micro")), 6),
     }
@@ -196,18 +200,20 @@ def fit(spec: Variant, data: LabelledSet, frames: np.ndarray, mask: np.ndarray, 
 
 
 def train_variant(paths: ProjectPaths, name: str, spec: Variant, params: Declared) -> str:
-    """models/<name>.pt and plots/train/<name>.csv from the train split's embeddings; returns the summary line."""
+    """models/<name>.pt and, for a variant trained epoch by epoch, plots/train/<name>.csv from the train split's
+    embeddings; returns the summary line."""
     embeddings = load_embeddings(paths.embeddings_dir)
     data = split_set(paths, "train", embeddings)
     frames, mask = variant_inputs(spec, data.frames, data.mask, data.ids)
     encoder = recorded_encoder(embeddings.meta)
     if spec.kind == "zeroshot":
         model, options = zeroshot_classifier(paths, data, encoder), {}
-        history = [fit_record(model, frames, mask, data.labels, epoch=0)]
+        history = [fit_record(model, frames, mask, data.labels)]
     else:
         model, options, history = fit(spec, data, frames, mask, params, name)
     save_model(paths.model_file(name), name, spec.kind, model, data.categories, options, encoder)
-    write_table(paths.training_curve_file(name), CURVE_COLUMNS, history)
+    if spec.has_curve:
+        write_table(paths.training_curve_file(name), CURVE_COLUMNS, history)
     last = history[-1]
     dropped = f", {data.dropped} without frames skipped" if data.dropped else ""
     return (
