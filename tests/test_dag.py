@@ -167,12 +167,6 @@ def test_a_bad_variants_file_stops_dvc_repro_at_check_params_before_any_other_st
                       "logreg, zeroshot"]  # fmt: skip
 
 
-def test_plots_list_each_curve_and_error_image_once_and_a_csv_in_datasets_reruns_nothing(dvc_repo: Path):
-    plots = json.loads(run_command(["dvc", "plots", "show", "--json"], dvc_repo))["data"]
-    curves = [f"plots/{kind}/{v}.csv" for kind in ("confusion", "train") for v in VARIANTS]
-    assert sorted(plots) == sorted(curves + [f"plots/errors/{v}.png" for v in VARIANTS])  # each once, and the images
-
-
 def spec_axis_title(spec: dict, channel: str) -> str | None:
     """The title of the first `channel` encoding with one in a vega-lite spec (layers and facets included)."""
     if isinstance(spec, dict):

@@ -146,25 +146,28 @@ def assert_same_outputs_frames(left: Path, right: Path) -> None:
         assert path.read_bytes() == (right / "data" / "frames" / path.name).read_bytes()
 
 
-def test_a_cluster_that_dies_mid_run_gives_a_verdict_and_the_rerun_resumes(
+def test_a_cluster_whose_nodes_die_mid_run_gives_a_verdict_and_the_rerun_resumes(
     long_project: ProjectPaths, tmp_path: Path
 ) -> None:
-    """A cluster of its own (this test kills it): the head and the node gone mid-run."""
+    """A cluster of its own (this test kills it): the node that does the work goes away mid-run, the head (and the
+    stage on it, the driver) stays. (When the head node itself dies, Ray ends the driver on it at once, with its
+    own messages: finished videos are in the per-video cache all the same, and the rerun resumes.)"""
     reference = tmp_path / "reference"
     shutil.copytree(long_project.root, reference)
     assert frames.main(["--root", str(reference)]) == 0
-    with local_cluster(nodes=2, cpus_per_node=1, head_cpus=0) as cluster:
+    hidden = tmp_path / "hidden"  # any folder: the node lives in a mount namespace, which tells its processes apart
+    hidden.mkdir()
+    with local_cluster(nodes=2, cpus_per_node=1, head_cpus=0, hidden=(hidden,)) as cluster:
         process = start_frames(long_project.root, cluster.address)
         wait_for_entries(long_project.root, process, 3)
-        cluster.stop()
+        cluster.stop_hidden_nodes()
         started = time.monotonic()
-        output = process.communicate(timeout=120)[0]
+        output = process.communicate(timeout=180)[0]
         seconds = time.monotonic() - started
     assert process.returncode == 2, output[-3000:]
     verdict = output.strip().splitlines()[-1]
-    assert verdict.startswith("frames: error: Ray cluster at ")
-    assert "stopped answering during the run" in verdict and "finished videos are kept" in verdict
-    print(f"verdict {seconds:.1f} s after the cluster died")
+    assert verdict.startswith("frames: error: Ray cluster at ") and "finished videos are kept" in verdict
+    print(f"verdict {seconds:.1f} s after the node died: {verdict}")
     finished = cache_entries(long_project.root, "frames")
     assert finished >= 3
     assert frames.main(["--root", str(long_project.root)]) == 0  # here, without the cluster

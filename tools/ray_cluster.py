@@ -90,6 +90,26 @@ class LocalCluster:
         """PIDs of this cluster's workers whose process title starts with `title` (Ray sets `ray::<task>`)."""
         return sorted(pid for pid, command in self.processes().items() if command.startswith(title))
 
+    def stop_hidden_nodes(self, wait_s: float = 30) -> None:
+        """SIGKILL the nodes started with `hidden` folders (in a mount namespace of their own): the machines that do
+        the work going away, while the head node (and a driver on it) stays."""
+        ours = os.readlink("/proc/self/ns/mnt")
+
+        def elsewhere() -> list[int]:
+            found = []
+            for pid in self.processes():
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/ns/mnt") != ours:
+                        found.append(pid)
+            return found
+
+        deadline = time.monotonic() + wait_s
+        while (left := elsewhere()) and time.monotonic() < deadline:
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+
     def stop(self, wait_s: float = 30) -> None:
         """SIGKILL every process of the cluster (what `ray stop --force` does to every cluster on the machine; a
         graceful SIGTERM takes the GCS 20 s here, and the folder and the data are thrown away anyway)."""

@@ -167,12 +167,13 @@ class RayEngine:
             return
         self.last_check = time.monotonic()
         why = unreachable(self.address)
-        if why is None and not self.cpus():
-            why = "no node with a CPU is left"
-        if why:
+        what = f"stopped answering during the run ({why})" if why else ""
+        if not what and not self.cpus():
+            what = "lost every node with a CPU during the run"
+        if what:
             raise PipelineError(
-                f"Ray cluster at {self.address}: stopped answering during the run ({why}); finished videos are kept "
-                "in the per-video cache: rerun when the cluster is back, or without RAY_ADDRESS to run here"
+                f"Ray cluster at {self.address}: {what}; finished videos are kept in the per-video cache: rerun when "
+                "the cluster is back, or without RAY_ADDRESS to run here"
             )
 
     def fetched(self, ref: ray.ObjectRef, what: str) -> Any:
