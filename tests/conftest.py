@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import re
@@ -43,6 +44,16 @@ SHRUNK = {
     "evaluate.bootstrap": 50,
     "download.allow_private_networks": True,  # test videos are served from 127.0.0.1
 }
+
+
+def assert_same_outputs(left: Path, right: Path, folders: tuple[str, ...] = ("frames", "embeddings")) -> None:
+    """data/frames.csv and every file of these data/ folders of two projects, byte for byte."""
+    for folder in folders:
+        names = sorted(p.name for p in (left / "data" / folder).iterdir())
+        assert names == sorted(p.name for p in (right / "data" / folder).iterdir())
+        _, mismatch, errors = filecmp.cmpfiles(left / "data" / folder, right / "data" / folder, names, shallow=False)
+        assert (mismatch, errors) == ([], [])
+    assert (left / "data" / "frames.csv").read_bytes() == (right / "data" / "frames.csv").read_bytes()
 
 
 def cache_entries(root: Path, kind: str) -> int:

@@ -3,7 +3,6 @@ damaged entries recomputed, the size cap, and two queued experiments sharing it.
 
 from __future__ import annotations
 
-import filecmp
 import json
 import multiprocessing
 import os
@@ -19,7 +18,7 @@ from clipvideo.core.contracts import VIDEOS_COLUMNS
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.tables import read_table, write_table
 from stages import embed, frames
-from tests.conftest import REPO, SHRUNK, cache_entries, run_command, write_params
+from tests.conftest import REPO, SHRUNK, assert_same_outputs, cache_entries, run_command, write_params
 
 
 # ------------------------------------------------------------------------------------------------ the store
@@ -85,15 +84,6 @@ def frames_and_embed(root: Path, capsys: pytest.CaptureFixture) -> tuple[str, st
 
 def set_videos(paths: ProjectPaths, source_rows: list, keep: int) -> None:
     write_table(paths.videos_table, VIDEOS_COLUMNS, source_rows[:keep])
-
-
-def assert_same_outputs(left: Path, right: Path) -> None:
-    for folder in ("frames", "embeddings"):
-        names = sorted(p.name for p in (left / "data" / folder).iterdir())
-        assert names == sorted(p.name for p in (right / "data" / folder).iterdir())
-        _, mismatch, errors = filecmp.cmpfiles(left / "data" / folder, right / "data" / folder, names, shallow=False)
-        assert (mismatch, errors) == ([], [])
-    assert (left / "data" / "frames.csv").read_bytes() == (right / "data" / "frames.csv").read_bytes()
 
 
 def test_a_rerun_decodes_and_embeds_only_what_changed_and_writes_the_bytes_of_a_run_from_nothing(

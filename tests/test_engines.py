@@ -6,7 +6,6 @@ is SIGKILLed mid-run.
 
 from __future__ import annotations
 
-import filecmp
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ from clipvideo.core.errors import ParamsError
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.engines.engine import EngineChoice, choose_engine
 from stages import embed, frames
-from tests.conftest import REPO, cache_entries, write_params
+from tests.conftest import REPO, assert_same_outputs, cache_entries, write_params
 from tests.test_interruptions import leftovers, many_videos_project
 from tools.ray_cluster import LocalCluster, local_cluster
 
@@ -65,16 +64,6 @@ def load_settings_text(text: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "settings.yaml").write_text(text)
         load_settings(Path(folder) / "settings.yaml")
-
-
-def assert_same_outputs(left: Path, right: Path) -> None:
-    """data/frames.csv and every file of data/frames and data/embeddings, byte for byte."""
-    for folder in ("frames", "embeddings"):
-        names = sorted(p.name for p in (left / "data" / folder).iterdir())
-        assert names == sorted(p.name for p in (right / "data" / folder).iterdir())
-        _, mismatch, errors = filecmp.cmpfiles(left / "data" / folder, right / "data" / folder, names, shallow=False)
-        assert (mismatch, errors) == ([], [])
-    assert (left / "data" / "frames.csv").read_bytes() == (right / "data" / "frames.csv").read_bytes()
 
 
 def test_the_engine_comes_from_ray_address_then_the_settings():

@@ -21,8 +21,8 @@ import pytest
 
 from clipvideo.core.paths import ProjectPaths
 from stages import embed, frames
-from tests.conftest import REPO, cache_entries, write_params
-from tests.test_engines import assert_same_outputs, environment, run_both_stages
+from tests.conftest import REPO, assert_same_outputs, cache_entries, write_params
+from tests.test_engines import environment, run_both_stages
 from tests.test_interruptions import leftovers, many_videos_project
 from tools.ray_cluster import LocalCluster, can_hide_paths, local_cluster
 
@@ -137,13 +137,7 @@ def test_sigterm_stops_the_stage_and_its_ray_work_within_seconds_and_the_rerun_r
     rerun = subprocess.run([sys.executable, "-m", "stages.frames", "--root", str(long_project.root)], cwd=REPO,
                            env=environment(None), capture_output=True, text=True, timeout=600)  # fmt: skip
     assert rerun.returncode == 0 and f"{finished} reused from the cache" in rerun.stdout
-    assert_same_outputs_frames(reference, long_project.root)
-
-
-def assert_same_outputs_frames(left: Path, right: Path) -> None:
-    assert (left / "data" / "frames.csv").read_bytes() == (right / "data" / "frames.csv").read_bytes()
-    for path in (left / "data" / "frames").iterdir():
-        assert path.read_bytes() == (right / "data" / "frames" / path.name).read_bytes()
+    assert_same_outputs(reference, long_project.root, folders=("frames",))
 
 
 def test_a_cluster_whose_nodes_die_mid_run_gives_a_verdict_and_the_rerun_resumes(
@@ -171,5 +165,5 @@ def test_a_cluster_whose_nodes_die_mid_run_gives_a_verdict_and_the_rerun_resumes
     finished = cache_entries(long_project.root, "frames")
     assert finished >= 3
     assert frames.main(["--root", str(long_project.root)]) == 0  # here, without the cluster
-    assert_same_outputs_frames(reference, long_project.root)
+    assert_same_outputs(reference, long_project.root, folders=("frames",))
     assert embed.main(["--root", str(long_project.root)]) == 0
