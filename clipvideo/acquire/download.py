@@ -231,8 +231,8 @@ def fetch_all(to_fetch: list[Row], paths: ProjectPaths, fetcher: Fetcher, worker
             tqdm(total=len(to_fetch), desc="download", unit="video") as bar,
         ):
             for _, result in results:
-                if result is None:  # stopped: the network is down, the videos not done yet stay `failed`
-                    break
+                if result is None:  # stopped: no verdict, the video stays `failed`; the rest drain at once, and
+                    continue  # a verdict that finished beside this one still counts
                 done[result["id"]] = result
                 bar.update()
                 bar.set_postfix_str(f"{result['status']} {result['id']}", refresh=False)
