@@ -2,15 +2,16 @@
 local engine, with a one-node Ray cluster on this machine through its object store (workers get every input
 through Ray), and with the same cluster the way the code of BEFORE_OBJECT_STORE ran it (workers read the
 videos and frames through the stage's own paths: a shared filesystem); wall and CPU seconds, best of the
-repeats, and the object store's peak use. Then the embed loop's throughput with fixed forward batches of 64
-filled across videos against each video alone in its own batches, at several frames_count.
+repeats, and the object store's peak use as the raylets count it. Then the embed loop's throughput with fixed
+forward batches of 64 filled across videos against each video alone in its own batches, at several
+frames_count.
 
 Each project uses the repo's params.yaml and settings.yaml (ViT-B-32 with seeded random weights, fp32, 16
 frames), and a per-video cache of its own, emptied before every run. The Ray cluster is started here (`ray start
 --head`, the machine's cores as its CPUs, workers at nice 0) and stopped at the end.
 
-    python bench/engines.py                              # about 40 minutes on 2 cores
-    python bench/engines.py --videos 16 --repeat 1 --skip-batching
+    python bench/engines.py --skip-batching                       # 14 minutes on 2 cores
+    python bench/engines.py --skip-engines --repeat 1 --images 128  # 5 minutes
 """
 
 from __future__ import annotations
@@ -80,25 +81,34 @@ BEFORE_OBJECT_STORE = "2e758fa"  # the last code whose Ray workers read the stag
 
 
 class ObjectStorePeak:
-    """The most memory the object store used while the block ran: Ray keeps it in /dev/shm on Linux, so the
-    peak of that file system's use over what it held before (sampled every 0.05 s)."""
+    """The most bytes the cluster's object stores held at once while the block ran, as Ray counts them (every
+    raylet's `object_store_bytes_used`, summed over the nodes, sampled every 0.02 s). It includes objects out of
+    scope that the raylet has not freed yet: it frees them in batches, about once a second."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        from ray._raylet import GcsClient  # only here: the bench's other parts never start Ray's client
+
+        nodes = GcsClient(address=cluster.address).get_all_node_info().values()
+        self.raylets = [(node.node_manager_address, node.node_manager_port) for node in nodes if node.state == 0]
+        self.peak = 0
+
+    def used(self) -> int:
+        from ray._private.internal_api import node_stats
+
+        return sum(
+            node_stats(address, port, include_memory_info=False).store_stats.object_store_bytes_used
+            for address, port in self.raylets
+        )
 
     def __enter__(self) -> ObjectStorePeak:
-        self.base = self.used()
-        self.peak = 0
         self.stop = threading.Event()
         self.sampler = threading.Thread(target=self.sample, daemon=True)
         self.sampler.start()
         return self
 
-    @staticmethod
-    def used() -> int:
-        stat = os.statvfs("/dev/shm")
-        return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
-
     def sample(self) -> None:
-        while not self.stop.wait(0.05):
-            self.peak = max(self.peak, self.used() - self.base)
+        while not self.stop.wait(0.02):
+            self.peak = max(self.peak, self.used())
 
     def __exit__(self, *_: object) -> None:
         self.stop.set()
@@ -159,7 +169,8 @@ def the_same_project(source: Path, root: Path, code: Path) -> Path:
 
 
 def engine_rows(root: Path, before: Path, cluster: LocalCluster, repeat: int) -> list[list[str]]:
-    """Best of `repeat` per engine and stage, the engines interleaved (load from other jobs hits them alike)."""
+    """Best of `repeat` per engine and stage, the engines interleaved (load from other jobs hits them alike); then
+    one more run of each stage per Ray engine with the object store sampled, apart, so sampling costs no timing."""
     old_root = the_same_project(root, root.with_name(root.name + "-before"), before)
     engines = {
         "local": (root, REPO, None),
@@ -168,21 +179,25 @@ def engine_rows(root: Path, before: Path, cluster: LocalCluster, repeat: int) ->
     }
     wall = {engine: dict.fromkeys(STAGES, math.inf) for engine in engines}
     cpu = {engine: dict.fromkeys(STAGES, math.inf) for engine in engines}
-    peaks = dict.fromkeys(engines, 0)
     for _ in range(repeat):
         for engine, (project, code, on) in engines.items():
             for stage in STAGES:
-                with ObjectStorePeak() as store:
-                    seconds, cpu_seconds, summary = run_stage(stage, project, code, on)
-                peaks[engine] = max(peaks[engine], store.peak)
+                seconds, cpu_seconds, summary = run_stage(stage, project, code, on)
                 wall[engine][stage] = min(wall[engine][stage], seconds)
                 cpu[engine][stage] = min(cpu[engine][stage], cpu_seconds)
                 print(f"  {engine}: {summary[:200]}", file=sys.stderr, flush=True)
+    peaks = {}
+    for engine, (project, code, on) in engines.items():
+        for stage in STAGES if on else ():
+            time.sleep(2)  # the raylet frees the last run's objects in batches, about once a second
+            with ObjectStorePeak(on) as store:
+                run_stage(stage, project, code, on)
+            peaks[engine] = max(peaks.get(engine, 0), store.peak)
     local_wall, local_cpu = sum(wall["local"].values()), sum(cpu["local"].values())
     rows = []
     for engine in engines:
         total_wall, total_cpu = sum(wall[engine].values()), sum(cpu[engine].values())
-        peak = f"{peaks[engine] / 1e6:.0f}" if engines[engine][2] else "-"
+        peak = f"{peaks[engine] / 1e6:.0f}" if engine in peaks else "-"
         rows.append([
             engine, f"{wall[engine]['frames']:.1f}", f"{wall[engine]['embed']:.1f}", f"{total_wall:.1f}",
             f"{total_wall / local_wall:.2f}x", f"{total_cpu:.1f}", f"{total_cpu / local_cpu:.2f}x", peak,

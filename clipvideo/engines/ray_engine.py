@@ -14,6 +14,7 @@ is replaced and its call runs again (RETRIES). Finished videos are in the per-vi
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -43,6 +44,8 @@ TASKS_AHEAD_PER_CPU = 2  # frames: calls in flight per cluster CPU (the next one
 MAX_DECODE_THREADS_PER_GPU = 8  # a GPU replica's CPUs: decoding for thousands of images a second, as loader_threads
 CONNECT_TIMEOUT_S = 5.0  # to reach the head node before anything else
 WAIT_S = 1.0  # the longest the stage waits on the cluster without looking whether it is still there
+FREED_WITHIN_S = 1.5  # a finished call's input leaves the object store within this (1.0 s let it hold 2.3x, bench)
+STORED_PER_LANE = 2  # inputs the store may hold per lane, running or not yet freed: 2 x lanes x the largest video
 CODE = Path(clipvideo.__file__).parent  # shipped to every worker with the job
 
 
@@ -124,6 +127,47 @@ class ReplicaActor:
             return self.replica.finish(prepared)
 
 
+class StoredInputs:
+    """The calls' inputs that may be in the object store: those of running calls, and of calls finished less than
+    FREED_WITHIN_S ago (the owner lets go at once, but a raylet frees in batches, once a second by default).
+    Bounding both, in calls and in bytes, bounds the store's use however short the calls are."""
+
+    def __init__(self, most_calls: int, budget: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.most_calls = most_calls
+        self.budget = budget
+        self.clock = clock
+        self.running_calls = 0
+        self.running_bytes = 0
+        self.freeing: collections.deque[tuple[float, int]] = collections.deque()  # (finished at, bytes)
+
+    def admits(self, size: int) -> bool:
+        """Whether a call with `size` input bytes may start now; one with none always may, as may any one call
+        when nothing is held (a video larger than the budget goes alone)."""
+        now = self.clock()
+        while self.freeing and now - self.freeing[0][0] >= FREED_WITHIN_S:
+            self.freeing.popleft()
+        calls = self.running_calls + len(self.freeing)
+        held = self.running_bytes + sum(size for _, size in self.freeing)
+        return not size or not calls or (calls < self.most_calls and held + size <= self.budget)
+
+    def start(self, size: int) -> None:
+        if size:
+            self.running_calls += 1
+            self.running_bytes += size
+
+    def finish(self, size: int) -> None:
+        if size:
+            self.running_calls -= 1
+            self.running_bytes -= size
+            self.freeing.append((self.clock(), size))
+
+    def until_freed(self) -> float:
+        """Seconds until the oldest finished input leaves the store (at most WAIT_S)."""
+        if not self.freeing:
+            return WAIT_S
+        return min(WAIT_S, max(0.01, self.freeing[0][0] + FREED_WITHIN_S - self.clock()))
+
+
 class RayEngine:
     local = False
 
@@ -144,7 +188,6 @@ class RayEngine:
             signal.signal(signal.SIGTERM, on_sigterm)  # ray.init sets its own: the stage decides what SIGTERM does
         self.address = ray.get_runtime_context().gcs_address
         self.budget = inflight_mb * 1024 * 1024
-        self.peak_inflight = 0  # the most video bytes the stage had in the object store at once
         self.work = ""  # what embed ran, for describe()
         self.last_check = time.monotonic()
 
@@ -198,34 +241,37 @@ class RayEngine:
         a time; items are taken from `items` only as lanes free up and while the bytes in flight (`cost`) stay
         within the budget (one item always goes), so a long lazy plan is never held whole."""
         pending = iter(items)
-        waiting: list[T] = []  # taken from `items`, not submitted: over the budget
+        waiting: list[T] = []  # taken from `items`, not submitted: the store holds enough
         in_flight: dict[ray.ObjectRef, tuple[int, T, int]] = {}
         free = list(range(len(lanes)))
-        spent = 0
+        store = StoredInputs(STORED_PER_LANE * len(lanes), self.budget)
 
         def fill() -> None:
-            nonlocal spent
             while free:
                 item = waiting.pop() if waiting else next(pending, None)
                 if item is None:
                     return
                 size = cost(item)
-                if in_flight and spent + size > self.budget:
+                if not store.admits(size):
                     waiting.append(item)
                     return
                 lane = free.pop()
                 in_flight[lanes[lane](item)] = (lane, item, size)
-                spent += size
-                self.peak_inflight = max(self.peak_inflight, spent)
+                store.start(size)
 
         fill()
-        while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
+        while in_flight or waiting:
+            if in_flight:
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=store.until_freed())
+            else:  # every input that may go waits on the store
+                time.sleep(store.until_freed())
+                ready = []
             if not ready:  # a short wait: Ctrl-C and SIGTERM get through, and a dead cluster is noticed
                 self.check_cluster()
+                fill()
                 continue
             lane, item, size = in_flight.pop(ready[0])
-            spent -= size
+            store.finish(size)
             free.append(lane)
             result = self.fetched(ready[0], name(item))
             fill()
