@@ -49,41 +49,57 @@ from tools.ray_cluster import LocalCluster, local_cluster
 STAGES = ("frames", "embed")
 
 
-class ClusterCpu:
+class Sampling:
+    """Calls `sample()` every `interval_s` in a thread while the block runs, and once more at its end."""
+
+    interval_s = 0.1
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Sampling:
+        self.stop = threading.Event()
+        self.sampler = threading.Thread(target=self.sample_until_stopped, daemon=True)
+        self.sampler.start()
+        return self
+
+    def sample_until_stopped(self) -> None:
+        while not self.stop.wait(self.interval_s):
+            self.sample()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.sampler.join()
+        self.sample()
+
+
+class ClusterCpu(Sampling):
     """CPU seconds the cluster's processes use while the block runs. Ray's worker processes come and go (a killed
     replica, an idle worker it retires), so their CPU time is sampled every 0.1 s rather than read at the end."""
 
     def __init__(self, cluster: LocalCluster) -> None:
         self.cluster = cluster
-        self.seconds = 0.0
-
-    def __enter__(self) -> ClusterCpu:
-        self.start = self.cluster.cpu_ticks()
+        self.start = cluster.cpu_ticks()
         self.last = dict(self.start)
-        self.stop = threading.Event()
-        self.sampler = threading.Thread(target=self.sample, daemon=True)
-        self.sampler.start()
-        return self
 
     def sample(self) -> None:
-        while not self.stop.wait(0.1):
-            self.last.update(self.cluster.cpu_ticks())
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.sampler.join()
         self.last.update(self.cluster.cpu_ticks())
+
+    @property
+    def seconds(self) -> float:
         ticks = sum(used - self.start.get(pid, 0) for pid, used in self.last.items())
-        self.seconds = ticks / os.sysconf("SC_CLK_TCK")
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 BEFORE_OBJECT_STORE = "2e758fa"  # the last code whose Ray workers read the stage's own paths
 
 
-class ObjectStorePeak:
+class ObjectStorePeak(Sampling):
     """The most bytes the cluster's object stores held at once while the block ran, as Ray counts them (every
     raylet's `object_store_bytes_used`, summed over the nodes, sampled every 0.02 s). It includes objects out of
     scope that the raylet has not freed yet: it frees them in batches, about once a second."""
+
+    interval_s = 0.02
 
     def __init__(self, cluster: LocalCluster) -> None:
         from ray._raylet import GcsClient  # only here: the bench's other parts never start Ray's client
@@ -92,27 +108,14 @@ class ObjectStorePeak:
         self.raylets = [(node.node_manager_address, node.node_manager_port) for node in nodes if node.state == 0]
         self.peak = 0
 
-    def used(self) -> int:
+    def sample(self) -> None:
         from ray._private.internal_api import node_stats
 
-        return sum(
+        used = sum(
             node_stats(address, port, include_memory_info=False).store_stats.object_store_bytes_used
             for address, port in self.raylets
         )
-
-    def __enter__(self) -> ObjectStorePeak:
-        self.stop = threading.Event()
-        self.sampler = threading.Thread(target=self.sample, daemon=True)
-        self.sampler.start()
-        return self
-
-    def sample(self) -> None:
-        while not self.stop.wait(0.02):
-            self.peak = max(self.peak, self.used())
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.sampler.join()
+        self.peak = max(self.peak, used)
 
 
 def run_stage(stage: str, root: Path, code: Path, cluster: LocalCluster | None = None) -> tuple[float, float, str]:

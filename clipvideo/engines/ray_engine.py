@@ -238,8 +238,8 @@ class RayEngine:
     def completed(self, lanes: Sequence[Callable[[T], ray.ObjectRef]], items: Iterable[T], name: Callable[[T], str],
                   cost: Callable[[T], int] = lambda item: 0) -> Iterator[tuple[T, Any]]:  # fmt: skip
         """(item, result) as each call finishes. A lane (a task submitter, or one actor's method) holds one call at
-        a time; items are taken from `items` only as lanes free up and while the bytes in flight (`cost`) stay
-        within the budget (one item always goes), so a long lazy plan is never held whole."""
+        a time; items are taken from `items` only as lanes free up and while the object store has room for their
+        input bytes (`cost`, StoredInputs), so a long lazy plan is never held whole."""
         pending = iter(items)
         waiting: list[T] = []  # taken from `items`, not submitted: the store holds enough
         in_flight: dict[ray.ObjectRef, tuple[int, T, int]] = {}
