@@ -1,4 +1,5 @@
-"""Shared bench helpers: cached generated videos, timing, plain-text tables, machine description."""
+"""Shared bench helpers: cached generated videos, frames files of them, scratch projects and their videos.csv,
+timing, plain-text tables, machine description."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from tabulate import tabulate
 
+from clipvideo.core.contracts import VIDEOS_COLUMNS
 from clipvideo.core.files import atomic_path
 from clipvideo.core.system import run_ffmpeg
+from clipvideo.core.tables import TableRow, read_table, write_table
+from clipvideo.video.decode import sample_frames
+from clipvideo.video.store import save_frames
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "bench" / ".cache"
@@ -70,21 +75,18 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, load average {load}, Python {platform.python_version()}"
 
 
-# Outputs and caches a fresh checkout does not have: at the top, and inside these folders.
-SKIP_TOP = {"data", "models", ".pytest_cache", ".ruff_cache", ".benchmarks"}
-SKIP_INSIDE = {".dvc": {"cache", "tmp"}, "bench": {".cache"}}
-
-
 def scratch_copy(target: Path) -> Path:
-    """This working tree without outputs and caches (a fresh checkout plus the uncommitted changes)."""
-
-    def ignore(directory: str, names: list[str]) -> set[str]:
-        where = Path(directory).resolve().relative_to(REPO).as_posix()
-        skipped = SKIP_TOP if where == "." else SKIP_INSIDE.get(where, set())
-        return set(names) & (skipped | {"__pycache__"})
-
-    shutil.copytree(REPO, target, ignore=ignore, symlinks=True)
-    return target
+    """This working tree as a fresh checkout plus the uncommitted changes: the files git lists (tracked, or new and
+    not ignored; so no outputs, caches or virtual environment), committed in a git repository of its own."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    for name in listed:
+        if (REPO / name).is_file():  # not one deleted in the working tree
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    return commit_tree(target, "this working tree")
 
 
 def revision_copy(revision: str, target: Path) -> Path:
@@ -92,17 +94,47 @@ def revision_copy(revision: str, target: Path) -> Path:
     target.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", revision], cwd=REPO, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x"], cwd=target, input=archive, check=True)
+    return commit_tree(target, revision)
+
+
+def commit_tree(target: Path, message: str) -> Path:
+    """`target` made a git repository of its own, everything in it committed (DVC needs one)."""
     identity = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost", "GIT_COMMITTER_NAME": "bench",
                 "GIT_COMMITTER_EMAIL": "bench@localhost"}  # fmt: skip
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", revision]):
-        subprocess.run(command, cwd=target, check=True, env={**os.environ, **identity})
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", message]):
+        timed_run(command, target, {**os.environ, **identity})
     return target
 
 
-def timed_run(cmd: list[str], cwd: Path) -> tuple[float, str]:
-    """Wall seconds of a command, and what it printed."""
+def timed_run(cmd: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> tuple[float, str, str]:
+    """Wall seconds of a command (in `env`, default this process's environment), and its stdout and stderr; the
+    bench stops with the end of its output when it fails."""
     started = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    return time.perf_counter() - started, result.stdout + result.stderr
+    return seconds, result.stdout, result.stderr
+
+
+def bench_frames(path: Path, count: int, size: int = 224) -> int:
+    """`count` frames of the generated 1-minute video, `size` pixels, in a frames file as the frames stage writes
+    it at `path`; returns its bytes."""
+    return save_frames(path, sample_frames(bench_video(1), count, size))
+
+
+def video_row(project: Path, video: Path, category: str, duration_s: float | str = "") -> dict[str, object]:
+    """data/videos.csv's row of `video` (a file under the project's data/videos/), as the download stage
+    writes it for a downloaded video."""
+    return {
+        "id": video.stem, "category": category, "status": "ok", "reason": "",
+        "path": video.relative_to(project).as_posix(), "bytes": video.stat().st_size, "duration_s": duration_s,
+    }  # fmt: skip
+
+
+def read_videos(project: Path) -> list[TableRow]:
+    return read_table(project / "data" / "videos.csv", VIDEOS_COLUMNS)
+
+
+def write_videos(project: Path, rows: Iterable[dict]) -> None:
+    write_table(project / "data" / "videos.csv", VIDEOS_COLUMNS, rows)

@@ -19,20 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import bench_video, machine, table, timed
+from common import bench_frames, machine, table, timed
 
 from clipvideo.core.cache import VideoCache
 from clipvideo.embed.batches import FORWARD_BATCH
 from clipvideo.embed.embedder import BatchEmbedder, FramesFile, embed_here, embed_missing
 from clipvideo.embed.encoder import encode_batch, load_encoder, preprocess_jpegs
-from clipvideo.video.decode import sample_frames
-from clipvideo.video.store import load_frame_jpegs, save_frames
+from clipvideo.video.store import load_frame_jpegs
 
 
 def stored_frames(directory: Path, videos: int, frames: int, size: int) -> list[FramesFile]:
     """`videos` frames files as the frames stage writes them (copies of one sampled video, each its own key)."""
-    sampled = sample_frames(bench_video(1), frames, size)
-    save_frames(directory / "video.npz", sampled)
+    bench_frames(directory / "video.npz", frames, size)
     data = (directory / "video.npz").read_bytes()
     files = []
     for index in range(videos):

@@ -22,7 +22,6 @@ import math
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,19 +30,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from common import REPO, bench_video, machine, revision_copy, table, timed
+from common import (
+    REPO,
+    bench_frames,
+    bench_video,
+    machine,
+    revision_copy,
+    table,
+    timed,
+    timed_run,
+    video_row,
+    write_videos,
+)
 
 from clipvideo.core.cache import cache_root
-from clipvideo.core.contracts import VIDEOS_COLUMNS
 from clipvideo.core.ids import url_id
 from clipvideo.core.system import available_cores
-from clipvideo.core.tables import write_table
 from clipvideo.embed.batches import Batch, plan_batches
 from clipvideo.embed.embedder import BatchEmbedder, embed_here
 from clipvideo.embed.encoder import load_encoder
 from clipvideo.engines.ray_engine import TASKS_AHEAD_PER_CPU
-from clipvideo.video.decode import sample_frames
-from clipvideo.video.store import load_frame_jpegs, save_frames
+from clipvideo.video.store import load_frame_jpegs
 from tools.ray_cluster import LocalCluster, local_cluster
 
 STAGES = ("frames", "embed")
@@ -133,14 +140,10 @@ def run_stage(stage: str, root: Path, code: Path, cluster: LocalCluster | None =
     command = [sys.executable, "-m", f"stages.{stage}", "--root", str(root)]
     with contextlib.ExitStack() as stack:
         ray_cpu = stack.enter_context(ClusterCpu(cluster)) if cluster else None
-        started = time.perf_counter()
-        result = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"stages.{stage} failed in {root}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        wall, stdout, _ = timed_run(command, code, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
-    return wall, cpu + (ray_cpu.seconds if ray_cpu else 0.0), result.stdout.strip().splitlines()[-1]
+    return wall, cpu + (ray_cpu.seconds if ray_cpu else 0.0), stdout.strip().splitlines()[-1]
 
 
 def minute_videos_project(root: Path, count: int) -> Path:
@@ -154,11 +157,8 @@ def minute_videos_project(root: Path, count: int) -> Path:
         source = bench_video(1, variant=index + 1)
         video_id = url_id(f"bench/minute/{index}")
         os.link(source, videos / f"{video_id}.mp4")
-        rows.append({
-            "id": video_id, "category": "food", "status": "ok", "reason": "", "path": f"data/videos/{video_id}.mp4",
-            "bytes": source.stat().st_size, "duration_s": 60.0,
-        })  # fmt: skip
-    write_table(root / "data" / "videos.csv", VIDEOS_COLUMNS, rows)
+        rows.append(video_row(root, videos / f"{video_id}.mp4", "food", 60.0))
+    write_videos(root, rows)
     return root
 
 
@@ -223,8 +223,7 @@ def batching_rows(frames_counts: list[int], images: int, work: Path, repeat: int
     encoder = load_encoder("ViT-B-32", "none", seed=42)
     rows = []
     for count in frames_counts:
-        sampled = sample_frames(bench_video(1), count, 224)
-        save_frames(work / "video.npz", sampled)
+        bench_frames(work / "video.npz", count)
         jpegs = [load_frame_jpegs(work / "video.npz")] * math.ceil(images / count)
         total = count * len(jpegs)
         rates = {}

@@ -24,33 +24,27 @@ cache takes against the outputs.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import random
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from common import CACHE, machine, scratch_copy, table, timed_run
+from common import CACHE, machine, scratch_copy, table, timed_run, video_row, write_videos
 
-from clipvideo.core.cache import cache_root
-from clipvideo.core.contracts import VIDEOS_COLUMNS
+from clipvideo.core.cache import cache_root, sha256_file
 from clipvideo.core.files import atomic_path
 from clipvideo.core.ids import url_id
 from clipvideo.core.system import run_ffmpeg
-from clipvideo.core.tables import write_table
 
 VIDEOS = CACHE / "incremental"
 ADDED = 10
 REAL_VIDEOS = 2040  # the valid rows of the Kaggle CSV
 REAL_MEGABYTES = 20.0  # an assumed average size at download.max_height 360 (a few minutes at about 0.5 Mbit/s)
-IDENTITY = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost", "GIT_COMMITTER_NAME": "bench",
-            "GIT_COMMITTER_EMAIL": "bench@localhost", "DVC_NO_ANALYTICS": "1"}  # fmt: skip
 OUTS = ("data/frames", "data/frames.csv", "data/embeddings")
 
 
@@ -79,22 +73,11 @@ def set_videos(project: Path, indices: list[int]) -> None:
         wanted.add(target.name)
         if not target.exists():
             shutil.copyfile(generated_video(index), target)
-        rows.append({"id": video_id, "category": ("food", "art_music", "travel", "history")[index % 4], "status": "ok",
-                     "reason": "", "path": f"data/videos/{target.name}", "bytes": target.stat().st_size,
-                     "duration_s": ""})  # fmt: skip
+        rows.append(video_row(project, target, ("food", "art_music", "travel", "history")[index % 4]))
     for path in folder.iterdir():
         if path.name not in wanted:
             path.unlink()
-    write_table(project / "data" / "videos.csv", VIDEOS_COLUMNS, rows)
-
-
-def repository(target: Path) -> Path:
-    """A scratch copy of this working tree as its own git + DVC repository."""
-    project = scratch_copy(target)
-    shutil.rmtree(project / ".git", ignore_errors=True)
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
-        subprocess.run(command, cwd=project, check=True, capture_output=True, env={**os.environ, **IDENTITY})
-    return project
+    write_videos(project, rows)
 
 
 def frames_and_embed(project: Path, force: bool = False) -> tuple[float, str, str]:
@@ -104,9 +87,9 @@ def frames_and_embed(project: Path, force: bool = False) -> tuple[float, str, st
     total = 0.0
     for stage in ("frames", "embed"):
         force_it = ["--force"] if force and stage == "frames" else []
-        seconds, output = timed_run(["dvc", "repro", "-s", *force_it, stage], project)
+        seconds, stdout, stderr = timed_run(["dvc", "repro", "-s", *force_it, stage], project)
         total += seconds
-        found = re.search(r"(\d+) videos? (?:decoded|embedded), (\d+) reused from the cache", output)
+        found = re.search(r"(\d+) videos? (?:decoded|embedded), (\d+) reused from the cache", stdout + stderr)
         counts.append(f"{found.group(1)} / {found.group(2)}" if found else "skipped by DVC")
     return total, counts[0], counts[1]
 
@@ -141,7 +124,7 @@ def main() -> None:
     first, more = list(range(args.videos)), list(range(args.videos + ADDED))
     fewer = more[ADDED:]
     try:
-        project = repository(base / "project")
+        project = scratch_copy(base / "project")
         rows = []
         set_videos(project, first)
         baseline, frames_counts, embed_counts = frames_and_embed(project)
@@ -163,7 +146,7 @@ def main() -> None:
         os.utime(replaced, ns=(before.st_atime_ns, before.st_mtime_ns))
         case("one replaced (same size, mtime; dvc repro -f)", len(fewer), force=True)
 
-        fresh = repository(base / "fresh")
+        fresh = scratch_copy(base / "fresh")
         set_videos(fresh, more)
         seconds, frames_counts, embed_counts = frames_and_embed(fresh)
         rows.append(["fresh clone, from nothing", len(more), f"{seconds:.1f}", f"{seconds / baseline:.2f}",
@@ -178,7 +161,7 @@ def main() -> None:
         size = sum(p.stat().st_size for p in paths)
         hashed = time.perf_counter()
         for path in paths:
-            hashlib.sha256(path.read_bytes()).hexdigest()
+            sha256_file(path)
         hash_s = time.perf_counter() - hashed
         rate = size / 1e6 / hash_s
         real = REAL_VIDEOS * REAL_MEGABYTES

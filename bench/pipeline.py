@@ -2,9 +2,9 @@
 stage (`python -m stages.train linear --help`), and the peak memory of the frames and embed stages at 1x and
 4x the videos (it must stay flat: they stream, never accumulate).
 
-Everything runs in a scratch copy of this working tree (without data/, models/, the DVC cache and
-bench/.cache/), never in the checkout itself. `--baseline REV` measures a second scratch copy of that git
-revision in the same run, for a before/after ratio on the same machine and load.
+Everything runs in a scratch copy of this working tree (the files git lists, so without data/, models/, the DVC
+cache and bench/.cache/; a git repository of its own), never in the checkout itself. `--baseline REV` measures a
+second scratch copy of that git revision in the same run, for a before/after ratio on the same machine and load.
 
     python bench/pipeline.py                       # about 3 minutes on 2 cores
     python bench/pipeline.py --baseline 56a4a1e    # and the same for that revision (about 6 minutes)
@@ -14,7 +14,6 @@ revision in the same run, for a before/after ratio on the same machine and load.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, machine, revision_copy, scratch_copy, table, timed_run
+from common import REPO, machine, read_videos, revision_copy, scratch_copy, table, timed_run, video_row, write_videos
 
 from clipvideo.core.cache import cache_root
 from clipvideo.core.ids import url_id
@@ -58,24 +57,17 @@ def peak_memory(stage: str, root: Path) -> tuple[float, float]:
 def multiplied(project: Path, target: Path, factor: int) -> Path:
     """A copy of `project` whose videos.csv lists every video `factor` times (hard links under new ids)."""
     shutil.copytree(project, target, symlinks=True, ignore=shutil.ignore_patterns("frames*", "embeddings*"))
-    with (project / "data" / "videos.csv").open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns, rows = reader.fieldnames, list(reader)
-    out = []
+    listed = [row for row in read_videos(project) if row["status"] == "ok"]
+    rows = []
     for copy in range(factor):
-        for row in rows:
-            if row["status"] != "ok":
-                continue
+        for row in listed:
             new_id = url_id(f"{copy}:{row['id']}")  # a fresh hex id for either id shape
             source = project / row["path"]
-            path = Path(row["path"]).with_name(new_id + source.suffix)
-            if not (target / path).exists():
-                os.link(source, target / path)
-            out.append({**row, "id": new_id, "path": str(path)})
-    with (target / "data" / "videos.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(out)
+            path = (target / row["path"]).with_name(new_id + source.suffix)
+            if not path.exists():
+                os.link(source, path)
+            rows.append(video_row(target, path, row["category"], row["duration_s"]))
+    write_videos(target, rows)
     return target
 
 
@@ -88,7 +80,7 @@ def main() -> None:
     print(f"machine: {machine()}\n")
     base = args.scratch or Path(tempfile.mkdtemp(prefix="clipvideo-bench-"))
     try:
-        project = scratch_copy(base / "project")
+        project = scratch_copy(base / "project")  # its own git repository, as DVC needs
         rows = [["this working tree", *pipeline_times(project)]]
         if args.baseline:
             rows.insert(0, [args.baseline, *pipeline_times(revision_copy(args.baseline, base / "baseline"))])
@@ -96,8 +88,7 @@ def main() -> None:
                                                       zip(rows[1][1:], rows[0][1:], strict=True))])  # fmt: skip
         headers = ["code", "dvc repro s (from nothing)", "no-op repro s", "train linear --help s (best of 5)"]
         print(table(headers, rows))
-        with (project / "data" / "videos.csv").open(newline="", encoding="utf-8") as handle:
-            videos = sum(1 for row in csv.DictReader(handle) if row["status"] == "ok")
+        videos = sum(1 for row in read_videos(project) if row["status"] == "ok")
         rows = []
         for factor in (1, 4):
             root = project if factor == 1 else multiplied(project, base / f"x{factor}", factor)

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import REPO, bench_video, machine, table, timed
+from common import REPO, bench_frames, machine, table, timed
 
 from clipvideo.config.declared import Declared
 from clipvideo.config.loading import load_params
@@ -30,15 +30,13 @@ from clipvideo.embed.store import ARRAY, INDEX, META, load_embeddings
 from clipvideo.modeling.classifiers import variant_inputs
 from clipvideo.modeling.data import LabelledSet
 from clipvideo.modeling.training import fit
-from clipvideo.video.decode import sample_frames
-from clipvideo.video.store import save_frames
 
 
 def frames_rows(work: Path) -> list[list[object]]:
     rows = []
     for count in (16, 100):
         path = work / f"frames-{count}.npz"
-        size = save_frames(path, sample_frames(bench_video(1), count, 224))
+        size = bench_frames(path, count)
         rows.append(["frames, generated 640x360 video", count, f"{size:,}", f"{size / count:,.0f}"])
     sample = sorted((REPO / "data" / "frames").glob("*.npz"))
     if sample:

@@ -28,7 +28,7 @@ def test_dvc_config_points_plots_show_at_the_committed_template() -> None:
 def test_committed_template_inlines_the_pinned_packages_and_loads_nothing() -> None:
     page = plotpage.TEMPLATE.read_text(encoding="utf-8")
     assert len(page.encode("utf-8")) < HOOK_LIMIT_BYTES
-    for package in plotpage.PACKAGES:  # regenerate with `python -m clipvideo.plotpage` when PACKAGES changes
+    for package in plotpage.PACKAGES:  # regenerate with `python -m tools.plotpage` when PACKAGES changes
         assert package.label in page
         assert f"<script>/* {package.name} {package.version} */" in page
     assert page.count("{plot_divs}") == 1 and "{scripts}" not in page

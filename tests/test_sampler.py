@@ -129,7 +129,7 @@ def test_runs_group_targets_by_keyframe_and_threads_split_them_evenly(videos: di
     assert [len(r.wanted) for r in runs] == [2, 1, 1]
     assert all(r.start <= r.end < r.start + 25 for r in runs)
     many = [DecodeRun(i * 10, i * 10 + 4, frozenset()) for i in range(10)]
-    groups = split_runs(many, 2)
+    groups = split_runs(many, 2, planned_frames(many))
     assert [len(g) for g in groups] == [5, 5]
     assert [r for g in groups for r in g] == many
 

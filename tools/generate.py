@@ -5,7 +5,8 @@
 - settings.yaml: every setting at its default, with its meaning as the comment (the same schema);
 - dvc.yaml's `vars` and `plots` blocks and docs/models.md's variants table, from variants.yaml.
 
-`python -m tools.generate --check` changes nothing and exits 1 when a file is stale (the tests run it).
+`python -m tools.generate --check` changes nothing and exits 1 when a file is stale (CI runs it; a test makes the
+same check).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from clipvideo.config.loading import constraint_text, leaf_fields, load_params
 from clipvideo.config.schema import Params, Settings
 from clipvideo.config.variants import Variant, load_variants
 from clipvideo.core.contracts import CURVE_COLUMNS, PREDICTION_COLUMNS, VARIANT_F1_COLUMNS
+from clipvideo.core.files import write_text_atomic
 from clipvideo.core.paths import ProjectPaths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,13 +212,18 @@ def generated_files(root: Path = REPO) -> dict[Path, Callable[[str], str]]:
     }
 
 
-def stale_files(root: Path = REPO) -> list[Path]:
-    stale = []
+def regenerated(root: Path = REPO) -> dict[Path, str]:
+    """Each stale generated file (missing, or not the text it should have) -> the text it should have."""
+    fresh = {}
     for path, make in generated_files(root).items():
         current = path.read_text(encoding="utf-8") if path.is_file() else ""
-        if make(current) != current:
-            stale.append(path)
-    return stale
+        if (text := make(current)) != current:
+            fresh[path] = text
+    return fresh
+
+
+def stale_files(root: Path = REPO) -> list[Path]:
+    return list(regenerated(root))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,9 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in stale:
             print(f"{path.relative_to(REPO)} is stale: run `python -m tools.generate`", file=sys.stderr)
         return 1 if stale else 0
-    for path, make in generated_files().items():
-        current = path.read_text(encoding="utf-8") if path.is_file() else ""
-        path.write_text(make(current), encoding="utf-8")
+    for path, text in regenerated().items():
+        write_text_atomic(path, text)
         print(f"wrote {path.relative_to(REPO)}")
     return 0
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,22 +103,22 @@ class LocalCluster:
                         found.append(pid)
             return found
 
-        deadline = time.monotonic() + wait_s
-        while (left := elsewhere()) and time.monotonic() < deadline:
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
+        kill_until_gone(elsewhere, wait_s)
 
     def stop(self, wait_s: float = 30) -> None:
         """SIGKILL every process of the cluster (what `ray stop --force` does to every cluster on the machine; a
         graceful SIGTERM takes the GCS 20 s here, and the folder and the data are thrown away anyway)."""
-        deadline = time.monotonic() + wait_s
-        while (left := self.processes()) and time.monotonic() < deadline:
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
+        kill_until_gone(self.processes, wait_s)
+
+
+def kill_until_gone(find: Callable[[], Iterable[int]], wait_s: float) -> None:
+    """SIGKILL the processes `find` names, asking it again every 0.1 s, until it names none or `wait_s` has passed."""
+    deadline = time.monotonic() + wait_s
+    while (left := list(find())) and time.monotonic() < deadline:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
 
 
 def can_hide_paths() -> bool:

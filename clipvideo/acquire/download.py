@@ -37,7 +37,7 @@ from clipvideo.acquire.fetch import (
 from clipvideo.acquire.network import AddressPolicy, refused_address
 from clipvideo.config.schema import DownloadParams, DownloadSettings
 from clipvideo.core.checkpoint import Checkpoint
-from clipvideo.core.contracts import MANIFEST_COLUMNS, VIDEO_STATUSES, VIDEOS_COLUMNS, Status
+from clipvideo.core.contracts import MANIFEST_COLUMNS, MANIFEST_STATUSES, VIDEO_STATUSES, VIDEOS_COLUMNS, Status
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.ids import is_safe_id
 from clipvideo.core.paths import ProjectPaths
@@ -63,11 +63,13 @@ def failed_row(row: Row, status: str, reason: str) -> Row:
     return {**empty_row(row), "status": status, "reason": reason}
 
 
-def ok_row(row: Row, fetched: Fetched, root: Path) -> Row:
-    try:
-        duration = f"{video_duration(fetched.path):.3f}"
-    except VideoError:
-        duration = ""  # the frames stage records why it cannot decode it
+def ok_row(row: Row, fetched: Fetched, root: Path, duration: str | None = None) -> Row:
+    """`duration`: known already (an earlier run's row for this very file), else read from the file."""
+    if duration is None:
+        try:
+            duration = f"{video_duration(fetched.path):.3f}"
+        except VideoError:
+            duration = ""  # the frames stage records why it cannot decode it
     path = fetched.path.relative_to(root).as_posix()
     return {**empty_row(row), "status": Status.OK, "reason": "", "path": path, "bytes": fetched.bytes,
             "duration_s": duration}  # fmt: skip
@@ -148,9 +150,12 @@ def settled_verdict(row: Row, paths: ProjectPaths, previous: dict[str, Row], set
     except FetchError as exc:
         return failed_row(row, exc.status, exc.reason), "settled"
     existing = existing_video(paths.videos_dir, row["id"])
-    if existing:
-        return ok_row(row, Fetched(existing, existing.stat().st_size), paths.root), "here"
     last = previous.get(row["id"], {})
+    if existing:
+        fetched = Fetched(existing, existing.stat().st_size)
+        seen = (Status.OK, existing.relative_to(paths.root).as_posix(), str(fetched.bytes))
+        same_file = (last.get("status"), last.get("path"), last.get("bytes")) == seen  # an earlier run's row for it
+        return ok_row(row, fetched, paths.root, last["duration_s"] if same_file else None), "here"
     if last.get("status") == Status.UNAVAILABLE and not settings.retry_unavailable:
         refused = refused_address(last["reason"])
         policy = AddressPolicy(settings.allow_private_networks)
@@ -176,7 +181,7 @@ def summary_table(rows: list[Row]) -> str:
 def download_videos(paths: ProjectPaths, params: DownloadParams, settings: DownloadSettings) -> str:
     """Fetch what the manifest asks for and is not here yet; prints the table, returns the summary line."""
     cookies = Cookies.from_settings(settings, paths.root)
-    manifest = read_table(paths.manifest, MANIFEST_COLUMNS)
+    manifest = read_table(paths.manifest, MANIFEST_COLUMNS, choices={"status": MANIFEST_STATUSES})
     recipe = {"max_height": params.max_height, "max_filesize_mb": params.max_filesize_mb}
     videos = Checkpoint(paths.videos_dir, recipe, marker=FORMAT_FILE, owns=is_video_file)
     previous = {} if videos.open() else previous_rows(paths)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from clipvideo.core.ids import YOUTUBE_ID, url_id
-from clipvideo.core.text import shorten
+from clipvideo.core.text import quoted
 
 YOUTUBE_HOSTS = ("youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtube-nocookie.com")
 SHORT_HOSTS = ("youtu.be", "www.youtu.be")
@@ -42,11 +42,6 @@ def watch_url(video_id: str) -> str:
     return f"https://www.youtube.com/watch?v={video_id}"
 
 
-def shown(value: str, limit: int = 43) -> str:
-    """A value quoted and cut short for a one-line reason."""
-    return repr(shorten(value, limit))
-
-
 def youtube_id_in(parts: SplitResult) -> str | None:
     """The video id a YouTube url names (watch?v=, youtu.be/, /shorts/, /embed/, /live/), or None."""
     host = (parts.hostname or "").lower()
@@ -70,17 +65,19 @@ def parse_link(link: str) -> Link:
     if YOUTUBE_ID.fullmatch(link):
         return Link(link, watch_url(link))
     if "://" not in link:
-        raise LinkError(MALFORMED_ID, f"{shown(link)} is not an 11-character YouTube id or an http(s) url")
+        raise LinkError(MALFORMED_ID, f"{quoted(link)} is not an 11-character YouTube id or an http(s) url")
     parts = urlsplit(link)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise LinkError(UNSUPPORTED_URL, f"{shown(link)}; only http(s) urls are fetched")
+        raise LinkError(UNSUPPORTED_URL, f"{quoted(link)}; only http(s) urls are fetched")
     if any(c.isspace() or not c.isprintable() for c in link):
-        raise LinkError(UNSUPPORTED_URL, f"{shown(link)} contains spaces or control characters")
+        raise LinkError(UNSUPPORTED_URL, f"{quoted(link)} contains spaces or control characters")
     video_id = youtube_id_in(parts)
     if video_id is None:
         return Link(url_id(link), link)
     if not YOUTUBE_ID.fullmatch(video_id):
-        raise LinkError(MALFORMED_ID, f"YouTube url with id {shown(video_id)}, expected 11 characters of [A-Za-z0-9_-]")
+        raise LinkError(
+            MALFORMED_ID, f"YouTube url with id {quoted(video_id)}, expected 11 characters of [A-Za-z0-9_-]"
+        )
     return Link(video_id, watch_url(video_id))
 
 

@@ -22,7 +22,6 @@ from clipvideo.acquire.links import (
     LinkError,
     parse_link,
     reason_kind,
-    shown,
 )
 from clipvideo.acquire.sample import generate_sample
 from clipvideo.config.schema import DatasetParams, SampleParams
@@ -32,7 +31,7 @@ from clipvideo.core.files import atomic_path
 from clipvideo.core.ids import url_id
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.tables import field_limit, write_table
-from clipvideo.core.text import clipped, escaped, printable, shorten
+from clipvideo.core.text import clipped, escaped, printable, quoted, shorten
 
 KAGGLE_DATASET = "rajatrc1705/youtube-videos-dataset"
 KAGGLE_PAGE = f"https://www.kaggle.com/datasets/{KAGGLE_DATASET}"
@@ -76,7 +75,7 @@ def youtube_rows(source: Iterable[dict[str, str]], categories: list[str]) -> lis
             if not category:
                 raise LinkError(EMPTY_CATEGORY, "expected one of " + ", ".join(categories))
             if category not in known:
-                raise LinkError(UNKNOWN_CATEGORY, f"{shown(category)}, expected one of {', '.join(categories)}")
+                raise LinkError(UNKNOWN_CATEGORY, f"{quoted(category)}, expected one of {', '.join(categories)}")
             if parsed.id in first_row:
                 other, other_category = first_row[parsed.id]
                 raise LinkError(DUPLICATE, f"same video as row {other} (labelled {other_category})")
@@ -98,25 +97,31 @@ def youtube_rows(source: Iterable[dict[str, str]], categories: list[str]) -> lis
     return rows
 
 
-def sample_rows(videos: Iterable[tuple[str, Path, str]], root: Path) -> list[dict[str, str]]:
-    """Manifest rows for locally rendered videos; the url is the path relative to the project."""
+def sample_rows(videos: Iterable[tuple[str, Path, str]]) -> list[dict[str, str]]:
+    """Manifest rows for locally rendered videos, each given by its path relative to the project (the url)."""
     rows = []
     for category, path, title in videos:
-        url = path.relative_to(root).as_posix() if path.is_absolute() else path.as_posix()
+        url = path.as_posix()
         rows.append(
             {"id": url_id(url), "url": url, "category": category, "title": title, "status": Status.VALID, "reason": ""}
         )
     return rows
 
 
-def build_sample_manifest(paths: ProjectPaths, dataset: DatasetParams, sample: SampleParams, seed: int) -> list[dict]:
-    """Render the synthetic sample under data/sample/ (a progress bar: about 1.5 s a video) and list it."""
+def remove_sample(paths: ProjectPaths) -> None:
+    """Remove data/sample/ (what an earlier run rendered); unlike core.files.remove_path, a file that cannot be
+    removed is an error, never a stale video left in the DVC out."""
     if paths.sample_videos.exists():
         shutil.rmtree(paths.sample_videos)
+
+
+def build_sample_manifest(paths: ProjectPaths, dataset: DatasetParams, sample: SampleParams, seed: int) -> list[dict]:
+    """Render the synthetic sample under data/sample/ (a progress bar: about 1.5 s a video) and list it."""
+    remove_sample(paths)
     videos = generate_sample(paths.sample_videos, dataset.categories, sample, seed)
     total = len(dataset.categories) * sample.videos_per_category
     rendered = tqdm(videos, total=total, desc="manifest: rendering the sample", unit="video")
-    return sample_rows(((v.category, v.path.relative_to(paths.root), v.title) for v in rendered), paths.root)
+    return sample_rows((v.category, v.path.relative_to(paths.root), v.title) for v in rendered)
 
 
 def fetch_with_kagglehub(csv_path: Path, configured: str) -> None:
@@ -149,8 +154,7 @@ def build_youtube_manifest(paths: ProjectPaths, dataset: DatasetParams) -> list[
     if not csv_path.is_file():
         fetch_with_kagglehub(csv_path, dataset.csv)
     rows = youtube_rows(read_source_csv(csv_path), dataset.categories)
-    if paths.sample_videos.exists():
-        shutil.rmtree(paths.sample_videos)
+    remove_sample(paths)
     paths.sample_videos.mkdir(parents=True)
     return rows
 

@@ -3,11 +3,10 @@ it holds, and emptying it (nothing is lost: the next `dvc repro -f -s frames -s 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from clipvideo.cli.stage import command_parser
 from clipvideo.config.loading import load_settings
 from clipvideo.core.cache import open_cache
 from clipvideo.core.errors import PipelineError
@@ -15,9 +14,8 @@ from clipvideo.core.paths import ProjectPaths
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clipvideo cache", description=__doc__)
+    parser = command_parser("python -m clipvideo cache", __doc__)
     parser.add_argument("action", nargs="?", choices=("info", "clear"), default="info")
-    parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
     args = parser.parse_args(argv)
     paths = ProjectPaths(args.root)
     try:

@@ -9,11 +9,11 @@ not write (a pull request), e.g. from a git pre-commit hook or CI (docs/security
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from clipvideo.cli.stage import command_parser
 from clipvideo.config.loading import load_params, load_settings
 from clipvideo.config.variants import load_variants
 from clipvideo.core.errors import PipelineError
@@ -35,12 +35,7 @@ def problems(paths: ProjectPaths) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m clipvideo check",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    parser = command_parser("python -m clipvideo check", __doc__)
     paths = ProjectPaths(parser.parse_args(argv).root)
     found = problems(paths)
     for problem in found:

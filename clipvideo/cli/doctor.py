@@ -9,7 +9,6 @@ interpreter instead of raising, and the stage that checks never needs torch itse
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import re
@@ -18,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from clipvideo.cli.stage import command_parser
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.system import ffmpeg_binary
 
@@ -158,8 +158,7 @@ def check_environment() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clipvideo doctor", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = command_parser("python -m clipvideo doctor", __doc__, root=False)
     parser.parse_args(argv)
     findings = environment_findings()
     for finding in findings:

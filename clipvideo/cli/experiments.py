@@ -10,17 +10,18 @@ Arguments after the options go to `dvc exp show` (`-A`, `-n 3`, `--rev main`, ..
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import subprocess
 import sys
 from collections.abc import Sequence
 
+from clipvideo.cli.stage import command_parser
 from clipvideo.config.loading import leaf_fields
 from clipvideo.config.schema import Params
 from clipvideo.config.variants import variants
 from clipvideo.core.contracts import DVC_METRICS
+from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.text import shorten
 
 WIDTH = 120
@@ -66,6 +67,8 @@ def render(rows: list[dict[str, str]], metric: str) -> str:
     names = [row_name(row) for row in rows]
     label = max([len("experiment"), *map(len, names)])
     variant_names = list(variants())
+    paths = ProjectPaths()  # dvc names a metric's column `<file, relative to the repository>:<metric>`
+    metrics_files = {variant: paths.metrics_file(variant).as_posix() for variant in variant_names}
     heads = [variant.split("-", 1) for variant in variant_names]  # linear-mixup -> linear / -mixup
     heads = [(parts[0], "-" + parts[1] if len(parts) > 1 else "") for parts in heads]
     widths = [max(len(first), len(second), len("0.000" + BEST)) for first, second in heads]
@@ -75,7 +78,7 @@ def render(rows: list[dict[str, str]], metric: str) -> str:
     ]
     changed = changed_params(rows)
     for name, row in zip(names, rows, strict=True):
-        values = marked([number(row.get(f"metrics/{variant}.json:{metric}")) for variant in variant_names])
+        values = marked([number(row.get(f"{metrics_files[variant]}:{metric}")) for variant in variant_names])
         lines.append(f"{name:<{label}}" + "".join(f"  {v:>{w}}" for v, w in zip(values, widths, strict=True)))
         if changed:
             lines.append(shorten("    " + ", ".join(f"{key}={row.get(key, MISSING)}" for key in changed), WIDTH))
@@ -84,11 +87,7 @@ def render(rows: list[dict[str, str]], metric: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m clipvideo experiments",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("python -m clipvideo experiments", __doc__, root=False)
     parser.add_argument("--metric", choices=DVC_METRICS, default=DVC_METRICS[0], help="which metric to show")
     args, dvc_args = parser.parse_known_args(argv)
     print(render(dvc_table(dvc_args), args.metric))

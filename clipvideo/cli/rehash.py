@@ -9,12 +9,12 @@ checkout --relink --force` to put the cached copies back (docs/operations.md, "A
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from clipvideo.cli.stage import command_parser
 from clipvideo.core.errors import PipelineError
 
 HASHES = "hashes"  # DVC's folder of remembered hashes inside a repository's site cache folder
@@ -41,11 +41,7 @@ def hashes_folder() -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m clipvideo rehash",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("python -m clipvideo rehash", __doc__, root=False)
     parser.parse_args(argv)
     try:
         folder = hashes_folder()

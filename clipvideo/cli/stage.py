@@ -40,14 +40,20 @@ class StageContext:
     args: argparse.Namespace
 
 
-def stage_parser(name: str, description: str | None) -> argparse.ArgumentParser:
+def command_parser(prog: str, description: str | None, root: bool = True) -> argparse.ArgumentParser:
+    """The parser of a stage or a `python -m clipvideo` command: its docstring as the help, `--root` when `root`."""
     parser = argparse.ArgumentParser(
-        prog=f"python -m stages.{name}",
+        prog=prog,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the docstring's paragraphs
     )
-    parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    if root:
+        parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
     return parser
+
+
+def stage_parser(name: str, description: str | None) -> argparse.ArgumentParser:
+    return command_parser(f"python -m stages.{name}", description)
 
 
 def stage_main(
@@ -106,9 +112,10 @@ def run_stage(name: str, declares: Sequence[str] | Callable[[argparse.Namespace,
         print(f"{name}: stopped (Ctrl-C or SIGTERM); what finished is kept, a rerun goes on", file=sys.stderr)
         return 130
     except OSError as exc:  # outside atomic_path, which names its output itself (DiskFullError)
-        if exc.errno not in DiskFullError.DISK_FULL_ERRNOS:
+        full = DiskFullError.of(exc, "a file")
+        if full is None:
             raise
-        print(f"{name}: error: {DiskFullError(exc.filename2 or exc.filename or 'a file')}", file=sys.stderr)
+        print(f"{name}: error: {full}", file=sys.stderr)
         return 2
     print(f"{name}: {summary} ({time.monotonic() - started:.1f}s)")
     return 0

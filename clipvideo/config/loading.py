@@ -175,17 +175,12 @@ def load_params(path: Path) -> Params:
     return validated(Params, read_yaml(path, "params.yaml") or {}, "params.yaml")
 
 
-def settings_file(default: Path) -> Path:
-    """`settings.yaml` at the project root, or the file CLIPVIDEO_SETTINGS names."""
-    named = os.environ.get(SETTINGS_ENV)
-    return Path(named) if named else default
-
-
 def load_settings(path: Path) -> Settings:
-    """Read settings.yaml; a missing file or key takes the default (settings never change a result). Only a
-    path that does not exist at all is a missing file: a directory or a device is an error naming it."""
+    """Read settings.yaml (`path`, or the file CLIPVIDEO_SETTINGS names); a missing file or key takes the default
+    (settings never change a result). Only a path that does not exist at all is a missing file: a directory or a
+    device is an error naming it."""
     named = os.environ.get(SETTINGS_ENV)
-    path = settings_file(path)
+    path = Path(named) if named else path
     label = f"{SETTINGS_ENV}={str(path)!r}" if named else path.name
     if not_a_file(path) == MISSING:
         if named:

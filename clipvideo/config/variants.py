@@ -19,10 +19,9 @@ from clipvideo.core.errors import ParamsError
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.text import quoted
 
-VARIANTS_FILE = Path("variants.yaml")  # at the project root, where DVC runs every stage
+VARIANTS_FILE = ProjectPaths().variants  # at the project root, where DVC runs every stage
 PARAM_SLOTS = 4  # dvc.yaml names each variant's params in this many fixed slots (it cannot splice a list)
 VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # becomes a stage name (train@<name>) and file names
-TEXT_INPUT = "data/text"  # what zeroshot reads besides the frame embeddings: the prompt embeddings
 CURVE_KINDS = ("linear", "transformer")  # trained epoch by epoch: a training curve (logreg, zeroshot: fitted at once)
 
 
@@ -47,9 +46,9 @@ class Variant(Section):
         curve (a variant without one repeats its model: DVC merges a repeated out, the model's own entry wins)."""
         padded = self.params + [self.params[-1]] * (PARAM_SLOTS - len(self.params))
         paths = ProjectPaths()
+        extra = paths.text_dir if self.kind == "zeroshot" else paths.split_table  # zeroshot: the prompt embeddings
         curve = paths.training_curve_file(name) if self.has_curve else paths.model_file(name)
-        return {"params": padded, "input": TEXT_INPUT if self.kind == "zeroshot" else "data/split.csv",
-                "curve": curve.as_posix()}  # fmt: skip
+        return {"params": padded, "input": extra.as_posix(), "curve": curve.as_posix()}
 
 
 class VariantsFile(Section):
@@ -105,5 +104,3 @@ def variant_spec(name: str, path: Path = VARIANTS_FILE) -> Variant:
     if name not in known:
         raise ParamsError(f"unknown variant {name!r}; expected one of {', '.join(known)} ({path.name})")
     return known[name]
-
-

@@ -21,11 +21,15 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from clipvideo.core.files import TMP_SUFFIX, atomic_path, remove_path, write_bytes_atomic
+from clipvideo.core.system import available_cores
 
 RECORD = ".json"
 STALE_TEMPORARY_S = 3600  # a writer's temporary this old belongs to a process that died
@@ -104,20 +108,26 @@ class VideoCache:
             suffix: str = "") -> Entry:  # fmt: skip
         """Store an entry: the payload first, then the record that names its hash (the entry exists from then)."""
         record_path = self._record(kind, key)
-        payload_path = record_path.with_suffix(suffix) if payload is not None else None
-        if payload is not None and payload_path is not None:
+        payload_path = None
+        stored: dict[str, Any] = {"record": record, "suffix": "", "sha256": ""}
+        if payload is not None:
+            payload_path = record_path.with_suffix(suffix)
             write_bytes_atomic(payload_path, payload, shared=True)
-        stored = {"record": record, "suffix": suffix if payload is not None else "",
-                  "sha256": hashlib.sha256(payload).hexdigest() if payload is not None else ""}  # fmt: skip
+            stored.update(suffix=suffix, sha256=hashlib.sha256(payload).hexdigest())
         with atomic_path(record_path, shared=True) as tmp:
             tmp.write_text(json.dumps(stored), encoding="utf-8")
         self.used.add(record_path)
         return Entry(record, payload_path)
 
     def discard(self, kind: str, key: str) -> None:
-        record_path = self._record(kind, key)
-        for path in record_path.parent.glob(f"{key}.*"):
-            path.unlink(missing_ok=True)
+        self._remove(self._record(kind, key))
+
+    @staticmethod
+    def _remove(record_path: Path) -> None:
+        """Remove an entry: its record first (from then on the entry does not exist), then its payload."""
+        record_path.unlink(missing_ok=True)
+        for payload in record_path.parent.glob(f"{record_path.stem}.*"):
+            payload.unlink(missing_ok=True)
 
     def files(self) -> list[tuple[Path, os.stat_result]]:
         found = []
@@ -137,11 +147,13 @@ class VideoCache:
     def evict(self) -> int:
         """Remove the temporaries that dead writers left, then the least recently used entries until the cache fits
         its cap (never one this process used). Returns the entries removed."""
-        files = self.files()
         now = time.time()
-        for path, stat in files:
+        files: list[tuple[Path, os.stat_result]] = []
+        for path, stat in self.files():
             if path.name.endswith(TMP_SUFFIX) and (writer_is_gone(path) or now - stat.st_mtime > STALE_TEMPORARY_S):
-                path.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)  # gone: no longer counted
+            else:
+                files.append((path, stat))
         total = sum(stat.st_size for _, stat in files)
         if total <= self.max_bytes:
             return 0
@@ -155,11 +167,8 @@ class VideoCache:
                 break
             if record_path in self.used:
                 continue
-            stem = record_path.with_suffix("")
-            record_path.unlink(missing_ok=True)  # the record first: from now on the entry does not exist
-            for payload in stem.parent.glob(f"{stem.name}.*"):
-                payload.unlink(missing_ok=True)
-            total -= sizes[stem]
+            self._remove(record_path)
+            total -= sizes[record_path.with_suffix("")]
             removed += 1
         return removed
 
@@ -198,3 +207,9 @@ def cache_root(root: Path, configured: str | None) -> Path:
 
 def open_cache(root: Path, configured_dir: str | None, max_gb: float) -> VideoCache:
     return VideoCache(cache_root(root, configured_dir).absolute(), int(max_gb * 1e9))
+
+
+def sha256_files(paths: Sequence[Path], desc: str, unit: str = "file") -> list[str]:
+    """sha256_file of every path, in order, in threads (hashlib releases the GIL), with a progress bar."""
+    with ThreadPoolExecutor(available_cores()) as pool:
+        return list(tqdm(pool.map(sha256_file, paths), total=len(paths), desc=desc, unit=unit, leave=False))

@@ -2,9 +2,9 @@
 data/videos/: the params that shape the files). The per-video work of frames and embed resumes from the
 per-video cache instead (core.cache), whose keys hold their recipe.
 
-The folder records its recipe in a small marker file; when the recipe changes, the work of the old one is
-removed before anything is reused, so a changed setting never serves stale results. Items are written
-atomically by their producers, and temporaries a killed run left are removed.
+The folder records its recipe in a marker file the caller names; when the recipe changes, the files `owns`
+accepts (the work of the old recipe) are removed before anything is reused, so a changed setting never serves
+stale results. Items are written atomically by their producers, and temporaries a killed run left are removed.
 """
 
 from __future__ import annotations
@@ -16,19 +16,12 @@ from typing import Any
 
 from clipvideo.core.files import remove_path, remove_stale_temporaries, write_text_atomic
 
-RECIPE_FILE = ".recipe"  # JSON; no .json suffix, so globbing the items never matches it
-
 
 class Checkpoint:
-    """`folder` holds finished work for one recipe; `owns(path)` says which of its files are such work."""
+    """`folder` holds finished work for one recipe, recorded as JSON in the file `marker`;
+    `owns(path)` says which of its files are such work."""
 
-    def __init__(
-        self,
-        folder: Path,
-        recipe: Mapping[str, Any],
-        marker: str = RECIPE_FILE,
-        owns: Callable[[Path], bool] = lambda path: True,
-    ) -> None:
+    def __init__(self, folder: Path, recipe: Mapping[str, Any], marker: str, owns: Callable[[Path], bool]) -> None:
         self.folder = folder
         self.recipe = json.dumps(dict(recipe))
         self.marker = folder / marker
@@ -46,10 +39,3 @@ class Checkpoint:
                     remove_path(path)
         write_text_atomic(self.marker, self.recipe)
         return stale
-
-    def path(self, name: str) -> Path:
-        return self.folder / name
-
-    def clear(self) -> None:
-        """The run completed: its outputs hold everything, the kept work is no longer needed."""
-        remove_path(self.folder)

@@ -73,11 +73,11 @@ def atomic_path(final: Path, shared: bool = False) -> Iterator[Path]:
         os.replace(tmp, final)
         fsync_path(final.parent)
     except OSError as exc:
-        if exc.errno not in DiskFullError.DISK_FULL_ERRNOS:
-            raise
         # name the output being written (a copy's error names its source first; a write often names nothing)
-        written = str(exc.filename2 or exc.filename or tmp)
-        raise DiskFullError(written.replace(str(tmp), str(final), 1)) from exc
+        full = DiskFullError.of(exc, tmp)
+        if full is None:
+            raise
+        raise DiskFullError(str(full.path).replace(str(tmp), str(final), 1)) from exc
     finally:
         remove_path(tmp)
 

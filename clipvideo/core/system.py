@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 from clipvideo.core.errors import PipelineError
 
+# A GPU's decoding threads: the CPU side must keep up with thousands of images a second (the local engine's
+# loader threads, a Ray GPU replica's CPUs).
+MAX_DECODE_THREADS_PER_GPU = 8
+
 
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity: taskset, a container's cpuset), not the machine's."""

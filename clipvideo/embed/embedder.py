@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from clipvideo.config.schema import CacheSettings, EmbedParams, EmbedSettings, EngineSettings
-from clipvideo.core.cache import Entry, VideoCache, code_digest, entry_key, open_cache, sha256_file
+from clipvideo.core.cache import Entry, VideoCache, code_digest, entry_key, open_cache, sha256_files
 from clipvideo.core.contracts import EMBEDDINGS_INDEX_COLUMNS, FRAMES_COLUMNS, USABLE_FRAMES
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.files import atomic_directory, write_json_atomic
@@ -35,12 +35,15 @@ from clipvideo.core.text import plural
 from clipvideo.embed.batches import FORWARD_BATCH, Batch, BatchResult, plan_batches
 from clipvideo.embed.encoder import (
     ClipEncoder,
+    check_encoder,
     encode_batch,
     encoder_identity,
     load_encoder,
     loader_threads,
     open_encoder,
     preprocess_jpegs,
+    resolve_model_name,
+    under_root,
 )
 from clipvideo.embed.store import ARRAY, INDEX, META, encoder_record, frames_settings
 from clipvideo.engines.engine import Engine, open_engine
@@ -121,11 +124,15 @@ class EmbedderSpec:
     checkpoint: bytes | None = None  # a checkpoint file's content
 
     @classmethod
-    def of(cls, encoder: ClipEncoder, seed: int, device: str) -> EmbedderSpec:
-        config = Path(encoder.source).read_bytes() if encoder.source.endswith(".json") else None
-        checkpoint = Path(encoder.weights).read_bytes() if Path(encoder.weights).is_file() else None
-        return cls(encoder.name if config else encoder.source, "" if checkpoint else encoder.weights, seed,
-                   encoder.precision, device, torch.get_num_threads(), config, checkpoint)  # fmt: skip
+    def of(cls, embed: EmbedParams, seed: int, device: str, root: Path) -> EmbedderSpec:
+        """The encoder params.yaml's `embed` section names (paths against the project root, as open_encoder takes
+        them), without building it: the driver of a Ray run never needs the model."""
+        model, pretrained = under_root(embed.model, embed.pretrained, root)
+        name = resolve_model_name(model)
+        config = Path(model).read_bytes() if model.endswith(".json") else None
+        checkpoint = Path(pretrained).read_bytes() if Path(pretrained).is_file() else None
+        return cls(name if config else model, "" if checkpoint else pretrained, seed,
+                   embed.precision, device, torch.get_num_threads(), config, checkpoint)  # fmt: skip
 
     def build(self, device: str) -> BatchEmbedder:
         torch.set_num_threads(self.threads)
@@ -224,7 +231,7 @@ def write_embeddings(out_dir: Path, videos: Sequence[FramesFile], entries: dict[
 
 def frames_files(paths: ProjectPaths, recipe: dict[str, Any]) -> list[FramesFile]:
     """The usable rows of data/frames.csv, each with its frames file and its embeddings' cache key."""
-    found = []
+    usable = []
     for row in read_table(paths.frames_table, FRAMES_COLUMNS):
         if row["status"] not in USABLE_FRAMES:
             continue
@@ -232,9 +239,10 @@ def frames_files(paths: ProjectPaths, recipe: dict[str, Any]) -> list[FramesFile
         if not is_safe_id(row["id"]) or not path.is_file():
             raise PipelineError(f"{paths.frames_table}: row {row['id']!r}: no frames file {path}; "
                                 "rerun the frames stage")  # fmt: skip
-        key = entry_key({**recipe, "frames": sha256_file(path)})
-        found.append(FramesFile(row["id"], path, int(row["n_frames"]), key))
-    return found
+        usable.append((row["id"], path, int(row["n_frames"])))
+    digests = sha256_files([path for _, path, _ in usable], "embed: hashing frames", unit="video")
+    return [FramesFile(video_id, path, n_frames, entry_key({**recipe, "frames": digest}))
+            for (video_id, path, n_frames), digest in zip(usable, digests, strict=True)]  # fmt: skip
 
 
 def embed_frames(paths: ProjectPaths, embed: EmbedParams, seed: int, settings: EmbedSettings,
@@ -248,14 +256,15 @@ def embed_frames(paths: ProjectPaths, embed: EmbedParams, seed: int, settings: E
     recipe = {"kind": KIND, **identity, "code": code_digest(EMBED_CODE)}
     videos = frames_files(paths, recipe)
     cache = open_cache(paths.root, cache_settings.dir, cache_settings.max_gb)
-    entries = {v.key: entry for v in videos if (entry := cache.get(KIND, v.key)) is not None}
-    todo = list({v.key: v for v in videos if v.key not in entries}.values())  # identical frames: embedded once
+    keys = dict.fromkeys(v.key for v in videos)  # identical frames: looked up (and embedded) once
+    entries = {key: entry for key in keys if (entry := cache.get(KIND, key)) is not None}
+    todo = list({v.key: v for v in videos if v.key not in entries}.values())
     where = "nothing to compute"
     if todo:
-        encoder = open_encoder(embed, seed, settings.device, paths.root)
-        print(f"embed: {encoder.describe()} on {encoder.device}, {torch.get_num_threads()} threads")
-        with open_engine(engine_settings) as engine:
-            entries |= embed_missing(todo, batch_runner(engine, encoder, seed, settings.device), cache)
+        with open_engine(engine_settings) as engine:  # first: a cluster that does not answer says so
+            device, runner = batch_runner(engine, embed, seed, settings.device, paths.root)
+            print(f"embed: {note} on {device}, {torch.get_num_threads()} threads")
+            entries |= embed_missing(todo, runner, cache)
             where = engine.describe()
     meta = {**encoder_record(embed, seed, identity["model"]), **made_with, "note": note}
     images = write_embeddings(paths.embeddings_dir, videos, entries, meta)
@@ -264,10 +273,13 @@ def embed_frames(paths: ProjectPaths, embed: EmbedParams, seed: int, settings: E
     return f"{images} frames of {len(videos)} videos -> {paths.embeddings_dir} ({note}); {counts}; {where}"
 
 
-def batch_runner(engine: Engine, encoder: ClipEncoder, seed: int,
-                 device: str) -> Callable[[Iterator[Batch]], Iterator[BatchResult]]:  # fmt: skip
-    """How the engine embeds batches: in this process, or on model replicas built like this encoder."""
+def batch_runner(engine: Engine, embed: EmbedParams, seed: int, device: str,
+                 root: Path) -> tuple[torch.device, Callable[[Iterator[Batch]], Iterator[BatchResult]]]:  # fmt: skip
+    """The device embed.device names here, and how the engine embeds batches: in this process (the model is built
+    here), or on model replicas built from the params (it is built only there; the params are checked here)."""
     if engine.local:
-        return lambda batches: embed_here(batches, BatchEmbedder(encoder))
-    spec = EmbedderSpec.of(encoder, seed, device)
-    return lambda batches: engine.replicas(spec, batches, lambda batch: f"embedding batch {batch.index}")
+        encoder = open_encoder(embed, seed, device, root)
+        return encoder.device, lambda batches: embed_here(batches, BatchEmbedder(encoder))
+    here = check_encoder(embed, device, root)
+    spec = EmbedderSpec.of(embed, seed, device, root)
+    return here, lambda batches: engine.replicas(spec, batches, lambda batch: f"embedding batch {batch.index}")

@@ -24,7 +24,7 @@ from torchvision.io import decode_jpeg
 from clipvideo.config.schema import EmbedParams
 from clipvideo.core.cache import sha256_file
 from clipvideo.core.errors import ParamsError
-from clipvideo.core.system import available_cores
+from clipvideo.core.system import MAX_DECODE_THREADS_PER_GPU, available_cores
 
 # On CUDA, fp16 and bf16 run the fp32 weights under autocast (matmuls in half precision, norms in fp32).
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -91,25 +91,35 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_encoder(model: str, pretrained: str, seed: int, device: str = "cpu", precision: str = "fp32") -> ClipEncoder:
-    name = resolve_model_name(model)
+def checked_weights(name: str, pretrained: str) -> str | None:
+    """What open_clip loads for embed.pretrained: None (random init), a checkpoint file or a published tag."""
     if pretrained == "none":
-        weights = None
-    elif Path(pretrained).is_file() or pretrained in open_clip.list_pretrained_tags_by_model(name):
-        weights = pretrained
-    else:
-        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none published"
-        raise ParamsError(
-            f"params.yaml: embed.pretrained={pretrained!r}: expected none, a checkpoint file path, or a "
-            f"tag for {name} ({tags})"
-        )
-    torch.manual_seed(seed)
+        return None
+    if Path(pretrained).is_file() or pretrained in open_clip.list_pretrained_tags_by_model(name):
+        return pretrained
+    tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none published"
+    raise ParamsError(
+        f"params.yaml: embed.pretrained={pretrained!r}: expected none, a checkpoint file path, or a "
+        f"tag for {name} ({tags})"
+    )
+
+
+def checked_device(device: str, precision: str) -> torch.device:
+    """The device embed.device names here, checked against embed.precision."""
     torch_device = resolve_device(device)
     if precision == "fp16" and torch_device.type != "cuda":
         raise ParamsError(
             f"params.yaml: embed.precision='fp16': needs a CUDA device, and this run uses {torch_device}; "
             "use bf16 on a CPU"
         )
+    return torch_device
+
+
+def load_encoder(model: str, pretrained: str, seed: int, device: str = "cpu", precision: str = "fp32") -> ClipEncoder:
+    name = resolve_model_name(model)
+    weights = checked_weights(name, pretrained)
+    torch.manual_seed(seed)
+    torch_device = checked_device(device, precision)
     if weights is None:  # open_clip warns "initialized randomly"; describe() says so in the stage's own words
         logging.disable(logging.WARNING)
     try:
@@ -141,6 +151,14 @@ def open_encoder(embed: EmbedParams, seed: int, device: str, root: Path) -> Clip
     embed, embed_text and predict load it."""
     model, pretrained = under_root(embed.model, embed.pretrained, root)
     return load_encoder(model, pretrained, seed, device, embed.precision)
+
+
+def check_encoder(embed: EmbedParams, device: str, root: Path) -> torch.device:
+    """What open_encoder refuses, without building the model (for a stage whose model is built elsewhere);
+    returns the device embed.device names here."""
+    model, pretrained = under_root(embed.model, embed.pretrained, root)
+    checked_weights(resolve_model_name(model), pretrained)
+    return checked_device(device, embed.precision)
 
 
 def resolved_model_name(embed: EmbedParams, root: Path) -> str:
@@ -188,11 +206,11 @@ def loader_threads(device: torch.device) -> int:
     """Threads that read and decode the next batches while the model runs on this one.
 
     One on a CPU: the forward already uses every core, and more decoding only slows it. On a GPU the CPU side
-    must keep up with thousands of images a second: every core but one, at most 8.
+    must keep up with thousands of images a second: every core but one, at most MAX_DECODE_THREADS_PER_GPU.
     """
     if device.type != "cuda":
         return 1
-    return max(1, min(8, available_cores() - 1))
+    return max(1, min(MAX_DECODE_THREADS_PER_GPU, available_cores() - 1))
 
 
 @torch.inference_mode()

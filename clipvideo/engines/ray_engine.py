@@ -33,6 +33,7 @@ from ray.exceptions import RayError, RayTaskError
 import clipvideo
 from clipvideo.core.cache import code_digest
 from clipvideo.core.errors import ParamsError, PipelineError
+from clipvideo.core.system import MAX_DECODE_THREADS_PER_GPU
 from clipvideo.core.text import plural
 from clipvideo.engines.engine import LocalFile
 
@@ -41,12 +42,16 @@ R = TypeVar("R")
 
 RETRIES = 3  # a killed or crashed worker: its task runs again, a model replica restarts, up to this many times
 TASKS_AHEAD_PER_CPU = 2  # frames: calls in flight per cluster CPU (the next one waits on the node, not the driver)
-MAX_DECODE_THREADS_PER_GPU = 8  # a GPU replica's CPUs: decoding for thousands of images a second, as loader_threads
 CONNECT_TIMEOUT_S = 5.0  # to reach the head node before anything else
 WAIT_S = 1.0  # the longest the stage waits on the cluster without looking whether it is still there
 FREED_WITHIN_S = 1.5  # a finished call's input leaves the object store within this (1.0 s let it hold 2.3x, bench)
 STORED_PER_LANE = 2  # inputs the store may hold per lane, running or not yet freed: 2 x lanes x the largest video
 CODE = Path(clipvideo.__file__).parent  # shipped to every worker with the job
+
+
+def total(nodes: Iterable[dict[str, Any]], resource: str) -> float:
+    """How much of a resource (CPU, GPU) these nodes have together."""
+    return sum(node["Resources"].get(resource, 0) for node in nodes)
 
 
 def head_address(address: str) -> tuple[str, int] | None:
@@ -195,12 +200,11 @@ class RayEngine:
         return [node for node in ray.nodes() if node["Alive"]]
 
     def cpus(self) -> int:
-        return int(sum(node["Resources"].get("CPU", 0) for node in self.nodes()))
+        return int(total(self.nodes(), "CPU"))
 
     def describe(self) -> str:
         nodes = self.nodes()
-        cpus = sum(node["Resources"].get("CPU", 0) for node in nodes)
-        gpus = sum(node["Resources"].get("GPU", 0) for node in nodes)
+        cpus, gpus = total(nodes, "CPU"), total(nodes, "GPU")
         where = f"on Ray cluster {self.address} ({plural(len(nodes), 'node')}, {cpus:g} CPUs, {gpus:g} GPUs)"
         return f"{where}, {self.work}" if self.work else where
 
@@ -303,7 +307,7 @@ class RayEngine:
         """Every item's result, on one model replica per GPU, or CPU replicas that use the stage's own torch
         thread count (CPU floats can depend on it), as many as the nodes' CPUs hold."""
         nodes = self.nodes()
-        gpus = int(sum(node["Resources"].get("GPU", 0) for node in nodes))
+        gpus = int(total(nodes, "GPU"))
         if spec.device == "cuda" and not gpus:
             raise ParamsError(f"settings.yaml: embed.device='cuda': the Ray cluster at {self.address} has no GPU")
         if spec.device != "cpu" and gpus:
@@ -312,8 +316,8 @@ class RayEngine:
                 for node in nodes
                 if node["Resources"].get("GPU")
             )
-            threads = max(1, min(cpus_per_gpu, MAX_DECODE_THREADS_PER_GPU))
-            cpus = min(threads, cpus_per_gpu)  # a GPU node without CPUs still gets its replica
+            cpus = min(cpus_per_gpu, MAX_DECODE_THREADS_PER_GPU)  # decoding for thousands of images a second
+            threads = max(1, cpus)  # a GPU node without CPUs still gets its replica (and a thread)
             count, device, options = gpus, "cuda", {"num_gpus": 1, "num_cpus": cpus, "max_concurrency": threads + 1}
             self.work = f"{plural(count, 'GPU model replica')}"
         else:

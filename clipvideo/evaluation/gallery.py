@@ -9,9 +9,10 @@ layout), so DVC sees an unchanged output as unchanged.
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -86,16 +87,25 @@ def frame_strip(frames_dir: Path, video_id: str) -> tuple[list[Image.Image], str
     return [thumbnail(jpegs[i]) for i in evenly_picked(len(jpegs))], ""
 
 
+Strip = Callable[[str], tuple[list[Image.Image], str]]  # a video id -> frame_strip's answer for it
+
+
 def render_errors(
     variant: str, predictions: dict[str, tuple[str, str]], frames_dir: Path, titles: Mapping[str, str]
 ) -> bytes:
     """PNG bytes: a title line, then per misclassified video (at most MAX_ROWS, by id) its title (its id when it
     has none), its labels and frames."""
-    wrong = misclassified(predictions)
+    strip = functools.partial(frame_strip, frames_dir)
+    return draw_errors(variant, misclassified(predictions), len(predictions), strip, titles)
+
+
+def draw_errors(variant: str, wrong: list[tuple[str, str, str]], total: int, strip: Strip,
+                titles: Mapping[str, str]) -> bytes:  # fmt: skip
+    """render_errors from misclassified()'s answer, the count of predictions, and where the frames come from."""
     shown = wrong[:MAX_ROWS]
-    title = f"{label(variant)}: {len(wrong)} of {len(predictions)} test videos misclassified"
+    title = f"{label(variant)}: {len(wrong)} of {total} test videos misclassified"
     if not wrong:
-        title = f"{label(variant)}: no misclassified test videos (of {len(predictions)})"
+        title = f"{label(variant)}: no misclassified test videos (of {total})"
     footer = f"... and {len(wrong) - len(shown)} more, not shown (all are in the confusion data)"
     row_height = LINE + THUMB + 2 * GAP
     height = 2 * MARGIN + LINE + len(shown) * row_height + (LINE if len(wrong) > len(shown) else 0)
@@ -107,7 +117,7 @@ def render_errors(
         name = label(titles[video_id], TITLE_LIMIT) if video_id in titles else label(video_id)
         caption = f"{name}   true: {label(actual)}   predicted: {label(predicted)}"
         draw.text((MARGIN, top), caption, font=FONT, fill=TEXT)
-        thumbs, problem = frame_strip(frames_dir, video_id)
+        thumbs, problem = strip(video_id)
         if problem:
             draw.rectangle((MARGIN, top + LINE, WIDTH - MARGIN - 1, top + LINE + THUMB - 1), fill=MISSING)
             draw.text((MARGIN + GAP, top + LINE + (THUMB - LINE) // 2), problem, font=FONT, fill=TEXT)
@@ -133,8 +143,11 @@ def write_error_images(
         if stale.stem not in predictions:
             stale.unlink()
     counts = {}
+    # A video most variants miss is read and thumbnailed once (thumbnails are only pasted, never changed).
+    strip = functools.cache(functools.partial(frame_strip, frames_dir))
     for variant, variant_predictions in predictions.items():
-        png = render_errors(variant, variant_predictions, frames_dir, titles)
+        wrong = misclassified(variant_predictions)
+        png = draw_errors(variant, wrong, len(variant_predictions), strip, titles)
         write_bytes_atomic(out_dir / f"{variant}.png", png)
-        counts[variant] = len(misclassified(variant_predictions))
+        counts[variant] = len(wrong)
     return counts

@@ -128,11 +128,15 @@ def as_tensors(frames: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torc
     return torch.from_numpy(np.asarray(frames, dtype=np.float32)), torch.from_numpy(np.asarray(mask, dtype=bool))
 
 
-@torch.inference_mode()
 def predict_proba(model: nn.Module, frames: np.ndarray, mask: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    return predict_proba_tensors(model, *as_tensors(frames, mask), batch_size=batch_size)
+
+
+@torch.inference_mode()
+def predict_proba_tensors(model: nn.Module, x: torch.Tensor, m: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """predict_proba on as_tensors' tensors (a caller that holds them does not convert the frames again)."""
     was_training = model.training
     model.eval()
-    x, m = as_tensors(frames, mask)
     out = [
         torch.softmax(model(x[i : i + batch_size], m[i : i + batch_size]).double(), dim=1)
         for i in range(0, len(x), batch_size)

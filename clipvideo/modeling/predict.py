@@ -25,7 +25,7 @@ from clipvideo.embed.encoder import ClipEncoder, open_encoder, resolved_model_na
 from clipvideo.embed.store import EMBEDDING_KEYS, check_same_settings, encoder_record
 from clipvideo.modeling.classifiers import predict_proba, variant_inputs
 from clipvideo.modeling.saved import load_model
-from clipvideo.video.frames import decode_video
+from clipvideo.video.frames import decode_video, frames_made_with
 from clipvideo.video.store import load_frame_jpegs
 
 # Printed under the answer of a model trained on an untrained encoder's embeddings (the default sample run).
@@ -73,8 +73,7 @@ def predict_video(paths: ProjectPaths, source: str, variant: str, params: Params
     model_file = paths.model_file(variant)
     saved = load_model(model_file, variant)
     model_now = resolved_model_name(params.embed, paths.root)
-    frames_now = {"frames_count": params.frames_count, "frames_size": params.frames.size,
-                  "frames_mode": params.frames.mode}  # fmt: skip
+    frames_now = frames_made_with(params.frames_count, params.frames)
     now = {**encoder_record(params.embed, params.seed, model_now), **frames_now}
     check_same_settings(saved.encoder, now, EMBEDDING_KEYS, str(model_file), "trained on embeddings made with",
                         "params.yaml now", "run dvc repro first")  # fmt: skip

@@ -37,7 +37,7 @@ from clipvideo.modeling.classifiers import (
     as_tensors,
     build_model,
     masked_mean,
-    predict_proba,
+    predict_proba_tensors,
     variant_inputs,
     zeroshot_model,
 )
@@ -107,7 +107,7 @@ def train_classifier(
                 loss.backward()
                 optimizer.step()
                 total_loss += loss.item() * len(batch)
-            predicted = predict_proba(model, frames, mask).argmax(1)
+            predicted = predict_proba_tensors(model, x, m).argmax(1)
             history.append(
                 {
                     "epoch": epoch,
@@ -152,13 +152,13 @@ def fit_logreg(
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(weight))
         model.head.bias.copy_(torch.from_numpy(bias))
-    return model, [fit_record(model, frames, mask, labels)]
+    return model, [fit_record(model, x, m, labels)]
 
 
-def fit_record(model: nn.Module, frames: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Training-set loss and f1 (micro) of a model fitted in one go (logreg, zeroshot): for its summary line, not
-    a curve (one point is not one)."""
-    probabilities = predict_proba(model, frames, mask)
+def fit_record(model: nn.Module, x: torch.Tensor, m: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
+    """Training-set loss and f1 (micro) of a model fitted in one go (logreg, zeroshot), on as_tensors' tensors: for
+    its summary line, not a curve (one point is not one)."""
+    probabilities = predict_proba_tensors(model, x, m)
     return {
         "loss": round(float(log_loss(labels, probabilities, labels=range(probabilities.shape[1]))), 6),
         "f1": round(float(f1_score(labels, probabilities.argmax(1), average="micro")), 6),
@@ -208,7 +208,7 @@ def train_variant(paths: ProjectPaths, name: str, spec: Variant, params: Declare
     encoder = recorded_encoder(embeddings.meta)
     if spec.kind == "zeroshot":
         model, options = zeroshot_classifier(paths, data, encoder), {}
-        history = [fit_record(model, frames, mask, data.labels)]
+        history = [fit_record(model, *as_tensors(frames, mask), data.labels)]
     else:
         model, options, history = fit(spec, data, frames, mask, params, name)
     save_model(paths.model_file(name), name, spec.kind, model, data.categories, options, encoder)

@@ -286,9 +286,10 @@ def sample_with_index(
     chosen = choose_frames(index, targets, half_frame, keyframe_only)
     runs = plan_runs(index, chosen)
     how = "keyframes only" if keyframe_only else "from the keyframe before each sampled time"
-    budget.plan(planned_frames(runs), stream.width, stream.height, how)
-    worth_splitting = planned_frames(runs) >= MIN_PACKETS_TO_SPLIT or len(runs) >= MIN_RUNS_TO_SPLIT
-    groups = split_runs(runs, threads) if worth_splitting else [runs]
+    packets = planned_frames(runs)
+    budget.plan(packets, stream.width, stream.height, how)
+    worth_splitting = packets >= MIN_PACKETS_TO_SPLIT or len(runs) >= MIN_RUNS_TO_SPLIT
+    groups = split_runs(runs, threads, packets) if worth_splitting else [runs]
     try:
         if len(groups) == 1:
             found = decode_runs(container, index, runs, size, budget)

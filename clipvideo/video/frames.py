@@ -11,7 +11,6 @@ One bad video never stops the step: it becomes an `error` row with its reason.
 from __future__ import annotations
 
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from clipvideo.config.schema import CacheSettings, EngineSettings, FramesParams, FramesSettings
-from clipvideo.core.cache import Entry, code_digest, entry_key, open_cache, sha256_file
+from clipvideo.core.cache import Entry, code_digest, entry_key, open_cache, sha256_files
 from clipvideo.core.contracts import FRAMES_COLUMNS, USABLE_FRAMES, VIDEO_STATUSES, VIDEOS_COLUMNS, Status
 from clipvideo.core.errors import DiskFullError, PipelineError
 from clipvideo.core.files import atomic_directory, link_or_copy, write_json_atomic
@@ -84,11 +83,15 @@ class Source:
 
 def frames_keys(sources: list[tuple[str, Path]], recipe: dict[str, Any]) -> list[Source]:
     """Every video's cache key; hashing reads each video once (threads: hashlib releases the GIL)."""
-    with ThreadPoolExecutor(available_cores()) as pool:
-        digests = list(tqdm(pool.map(sha256_file, [path for _, path in sources]), total=len(sources),
-                            desc="frames: hashing videos", unit="video", leave=False))  # fmt: skip
+    digests = sha256_files([path for _, path in sources], "frames: hashing videos", unit="video")
     return [Source(video_id, path, entry_key({**recipe, "video": digest}))
             for (video_id, path), digest in zip(sources, digests, strict=True)]  # fmt: skip
+
+
+def frames_made_with(frames_count: int, params: FramesParams) -> dict[str, Any]:
+    """The FRAMES_SETTINGS_KEYS values of these params: what data/frames/settings.json records, and what predict
+    checks a model's embeddings against."""
+    return {"frames_count": frames_count, "frames_size": params.size, "frames_mode": params.mode}
 
 
 def publish(source: Source, entry: Entry, frames_dir: Path) -> dict[str, Any]:
@@ -113,7 +116,7 @@ def extract_frames(paths: ProjectPaths, frames_count: int, params: FramesParams,
               "max_decode_megapixels": settings.max_decode_megapixels, "code": code_digest(FRAMES_CODE)}  # fmt: skip
     with open_engine(engine_settings, settings.workers) as engine:  # first: a cluster that does not answer says so
         sources = frames_keys(found, recipe)
-        entries = {source.key: cache.get(KIND, source.key) for source in sources}
+        entries = {key: cache.get(KIND, key) for key in dict.fromkeys(source.key for source in sources)}
         todo = list({source.key: source for source in sources if entries[source.key] is None}.values())  # one a key
         # local: split long videos on spare cores; a Ray task holds one CPU
         threads = max(1, available_cores() // settings.workers) if engine.local else 1
@@ -127,8 +130,7 @@ def extract_frames(paths: ProjectPaths, frames_count: int, params: FramesParams,
     with atomic_directory(paths.frames_dir) as frames_dir:
         rows = [publish(source, entries[source.key], frames_dir) for source in sources]
         # What made these frames, with them: embed records it without reading (undeclared) params.
-        made_with = {"frames_count": frames_count, "frames_size": params.size, "frames_mode": params.mode}
-        write_json_atomic(frames_dir / paths.frames_settings.name, made_with)
+        write_json_atomic(frames_dir / paths.frames_settings.name, frames_made_with(frames_count, params))
     write_table(paths.frames_table, FRAMES_COLUMNS, rows)
     cache.evict()
     counts = Counter(row["status"] for row in rows)

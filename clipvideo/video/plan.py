@@ -87,9 +87,9 @@ def plan_runs(index: PacketIndex, wanted_pts: Sequence[int]) -> list[DecodeRun]:
     return runs
 
 
-def split_runs(runs: list[DecodeRun], parts: int) -> list[list[DecodeRun]]:
-    """Contiguous groups of runs with about equal packets to decode, one per thread."""
-    total = planned_frames(runs)
+def split_runs(runs: list[DecodeRun], parts: int, total: int) -> list[list[DecodeRun]]:
+    """Contiguous groups of runs with about equal packets to decode, one per thread; `total` is
+    planned_frames(runs), which the caller has already counted."""
     groups: list[list[DecodeRun]] = [[]]
     done = 0
     for run in runs:
