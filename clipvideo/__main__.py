@@ -6,6 +6,7 @@ import sys
 
 COMMANDS = {
     "experiments": ("clipvideo.cli.experiments", "DVC's experiments with every variant's metric, in 120 columns"),
+    "study": ("clipvideo.cli.study", "the reference study's protocol as one DVC experiment (needs the network)"),
     "cache": ("clipvideo.cli.cache", "the per-video cache of frames and embeddings: where, how large; clear it"),
     "check": ("clipvideo.cli.check", "check params.yaml, settings.yaml and variants.yaml, before DVC reads them"),
     "rehash": ("clipvideo.cli.rehash", "make DVC forget the hashes it remembers (finds a file changed in place)"),

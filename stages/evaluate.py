@@ -1,5 +1,5 @@
-"""evaluate: score one trained variant on the test videos -> metrics/<variant>.json, reports/<variant>.json,
-plots/confusion/<variant>.csv.
+"""evaluate: score one trained variant on the test videos, and on val (where choices are made) ->
+metrics/<variant>.json, reports/<variant>.json, plots/confusion/<variant>.csv.
 
 metrics/<variant>.json holds the few numbers DVC compares; the report holds everything else (intervals,
 per-class figures, support, encoder, each test video's prediction).
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from clipvideo.cli.stage import StageContext, stage_main
 
-DECLARES = ("seed", "evaluate")
+DECLARES = ("evaluate",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def run(context: StageContext) -> str:
 
     variant, params = context.args.variant, context.params
     spec = variant_spec(variant, context.paths.variants)  # an unknown name fails before any file is read
-    return evaluate_variant(context.paths, variant, spec, params.evaluate, params.seed)
+    return evaluate_variant(context.paths, variant, spec, params.evaluate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,14 +11,14 @@ from collections.abc import Sequence
 
 from clipvideo.cli.stage import StageContext, stage_main
 
-DECLARES = ("seed", "dataset", "sample")
+DECLARES = ("dataset", "sample")
 
 
 def run(context: StageContext) -> str:
     from clipvideo.acquire.manifest import make_manifest
 
     params = context.params
-    return make_manifest(context.paths, params.dataset, params.sample, params.seed)
+    return make_manifest(context.paths, params.dataset, params.sample)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""split: stratified, seeded train/test split of the downloaded videos -> data/split.csv."""
+"""split: each series of downloaded videos on one side (train, val or test) by a keyed hash -> data/split.csv."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 from clipvideo.cli.stage import StageContext, stage_main
 
-DECLARES = ("seed", "split")
+DECLARES = ("split",)
 
 
 def run(context: StageContext) -> str:
     from clipvideo.modeling.split import split_videos
 
-    return split_videos(context.paths, context.params.split, context.params.seed)
+    return split_videos(context.paths, context.params.split)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,13 +33,16 @@ TINY_MODEL_CONFIG = {
 # Shrunk params: few, short videos, few frames, the tiny model. Tests override further.
 SHRUNK = {
     "frames_count": 4,
-    "sample.videos_per_category": 3,
+    "sample.videos_per_category": 5,  # with one series of 3 per category
+    "sample.series_per_category": 1,
     "sample.min_duration_s": 2,
     "sample.max_duration_s": 4,
     "download.min_videos": 4,
     "frames.size": 64,
     "frames.min_videos": 4,
-    "split.test_size": 0.34,
+    "split.test_size": 0.3,
+    "split.val_size": 0.3,
+    "split.seed": 164,  # of the seeds, one that puts every category on every side of these 20 videos
     "train.optim.epochs": 5,
     "evaluate.bootstrap": 50,
     "download.allow_private_networks": True,  # test videos are served from 127.0.0.1
@@ -72,7 +75,7 @@ def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
 
 def write_params(root: Path, overrides: dict[str, Any]) -> Path:
     """The repo's params.yaml and settings.yaml with dotted-key overrides, written under root, and its
-    variants.yaml unless root has one.
+    variants.yaml and reference.yaml unless root has them.
 
     Each override goes to the file that holds its key, so a test says `download.workers` or
     `frames_count` without caring which file that is.
@@ -82,8 +85,9 @@ def write_params(root: Path, overrides: dict[str, Any]) -> Path:
         set_dotted(files["settings.yaml" if "." in key and has_key(Settings, key) else "params.yaml"], key, value)
     for name, content in files.items():
         (root / name).write_text(yaml.safe_dump(content, sort_keys=False))
-    if not (root / "variants.yaml").exists():
-        shutil.copyfile(REPO / "variants.yaml", root / "variants.yaml")
+    for name in ("variants.yaml", "reference.yaml"):
+        if not (root / name).exists():
+            shutil.copyfile(REPO / name, root / name)
     return root / "params.yaml"
 
 

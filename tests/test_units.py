@@ -1,4 +1,4 @@
-"""Small pieces: frame times, ids, the split, the sample generator, the ffmpeg binary, atomic writes, --help."""
+"""Small pieces: frame times, ids, the sample generator, the ffmpeg binary, atomic writes, --help."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import errno
 import hashlib
 import os
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ from clipvideo.core import system as ffmpeg
 from clipvideo.core.errors import DiskFullError, PipelineError
 from clipvideo.core.ids import is_safe_id, url_id
 from clipvideo.core.system import available_cores
-from clipvideo.modeling.split import stratified_split
 from clipvideo.video.plan import sample_frame_times
 from stages import frames
 
@@ -37,28 +35,10 @@ def test_ids_are_file_name_safe():
     assert url_id("a") != url_id("b") and url_id("a") == url_id("a")
 
 
-def rows(per_category: dict[str, int]) -> list[dict[str, str]]:
-    return [{"id": f"{c}{i:03d}", "category": c} for c, n in per_category.items() for i in range(n)]
-
-
-def test_split_is_stratified_and_seeded():
-    videos = rows({"food": 8, "travel": 8, "history": 4})
-    first = stratified_split(videos, 0.25, seed=3)
-    assert first == stratified_split(list(reversed(videos)), 0.25, seed=3)
-    assert first != stratified_split(videos, 0.25, seed=4)
-    test = Counter(r["category"] for r in first if r["split"] == "test")
-    assert test == {"food": 2, "travel": 2, "history": 1}
-
-
-def test_split_refuses_what_cannot_be_stratified():
-    with pytest.raises(PipelineError, match="'solo'"):
-        stratified_split(rows({"food": 4, "solo": 1}), 0.25, seed=0)
-    with pytest.raises(PipelineError, match=r"split\.test_size"):
-        stratified_split(rows({"food": 2, "travel": 2}), 0.9, seed=0)
-
-
 # One short video per category: below what params.yaml allows (2), built without validation for speed.
-ONE_EACH = SampleParams.model_construct(videos_per_category=1, min_duration_s=1, max_duration_s=2, distractor_opacity=0)
+ONE_EACH = SampleParams.model_construct(
+    videos_per_category=1, min_duration_s=1, max_duration_s=2, distractor_opacity=0, series_per_category=0
+)
 
 
 def test_sample_is_deterministic_for_a_seed(tmp_path: Path):

@@ -22,6 +22,7 @@ UNSUPPORTED_URL = "unsupported url"
 EMPTY_CATEGORY = "empty category"
 UNKNOWN_CATEGORY = "unknown category"
 DUPLICATE = "duplicate"
+CONFLICTING_LABELS = "conflicting labels"
 
 
 class LinkError(ValueError):

@@ -16,6 +16,7 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from clipvideo.acquire.links import (
+    CONFLICTING_LABELS,
     DUPLICATE,
     EMPTY_CATEGORY,
     UNKNOWN_CATEGORY,
@@ -23,7 +24,8 @@ from clipvideo.acquire.links import (
     parse_link,
     reason_kind,
 )
-from clipvideo.acquire.sample import generate_sample
+from clipvideo.acquire.sample import SampleVideo, generate_sample
+from clipvideo.acquire.series import series_key
 from clipvideo.config.schema import DatasetParams, SampleParams
 from clipvideo.core.contracts import MANIFEST_COLUMNS, MAX_TEXT_CHARS, SOURCE_COLUMNS, Status
 from clipvideo.core.errors import PipelineError
@@ -57,23 +59,44 @@ def read_source_csv(path: Path) -> list[dict[str, str]]:
         raise PipelineError(f"{path}{line}: not a readable CSV ({exc})") from None
 
 
-def youtube_rows(source: Iterable[dict[str, str]], categories: list[str]) -> list[dict[str, str]]:
+def conflicting_labels(source: list[dict[str, str]]) -> dict[str, str]:
+    """id -> which rows label it how, for every video that rows label with different categories: such a video has
+    no true label, so all its rows are `invalid` (counted under CONFLICTING_LABELS), not the first one's."""
+    labels: dict[str, dict[str, int]] = {}
+    for number, record in enumerate(source, start=1):
+        try:
+            video_id = parse_link(record.get("link") or "").id
+        except LinkError:
+            continue
+        labels.setdefault(video_id, {}).setdefault((record.get("category") or "").strip(), number)
+    return {
+        video_id: ", ".join(f"{quoted(c, 30)} on row {n}" for c, n in rows.items())
+        for video_id, rows in labels.items()
+        if len(rows) > 1
+    }
+
+
+def youtube_rows(source: list[dict[str, str]], categories: list[str]) -> list[dict[str, str]]:
     """Manifest rows for the CSV rows, in order: valid, or invalid with the first reason that applies.
 
     An invalid row gets the id `row-<n>` (n counts data rows from 1): ids stay unique, and such an id
     can never pass `is_safe_id`, so it never becomes a path.
     """
     known = set(categories)
+    conflicts = conflicting_labels(source)
     first_row: dict[str, tuple[int, str]] = {}
     rows = []
     for number, record in enumerate(source, start=1):
         link = record.get("link") or ""
         category = (record.get("category") or "").strip()  # matched as given: `fo\nod` is not `food`
         title = clipped(" ".join(printable(record.get("title") or "").split()), MAX_TEXT_CHARS)
+        series = series_key(record.get("title") or "", record.get("description") or "")
         try:
             parsed = parse_link(link)
             if not category:
                 raise LinkError(EMPTY_CATEGORY, "expected one of " + ", ".join(categories))
+            if parsed.id in conflicts:
+                raise LinkError(CONFLICTING_LABELS, conflicts[parsed.id])
             if category not in known:
                 raise LinkError(UNKNOWN_CATEGORY, f"{quoted(category)}, expected one of {', '.join(categories)}")
             if parsed.id in first_row:
@@ -86,25 +109,25 @@ def youtube_rows(source: Iterable[dict[str, str]], categories: list[str]) -> lis
                     "url": clipped(escaped(link.strip()), MAX_TEXT_CHARS),
                     "category": clipped(escaped(category), MAX_TEXT_CHARS),
                     "title": title,
+                    "series": series,
                     "status": Status.INVALID,
                     "reason": str(exc),
                 }
             )
             continue
         first_row[parsed.id] = (number, category)
-        valid = {"id": parsed.id, "url": parsed.url, "category": category, "title": title}
+        valid = {"id": parsed.id, "url": parsed.url, "category": category, "title": title, "series": series}
         rows.append({**valid, "status": Status.VALID, "reason": ""})
     return rows
 
 
-def sample_rows(videos: Iterable[tuple[str, Path, str]]) -> list[dict[str, str]]:
+def sample_rows(videos: Iterable[SampleVideo], root: Path) -> list[dict[str, str]]:
     """Manifest rows for locally rendered videos, each given by its path relative to the project (the url)."""
     rows = []
-    for category, path, title in videos:
-        url = path.as_posix()
-        rows.append(
-            {"id": url_id(url), "url": url, "category": category, "title": title, "status": Status.VALID, "reason": ""}
-        )
+    for video in videos:
+        url = video.path.relative_to(root).as_posix()
+        row = {"id": url_id(url), "url": url, "category": video.category, "title": video.title, "series": video.series}
+        rows.append({**row, "status": Status.VALID, "reason": ""})
     return rows
 
 
@@ -115,13 +138,13 @@ def remove_sample(paths: ProjectPaths) -> None:
         shutil.rmtree(paths.sample_videos)
 
 
-def build_sample_manifest(paths: ProjectPaths, dataset: DatasetParams, sample: SampleParams, seed: int) -> list[dict]:
+def build_sample_manifest(paths: ProjectPaths, dataset: DatasetParams, sample: SampleParams) -> list[dict]:
     """Render the synthetic sample under data/sample/ (a progress bar: about 1.5 s a video) and list it."""
     remove_sample(paths)
-    videos = generate_sample(paths.sample_videos, dataset.categories, sample, seed)
+    videos = generate_sample(paths.sample_videos, dataset.categories, sample, sample.seed)
     total = len(dataset.categories) * sample.videos_per_category
     rendered = tqdm(videos, total=total, desc="manifest: rendering the sample", unit="video")
-    return sample_rows((v.category, v.path.relative_to(paths.root), v.title) for v in rendered)
+    return sample_rows(rendered, paths.root)
 
 
 def fetch_with_kagglehub(csv_path: Path, configured: str) -> None:
@@ -177,10 +200,10 @@ def counts_table(rows: list[dict], categories: list[str]) -> str:
     return table
 
 
-def make_manifest(paths: ProjectPaths, dataset: DatasetParams, sample: SampleParams, seed: int) -> str:
+def make_manifest(paths: ProjectPaths, dataset: DatasetParams, sample: SampleParams) -> str:
     """The manifest of the source params.yaml names; prints the counts, returns the summary line."""
     if dataset.source == "sample":
-        rows = build_sample_manifest(paths, dataset, sample, seed)
+        rows = build_sample_manifest(paths, dataset, sample)
     else:
         rows = build_youtube_manifest(paths, dataset)
     write_table(paths.manifest, MANIFEST_COLUMNS, rows)

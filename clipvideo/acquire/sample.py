@@ -87,6 +87,10 @@ class SampleVideo:
     category: str
     path: Path
     title: str
+    series: str  # the series the video belongs to ("" for a video of its own)
+
+
+EPISODES = 3  # videos per series: one picture, each episode encoded on its own (another frame rate, audio or not)
 
 
 def blended_source(main: str, distractor: str, opacity: float) -> str:
@@ -119,6 +123,9 @@ def generate_sample(out_dir: Path, categories: list[str], sample: SampleParams, 
 
     Each video may carry a faint picture of another category laid over it (opacity up to
     `sample.distractor_opacity`), so the classes overlap the way real ones do and models can be told apart.
+    The first `sample.series_per_category` x EPISODES videos of a category are series: the episodes of one
+    series show the same picture (near-duplicates, as re-uploads and one channel's episodes are on YouTube), so
+    a split that separated them would leak (docs/models.md#the-split).
     """
     unknown = [c for c in categories if c not in FAMILIES]
     if unknown:
@@ -127,14 +134,17 @@ def generate_sample(out_dir: Path, categories: list[str], sample: SampleParams, 
             f"render; the sample has {', '.join(FAMILIES)}"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
+    in_series = min(sample.series_per_category * EPISODES, sample.videos_per_category)
     for c_index, category in enumerate(categories):
         for index in range(sample.videos_per_category):
             video_seed = seed * 100_003 + c_index * 1_009 + index
-            rng = random.Random(video_seed)
-            width, height = RESOLUTIONS[(index + c_index) % len(RESOLUTIONS)]
+            series = f"{category} series {index // EPISODES + 1}" if index < in_series else ""
+            picture_index = index - index % EPISODES if series else index  # a series: its first episode's picture
+            rng = random.Random(seed * 100_003 + c_index * 1_009 + picture_index)
+            width, height = RESOLUTIONS[(picture_index + c_index) % len(RESOLUTIONS)]
             fps = rng.choice(FRAME_RATES)
             duration = round(rng.uniform(sample.min_duration_s, sample.max_duration_s), 1)
-            with_audio = rng.random() < 0.5
+            with_audio = (rng.random() < 0.5) != (index % 2 == 1 and bool(series))  # episodes differ in audio
             source, pattern = FAMILIES[category](rng, f"{width}x{height}", fps)
             opacity = round(rng.uniform(0, sample.distractor_opacity), 2)
             if opacity > 0:
@@ -144,7 +154,8 @@ def generate_sample(out_dir: Path, categories: list[str], sample: SampleParams, 
                 pattern += f" under {opacity:.0%} {other_pattern}"
             path = out_dir / f"{category}_{index:03d}.mp4"
             render_sample_video(path, source, duration, fps, with_audio, video_seed)
+            episode = f", episode {index % EPISODES + 1} of {series}" if series else ""
             title = f"{category} {index:03d}: {pattern}, {duration:.1f}s, {width}x{height}@{fps}" + (
                 ", audio" if with_audio else ""
             )
-            yield SampleVideo(category, path, title)
+            yield SampleVideo(category, path, title + episode, series)

@@ -3,8 +3,11 @@
 `dvc exp show` names each metric column by its file (`metrics/random_frame-mixup.json:f1_micro`) and never
 wraps a metric header, so the eight variants need about 250 columns and a terminal shows `…` in their place.
 This reads the same table (`dvc exp show --csv`) and prints it narrow: variant names wrapped at `-` over two
-header lines, a `*` after the best value of each row, and under each experiment the params.yaml values that
-differ between the rows shown.
+header lines, a `*` after the value of the variant each row chose on val (the best val_f1_micro: test is never
+chosen on), and under each experiment the params.yaml values that differ between the rows shown. Rows scored on
+different test sets (reports/<variant>.json's `test_set`) are named, since their numbers do not compare.
+`--noise` adds each variant's mean ± sd over the experiments shown: after `dvc exp run -S train.seed=1,2,3,4,5
+--queue`, the spread that training's randomness alone causes.
 Arguments after the options go to `dvc exp show` (`-A`, `-n 3`, `--rev main`, ...).
 """
 
@@ -12,9 +15,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from clipvideo.cli.stage import command_parser
 from clipvideo.config.loading import leaf_fields
@@ -26,7 +32,8 @@ from clipvideo.core.text import shorten
 
 WIDTH = 120
 MISSING = "-"
-BEST = "*"  # after the best value of a row (each of them on a tie)
+BEST = "*"  # after the value of the variant the row chose on val (each of them on a tie)
+CHOICE_METRIC = "val_f1_micro"
 
 
 def dvc_table(dvc_args: Sequence[str]) -> list[dict[str, str]]:
@@ -51,10 +58,46 @@ def number(text: str | None) -> float | None:
         return None
 
 
-def marked(values: list[float | None]) -> list[str]:
-    """Each value to 3 decimals, the row's best (every one, on a tie) followed by BEST, the others by a space."""
-    best = max((v for v in values if v is not None), default=None)
-    return [MISSING + " " if v is None else f"{v:.3f}{BEST if v == best else ' '}" for v in values]
+def marked(values: list[float | None], choice: list[float | None]) -> list[str]:
+    """Each value to 3 decimals, followed by BEST where `choice` (the val metric) is the row's best (every one, on a
+    tie), by a space elsewhere."""
+    best = max((v for v in choice if v is not None), default=None)
+    return [
+        MISSING + " " if v is None else f"{v:.3f}{BEST if c is not None and c == best else ' '}"
+        for v, c in zip(values, choice, strict=True)
+    ]
+
+
+def test_set_of(row: dict[str, str], report: str) -> str | None:
+    """The digest of the test videos the row's run scored (from its report at the row's commit; the workspace's
+    from disk), or None where it cannot be read (a queued or failed experiment, a report from before digests)."""
+    rev = row.get("rev", "")
+    if rev == "workspace":
+        try:
+            text = Path(report).read_text(encoding="utf-8")
+        except OSError:
+            return None
+    else:
+        shown = subprocess.run(["git", "show", f"{rev}:{report}"], capture_output=True, text=True)
+        if shown.returncode != 0 or not rev:
+            return None
+        text = shown.stdout
+    try:
+        return json.loads(text).get("test_set")
+    except (ValueError, AttributeError):
+        return None
+
+
+def noise_lines(rows: list[dict[str, str]], metric: str, files: dict[str, str], width: int) -> list[str]:
+    """Each variant's mean ± sd of `metric` over the experiments shown (not their baselines)."""
+    runs = [row for row in rows if row.get("Experiment")] or rows
+    lines = [f"mean ± sd of {metric} over {len(runs)} experiments:"]
+    for variant, file in files.items():
+        values = [v for v in (number(row.get(f"{file}:{metric}")) for row in runs) if v is not None]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        text = f"{statistics.mean(values):.3f} ± {spread:.3f} (n={len(values)})" if values else MISSING
+        lines.append(f"  {variant:<{width}}  {text}")
+    return lines
 
 
 def changed_params(rows: list[dict[str, str]]) -> list[str]:
@@ -63,7 +106,7 @@ def changed_params(rows: list[dict[str, str]]) -> list[str]:
     return [key for key in keys if len({row.get(key, "") for row in rows}) > 1]
 
 
-def render(rows: list[dict[str, str]], metric: str) -> str:
+def render(rows: list[dict[str, str]], metric: str, noise: bool = False) -> str:
     names = [row_name(row) for row in rows]
     label = max([len("experiment"), *map(len, names)])
     variant_names = list(variants())
@@ -78,17 +121,29 @@ def render(rows: list[dict[str, str]], metric: str) -> str:
     ]
     changed = changed_params(rows)
     for name, row in zip(names, rows, strict=True):
-        values = marked([number(row.get(f"{metrics_files[variant]}:{metric}")) for variant in variant_names])
+        values = marked(
+            [number(row.get(f"{metrics_files[variant]}:{metric}")) for variant in variant_names],
+            [number(row.get(f"{metrics_files[variant]}:{CHOICE_METRIC}")) for variant in variant_names],
+        )
         lines.append(f"{name:<{label}}" + "".join(f"  {v:>{w}}" for v, w in zip(values, widths, strict=True)))
         if changed:
             lines.append(shorten("    " + ", ".join(f"{key}={row.get(key, MISSING)}" for key in changed), WIDTH))
-    lines.append(f"{BEST} the best {metric} of the row")
+    lines.append(f"{BEST} the variant the row chose on val ({CHOICE_METRIC}); {metric} is the test set's" if metric !=
+                 CHOICE_METRIC else f"{BEST} the best {CHOICE_METRIC} of the row")  # fmt: skip
+    report = paths.report_file(variant_names[0]).as_posix()  # one variant's: a run scores every variant on one set
+    digests = {name.strip(): test_set_of(row, report) for name, row in zip(names, rows, strict=True)}
+    if len({d for d in digests.values() if d is not None}) > 1:
+        lines.append("warning: these rows were scored on different test sets, so their test numbers do not compare: "
+                     + ", ".join(f"{name} {digest or '?'}" for name, digest in digests.items()))  # fmt: skip
+    if noise:
+        lines += noise_lines(rows, metric, metrics_files, max(map(len, variant_names)))
     return "\n".join(shorten(line.rstrip(), WIDTH) for line in lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = command_parser("python -m clipvideo experiments", __doc__, root=False)
     parser.add_argument("--metric", choices=DVC_METRICS, default=DVC_METRICS[0], help="which metric to show")
+    parser.add_argument("--noise", action="store_true", help="each variant's mean ± sd over the experiments shown")
     args, dvc_args = parser.parse_known_args(argv)
-    print(render(dvc_table(dvc_args), args.metric))
+    print(render(dvc_table(dvc_args), args.metric, args.noise))
     return 0

@@ -86,11 +86,15 @@ class DatasetParams(Section):
 
 
 class SampleParams(Section):
+    seed: int = Field(ge=0, le=2**31 - 1, description="the sample's variation (patterns, colours, durations)")
     videos_per_category: int = Field(ge=2, le=500, description="size of the generated sample")
     min_duration_s: float = Field(ge=1, le=600, description="shortest generated video, seconds")
     max_duration_s: float = Field(ge=1, le=600, description="longest generated video, seconds")
     distractor_opacity: float = Field(
         ge=0, le=0.9, description="up to this much of another category's picture over each video (0: clean)"
+    )
+    series_per_category: int = Field(
+        ge=0, le=50, description="series per category: 3 episodes of one picture, kept on one side by the split"
     )
 
     @model_validator(mode="after")
@@ -132,7 +136,18 @@ class EmbedTextParams(Section):
 
 
 class SplitParams(Section):
-    test_size: float = Field(gt=0, lt=1, description="fraction of videos held out, stratified by category")
+    seed: int = Field(ge=0, le=2**31 - 1, description="keys the hash that puts each series on its side")
+    test_size: float = Field(gt=0, lt=1, description="expected fraction of each category's videos in test")
+    val_size: float = Field(ge=0, lt=1, description="expected fraction in val (epoch and setting choices)")
+
+    @model_validator(mode="after")
+    def leaves_training(self) -> SplitParams:
+        if self.test_size + self.val_size >= 0.9:
+            raise ParamsError(
+                f"params.yaml: split.test_size + split.val_size = {self.test_size + self.val_size:g}: expected "
+                "below 0.9, so that training keeps videos"
+            )
+        return self
 
 
 class OptimParams(Section):
@@ -159,6 +174,7 @@ class LogregParams(Section):
 
 
 class TrainParams(Section):
+    seed: int = Field(ge=0, le=2**31 - 1, description="initial weights, batch order and mixup draws")
     optim: OptimParams
     mixup: MixupParams
     transformer: TransformerParams
@@ -166,13 +182,17 @@ class TrainParams(Section):
 
 
 class EvaluateParams(Section):
+    seed: int = Field(ge=0, le=2**31 - 1, description="the bootstrap resamples")
     bootstrap: int = Field(ge=0, le=100_000, description="bootstrap resamples for the intervals (0: none)")
     confidence: float = Field(ge=0.5, lt=1, description="interval level")
 
 
+class CheckLeakageParams(Section):
+    cosine: float = Field(gt=0, le=1, description="a test video this close to a training video is a near-duplicate")
+
+
 class Params(Section):
     frames_count: int = Field(ge=1, le=1000, description="frames sampled per video, evenly spaced over its duration")
-    seed: int = Field(ge=0, le=2**31 - 1, description="sample, random encoder init, split, training, bootstrap")
     dataset: DatasetParams
     sample: SampleParams
     download: DownloadParams
@@ -182,6 +202,7 @@ class Params(Section):
     split: SplitParams
     train: TrainParams
     evaluate: EvaluateParams
+    check_leakage: CheckLeakageParams
 
 
 # --------------------------------------------------------------------------------------- settings.yaml

@@ -31,7 +31,6 @@ class Variant(Section):
     kind: Literal["linear", "transformer", "logreg", "zeroshot"]
     mixup: bool
     one_frame: bool
-    reference_f1_micro: Annotated[float | None, Expect("null or a number in [0, 1]")] = Field(ge=0, le=1)
     params: Annotated[list[str], Expect(f"a list of 1 to {PARAM_SLOTS} distinct params.yaml keys")] = Field(
         min_length=1, max_length=PARAM_SLOTS
     )

@@ -31,25 +31,28 @@ FRAME_STATUSES = (Status.OK, Status.SHORT, Status.ERROR)
 USABLE_FRAMES = (Status.OK, Status.SHORT)  # a frames row embed and the models use
 
 SOURCE_COLUMNS = ("link", "title", "category")  # the Kaggle CSV's columns the manifest reads (it has more)
-MANIFEST_COLUMNS = ("id", "url", "category", "title", "status", "reason")
+# series: the key that keeps a series on one side of the split (clipvideo.acquire.series; "" for the sample's single
+# videos, which are their own group)
+MANIFEST_COLUMNS = ("id", "url", "category", "title", "series", "status", "reason")
 # The longest free text data/manifest.csv keeps from the source CSV (a title; an invalid row's url and
 # category): longer text is cut and says how long it was. YouTube allows 100 characters in a title.
 MAX_TEXT_CHARS = 200
 VIDEOS_COLUMNS = ("id", "category", "status", "reason", "path", "bytes", "duration_s")
 FRAMES_COLUMNS = ("id", "status", "reason", "n_frames")
-SPLIT_COLUMNS = ("id", "category", "split")
+SPLIT_COLUMNS = ("id", "category", "split", "group")  # group: the series key, or the id
 EMBEDDINGS_INDEX_COLUMNS = ("id", "n_frames")  # data/embeddings/index.csv: the array's rows and their masks
 PREDICTION_COLUMNS = ("id", "actual", "predicted")  # plots/confusion/<variant>.csv and reports' predictions
-CURVE_COLUMNS = ("epoch", "loss", "f1")  # plots/train/<variant>.csv
+CURVE_COLUMNS = ("epoch", "loss", "f1", "val_loss", "val_f1")  # plots/train/<variant>.csv
 # plots/f1_micro.csv, best first: the metric, then its interval as <metric>_low, <metric>_high (as in the reports; the
 # plot template .dvc/plots/interval.json finds the bounds by these names)
 VARIANT_F1_COLUMNS = ("variant", "f1_micro", "f1_micro_low", "f1_micro_high")
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 
 # The few flat numbers of metrics/<variant>.json, the DVC metrics: one column each per variant in `dvc exp
 # show`. Everything else evaluate finds goes to reports/<variant>.json.
-DVC_METRICS = ("f1_micro", "f1_macro")
+# val_f1_micro is the val set's, what the experiments table stars; the others are the test set's.
+DVC_METRICS = ("f1_micro", "f1_macro", "accuracy", "n_test", "val_f1_micro")
 
 # data/frames/settings.json, written by the frames stage next to the frames it made: key -> the params.yaml key
 # it copies. embed records them in meta.json (it does not declare these params); predict checks them.

@@ -103,6 +103,21 @@ class ProjectPaths:
         return self.reports_dir / f"{variant}.json"
 
     @property
+    def reference(self) -> Path:
+        """The reference study, cited once: its protocol and its numbers."""
+        return self.root / "reference.yaml"
+
+    @property
+    def leakage_metrics(self) -> Path:
+        """How many test videos have a near-duplicate in training (a DVC metric)."""
+        return self.metrics_dir / "leakage.json"
+
+    @property
+    def leakage_report(self) -> Path:
+        """Each near-duplicate: the test video, its closest training video, their cosine (not a DVC metric)."""
+        return self.reports_dir / "leakage.json"
+
+    @property
     def summary(self) -> Path:
         return self.metrics_dir / "summary.md"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -23,14 +24,27 @@ class LabelledSet:
     dropped: int  # split rows without embeddings (their frames could not be decoded)
 
 
-def split_set(paths: ProjectPaths, part: str, embeddings: EmbeddingSet | None = None) -> LabelledSet:
-    """The `part` ("train" or "test") videos that have embeddings, with labels."""
+@overload
+def split_set(paths: ProjectPaths, part: str, embeddings: EmbeddingSet | None = None) -> LabelledSet: ...
+@overload
+def split_set(
+    paths: ProjectPaths, part: str, embeddings: EmbeddingSet | None, required: bool
+) -> LabelledSet | None: ...
+
+
+def split_set(
+    paths: ProjectPaths, part: str, embeddings: EmbeddingSet | None = None, required: bool = True
+) -> LabelledSet | None:
+    """The `part` (train, val or test) videos that have embeddings, with labels; without any, an error (or None
+    when not `required`)."""
     rows = read_table(paths.split_table, SPLIT_COLUMNS)
     categories = sorted({row["category"] for row in rows})
     embeddings = embeddings or load_embeddings(paths.embeddings_dir)
     available = set(embeddings.ids)
     chosen = [row for row in rows if row["split"] == part and row["id"] in available]
     dropped = sum(1 for row in rows if row["split"] == part and row["id"] not in available)
+    if not chosen and not required:
+        return None
     if not chosen:
         raise PipelineError(f"{paths.split_table}: no {part} video has embeddings; check data/frames.csv")
     index = embeddings.rows([row["id"] for row in chosen])

@@ -22,10 +22,11 @@ class SavedModel:
     model: nn.Module
     categories: list[str]
     encoder: dict[str, Any]  # the encoder and frame settings of the embeddings it was trained on
+    selection: dict[str, Any]  # the epoch kept and its val f1 (training.best_epoch)
 
 
 def save_model(path: Path, variant: str, kind: str, model: nn.Module, categories: list[str], options: dict,
-               encoder: dict[str, Any]) -> None:  # fmt: skip
+               encoder: dict[str, Any], selection: dict[str, Any]) -> None:  # fmt: skip
     """Everything needed to rebuild the module without params.yaml: kind, sizes, options, weights."""
     head = model.head
     record = {
@@ -35,6 +36,7 @@ def save_model(path: Path, variant: str, kind: str, model: nn.Module, categories
         "categories": categories,
         "options": options,
         "encoder": encoder,
+        "selection": selection,
         "state_dict": model.state_dict(),
     }
     buffer = io.BytesIO()  # torch names the archive after the file: a buffer keeps the bytes reproducible
@@ -51,4 +53,4 @@ def load_model(path: Path, variant: str) -> SavedModel:
         model.load_state_dict(record["state_dict"])
     except (OSError, RuntimeError, KeyError, TypeError, EOFError) as exc:
         raise PipelineError(f"{path}: not a model file this code wrote ({type(exc).__name__}); rerun train") from exc
-    return SavedModel(record["variant"], model.eval(), record["categories"], record["encoder"])
+    return SavedModel(record["variant"], model.eval(), record["categories"], record["encoder"], record["selection"])

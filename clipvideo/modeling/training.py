@@ -74,22 +74,49 @@ def mixup_batch(
     return lam * frames + (1 - lam) * frames[perm], mask | mask[perm], perm, lam
 
 
-def train_classifier(
-    model: nn.Module, frames: np.ndarray, mask: np.ndarray, labels: np.ndarray, config: TrainConfig
-) -> list[dict[str, float]]:
-    """AdamW on shuffled mini-batches, seeded, with optional mixup.
+@dataclass(frozen=True)
+class Held:
+    """The val videos, on which each epoch is scored and the kept one chosen (test is never looked at here)."""
 
-    Returns per epoch the mean training loss (on the mixed batches when mixup is on) and f1 (micro)
-    of the model on the clean training videos, measured in eval mode after the epoch.
+    frames: np.ndarray
+    mask: np.ndarray
+    labels: np.ndarray
+
+
+def scored(model: nn.Module, x: torch.Tensor, m: torch.Tensor, labels: np.ndarray) -> tuple[float, float]:
+    """Cross-entropy and f1 (micro) of the model on these videos, in eval mode."""
+    probabilities = predict_proba_tensors(model, x, m)
+    loss = log_loss(labels, probabilities, labels=range(probabilities.shape[1]))
+    return round(float(loss), 6), round(float(f1_score(labels, probabilities.argmax(1), average="micro")), 6)
+
+
+def best_epoch(history: list[dict[str, Any]]) -> int:
+    """The epoch kept: the best val f1 (micro), then the lowest val loss, then the earliest; the last without val."""
+    if history[0]["val_f1"] == "":
+        return history[-1]["epoch"]
+    return min(history, key=lambda row: (-row["val_f1"], row["val_loss"], row["epoch"]))["epoch"]
+
+
+def train_classifier(
+    model: nn.Module, frames: np.ndarray, mask: np.ndarray, labels: np.ndarray, config: TrainConfig,
+    val: Held | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """AdamW on shuffled mini-batches, seeded, with optional mixup; the model ends with the weights of the epoch
+    best_epoch chooses on `val`.
+
+    Returns per epoch the mean training loss (on the mixed batches when mixup is on), f1 (micro) of the model on
+    the clean training videos, and val loss and f1 ("" without val videos), measured in eval mode after the epoch.
     """
     make_deterministic(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     x, m = as_tensors(frames, mask)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    held = as_tensors(val.frames, val.mask) if val is not None and len(val.labels) else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history = []
-    # a line per finished epoch with its loss and train f1 (mininterval=0: every epoch, however short)
+    history: list[dict[str, Any]] = []
+    kept: dict[str, torch.Tensor] = {}
+    # a line per finished epoch with its loss and f1 (mininterval=0: every epoch, however short)
     with tqdm(total=config.epochs, desc=f"train {config.name}", unit="epoch", leave=False, mininterval=0) as bar:
         for epoch in range(1, config.epochs + 1):
             model.train()
@@ -108,26 +135,35 @@ def train_classifier(
                 optimizer.step()
                 total_loss += loss.item() * len(batch)
             predicted = predict_proba_tensors(model, x, m).argmax(1)
+            val_loss, val_f1 = scored(model, *held, val.labels) if held is not None else ("", "")
             history.append(
                 {
                     "epoch": epoch,
                     "loss": round(total_loss / len(y), 6),
                     "f1": round(float(f1_score(labels, predicted, average="micro")), 6),
+                    "val_loss": val_loss,
+                    "val_f1": val_f1,
                 }
             )
-            bar.set_postfix({"loss": f"{history[-1]['loss']:.4f}", "f1": f"{history[-1]['f1']:.3f}"}, refresh=False)
+            if best_epoch(history) == epoch:
+                kept = {name: value.detach().clone() for name, value in model.state_dict().items()}
+            shown = {"loss": f"{history[-1]['loss']:.4f}", "f1": f"{history[-1]['f1']:.3f}"}
+            if held is not None:
+                shown["val_f1"] = f"{val_f1:.3f}"
+            bar.set_postfix(shown, refresh=False)
             bar.update()
+    model.load_state_dict(kept)
     model.eval()
     return history
 
 
 def fit_logreg(
     frames: np.ndarray, mask: np.ndarray, labels: np.ndarray, n_classes: int, c: float, max_iter: int
-) -> tuple[LinearProbe, list[dict[str, float]]]:
+) -> LinearProbe:
     """scikit-learn logistic regression on the standardised mean embedding, folded into a LinearProbe.
 
     Standardising is folded into the weights (w / sd, b - w . mean / sd), so the module gives the
-    same probabilities as the fitted scikit-learn pipeline. Returns the model and its fit record (one row).
+    same probabilities as the fitted scikit-learn pipeline.
     """
     x, m = as_tensors(frames, mask)
     with torch.no_grad():
@@ -152,17 +188,16 @@ def fit_logreg(
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(weight))
         model.head.bias.copy_(torch.from_numpy(bias))
-    return model, [fit_record(model, x, m, labels)]
+    return model
 
 
-def fit_record(model: nn.Module, x: torch.Tensor, m: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
-    """Training-set loss and f1 (micro) of a model fitted in one go (logreg, zeroshot), on as_tensors' tensors: for
-    its summary line, not a curve (one point is not one)."""
-    probabilities = predict_proba_tensors(model, x, m)
-    return {
-        "loss": round(float(log_loss(labels, probabilities, labels=range(probabilities.shape[1]))), 6),
-        "f1": round(float(f1_score(labels, probabilities.argmax(1), average="micro")), 6),
-    }
+def fit_record(model: nn.Module, x: torch.Tensor, m: torch.Tensor, labels: np.ndarray, val: Held | None
+               ) -> dict[str, Any]:  # fmt: skip
+    """Training-set and val loss and f1 (micro) of a model fitted in one go (logreg, zeroshot), on as_tensors'
+    tensors: for its summary line, not a curve (one point is not one)."""
+    loss, f1 = scored(model, x, m, labels)
+    val_loss, val_f1 = scored(model, *as_tensors(val.frames, val.mask), val.labels) if val else ("", "")
+    return {"epoch": 1, "loss": loss, "f1": f1, "val_loss": val_loss, "val_f1": val_f1}
 
 
 def zeroshot_classifier(paths: ProjectPaths, data: LabelledSet, frames_encoder: dict[str, Any]) -> nn.Module:
@@ -174,17 +209,17 @@ def zeroshot_classifier(paths: ProjectPaths, data: LabelledSet, frames_encoder: 
 
 
 def fit(spec: Variant, data: LabelledSet, frames: np.ndarray, mask: np.ndarray, params: Params | Declared,
-        name: str = "") -> tuple[nn.Module, dict[str, Any], list[dict[str, float]]]:  # fmt: skip
+        name: str = "", val: Held | None = None) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
     """The fitted module, the options needed to rebuild it, and its training curve (logreg and torch kinds).
 
     `params` lets through only the keys the variant declares, so reading any other fails here, not silently.
     """
     if spec.kind == "logreg":
         logreg = params.train.logreg
-        model, history = fit_logreg(frames, mask, data.labels, len(data.categories), logreg.C, logreg.max_iter)
-        return model, {}, history
+        model = fit_logreg(frames, mask, data.labels, len(data.categories), logreg.C, logreg.max_iter)
+        return model, {}, [fit_record(model, *as_tensors(frames, mask), data.labels, val)]
     optim = params.train.optim
-    make_deterministic(params.seed)  # the initial weights
+    make_deterministic(params.train.seed)  # the initial weights
     options = params.train.transformer.model_dump() if spec.kind == "transformer" else {}
     model = build_model(spec.kind, frames.shape[-1], len(data.categories), options)
     config = TrainConfig(
@@ -192,31 +227,47 @@ def fit(spec: Variant, data: LabelledSet, frames: np.ndarray, mask: np.ndarray, 
         lr=optim.lr,
         weight_decay=optim.weight_decay,
         batch_size=optim.batch_size,
-        seed=params.seed,
+        seed=params.train.seed,
         mixup_alpha=params.train.mixup.alpha if spec.mixup else None,
         name=name,
     )
-    return model, options, train_classifier(model, frames, mask, data.labels, config)
+    return model, options, train_classifier(model, frames, mask, data.labels, config, val)
+
+
+def held_out(spec: Variant, data: LabelledSet | None) -> Held | None:
+    """The val videos as the variant sees them (one frame for random_frame), or None without any."""
+    if data is None:
+        return None
+    return Held(*variant_inputs(spec, data.frames, data.mask, data.ids), data.labels)
 
 
 def train_variant(paths: ProjectPaths, name: str, spec: Variant, params: Declared) -> str:
     """models/<name>.pt and, for a variant trained epoch by epoch, plots/train/<name>.csv from the train split's
-    embeddings; returns the summary line."""
+    embeddings, keeping the epoch best on the val split's; returns the summary line."""
     embeddings = load_embeddings(paths.embeddings_dir)
     data = split_set(paths, "train", embeddings)
+    val_data = split_set(paths, "val", embeddings, required=False)
+    val = held_out(spec, val_data)
     frames, mask = variant_inputs(spec, data.frames, data.mask, data.ids)
     encoder = recorded_encoder(embeddings.meta)
     if spec.kind == "zeroshot":
         model, options = zeroshot_classifier(paths, data, encoder), {}
-        history = [fit_record(model, *as_tensors(frames, mask), data.labels)]
+        history = [fit_record(model, *as_tensors(frames, mask), data.labels, val)]
     else:
-        model, options, history = fit(spec, data, frames, mask, params, name)
-    save_model(paths.model_file(name), name, spec.kind, model, data.categories, options, encoder)
+        model, options, history = fit(spec, data, frames, mask, params, name, val)
+    kept = history[best_epoch(history) - 1]
+    selection = {"epoch": kept["epoch"], "epochs": len(history), "val_videos": 0 if val is None else len(val.labels),
+                 "val_f1_micro": kept["val_f1"]}  # fmt: skip
+    save_model(paths.model_file(name), name, spec.kind, model, data.categories, options, encoder, selection)
     if spec.has_curve:
         write_table(paths.training_curve_file(name), CURVE_COLUMNS, history)
-    last = history[-1]
     dropped = f", {data.dropped} without frames skipped" if data.dropped else ""
+    chosen = (
+        f"kept epoch {kept['epoch']} of {len(history)}, val f1 {kept['val_f1']:.3f} on {len(val.labels)} val videos"
+        if val is not None
+        else f"no val videos: kept the last of {len(history)} epochs"
+    )
     return (
-        f"{name}: {len(data.ids)} train videos{dropped}, final train loss {last['loss']:.4f}, "
-        f"train f1 {last['f1']:.3f} -> {paths.model_file(name)}"
+        f"{name}: {len(data.ids)} train videos{dropped}, {chosen}, train loss {kept['loss']:.4f}, "
+        f"train f1 {kept['f1']:.3f} -> {paths.model_file(name)}"
     )
