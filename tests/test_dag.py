@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clipvideo.core.contracts import DVC_METRICS
 from tests.conftest import REPO, SHRUNK, VARIANTS, refused_command, run_command, stages_that_ran
 
 pytestmark = pytest.mark.slow
@@ -58,13 +59,24 @@ def test_experiment_reruns_only_what_frames_count_affects(dvc_repo: Path):
     assert {"frames", "embed", "report", "train@linear", "evaluate@linear"} <= ran
 
     diff = json.loads(run_command(["dvc", "metrics", "diff", "--all", "--json"], dvc_repo))
-    assert set(diff) == {f"metrics/{v}.json" for v in VARIANTS}
+    assert set(diff) == {f"metrics/{v}.json" for v in VARIANTS} | {"metrics/leakage.json"}
     for variant in VARIANTS:
         after = json.loads((dvc_repo / "metrics" / f"{variant}.json").read_text())
         assert {key: (row["old"], row["new"]) for key, row in diff[f"metrics/{variant}.json"].items()} == {
             key: (before[variant][key], after[key]) for key in after
         }
     assert "metrics/linear.json" in run_command(["dvc", "metrics", "diff", "--all"], dvc_repo)
+
+
+def test_a_training_seed_reruns_training_and_nothing_upstream(dvc_repo: Path):
+    """`-S train.seed=...` (the recipe for training noise) retrains the variants that draw random numbers and
+    leaves the split and the embeddings up to date: no seed of theirs moved."""
+    seeded = {name for name, variant in VARIANTS.items() if "train.seed" in variant.params}
+    assert seeded == {name for name, variant in VARIANTS.items() if variant.kind in ("linear", "transformer")}
+    experiment = run_command(["dvc", "exp", "run", "-S", "train.seed=7"], dvc_repo)
+    assert stages_that_ran(experiment) == {"check_params", "report"} | {f"{s}@{v}" for v in seeded
+                                                                         for s in ("train", "evaluate")}  # fmt: skip
+    assert "up to date" in run_command(["dvc", "status", "split", "embed", "check_leakage"], dvc_repo).lower()
 
 
 def test_a_prompt_change_reruns_only_zeroshot_and_the_readme_recipe_shows_it_in_120_columns(
@@ -87,13 +99,13 @@ def test_a_prompt_change_reruns_only_zeroshot_and_the_readme_recipe_shows_it_in_
     table = list(csv.reader(io.StringIO(run_command(["dvc", "exp", "show", "--csv", "--no-pager"], dvc_repo))))
     assert len(table[0]) <= 80, f"dvc exp show has {len(table[0])} columns: {table[0]}"
     metric_columns = [i for i, name in enumerate(table[0]) if name.startswith("metrics/")]
-    assert len(metric_columns) == 2 * len(VARIANTS)
+    assert len(metric_columns) == len(DVC_METRICS) * len(VARIANTS) + 2  # and metrics/leakage.json's two
     assert all(float(row[i]) >= 0 for row in table[1:] for i in metric_columns)  # numbers only, no text
 
 
 def experiment_rows(shown: list[str]) -> dict[str, list[str]]:
     """`python -m clipvideo experiments`' rows: name -> its values (the best with a `*`); not the params lines."""
-    assert shown[-1] == "* the best f1_micro of the row"
+    assert shown[-1] == "* the variant the row chose on val (val_f1_micro); f1_micro is the test set's"
     return {line.split()[0]: line.split()[1:] for line in shown[2:-1] if not line.startswith("    ")}
 
 
@@ -139,7 +151,7 @@ def test_a_runtime_setting_or_a_typo_never_becomes_an_experiment_and_the_repair_
     ) in hinted
     typo = refused_command(["dvc", "exp", "run", "-S", "~download.workers", "-S", "+frame_count=8"], dvc_repo)
     assert (
-        "params.yaml: unknown top-level key frame_count; did you mean frames_count? known keys: frames_count, seed, "
+        "params.yaml: unknown top-level key frame_count; did you mean frames_count? known keys: frames_count, dataset, "
     ) in typo
     assert stages_that_ran(typo) == {"check_params"}
     assert "frame_count: 8" in params.read_text()  # DVC wrote it there before the run
