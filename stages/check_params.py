@@ -1,5 +1,7 @@
 """check_params: validate params.yaml, settings.yaml and variants.yaml, and check that this environment runs the
-pipeline (torch and torchvision match, PyAV, open_clip, ffmpeg: `python -m clipvideo doctor`) -> data/checked.txt.
+pipeline (torch and torchvision match, PyAV, open_clip, ffmpeg: `python -m clipvideo doctor`), then that embed.model
+and embed.pretrained exist and fit together (the embed stage's own check: a tag's weights need the network they
+were trained on) -> data/checked.txt.
 
 The first stage of dvc.yaml, declaring the whole params file: any change to params.yaml reruns it, so an
 unknown or misspelled key (`dvc exp run -S +frame_count=8`) stops the run with the one-line message even
@@ -26,6 +28,9 @@ def run(context: StageContext) -> str:
     paths = context.paths  # stage_main validated params.yaml and settings.yaml before calling this
     variants = load_variants(paths.variants)
     environment = check_environment()
+    from clipvideo.embed.encoder import check_embed_params  # open_clip: only once the environment is known to work
+
+    check_embed_params(context.params.embed, paths.root)  # the model, its weights, and the network they need
     checked = f"params.yaml, settings.yaml and variants.yaml ({len(variants)} variants) are valid; {environment}"
     write_text_atomic(paths.checked, checked + "\n")  # the same bytes on every machine: dvc.lock stays put
     return f"{checked} -> {paths.checked}"

@@ -11,14 +11,14 @@ from collections.abc import Sequence
 
 from clipvideo.cli.stage import StageContext, stage_main
 
-DECLARES = ("seed", "embed")
+DECLARES = ("embed",)
 
 
 def run(context: StageContext) -> str:
     from clipvideo.embed.embedder import embed_frames
 
     params, settings = context.params, context.settings
-    return embed_frames(context.paths, params.embed, params.seed, settings.embed, settings.engine, settings.cache)
+    return embed_frames(context.paths, params.embed, settings.embed, settings.engine, settings.cache)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

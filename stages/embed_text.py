@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from clipvideo.cli.stage import StageContext, stage_main
 
-DECLARES = ("seed", "embed", "embed_text", "dataset.categories")
+DECLARES = ("embed", "embed_text", "dataset.categories")
 
 
 def run(context: StageContext) -> str:
@@ -19,7 +19,7 @@ def run(context: StageContext) -> str:
 
     params = context.params
     return embed_category_prompts(context.paths, params.dataset.categories, params.embed_text, params.embed,
-                                  params.seed, context.settings.embed)  # fmt: skip
+                                  context.settings.embed)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from clipvideo.cli.stage import StageContext, stage_main
 
-DECLARES = ("seed", "frames_count", "frames", "embed", "download")
+DECLARES = ("frames_count", "frames", "embed", "download")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,21 +1,37 @@
-"""open_clip for real: a tiny registered config, seeded init, a checkpoint loaded by path."""
+"""open_clip for real: a tiny registered config, seeded init, a checkpoint loaded by path, a tag's own network."""
 
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import pytest
 import torch
 from PIL import Image
 
+from clipvideo.config.schema import EmbedParams
 from clipvideo.core.errors import ParamsError
 from clipvideo.embed.embedder import prefetched
-from clipvideo.embed.encoder import encode_batch, encode_texts, load_encoder, preprocess_jpegs, under_root
+from clipvideo.embed.encoder import (
+    Architecture,
+    architecture_for,
+    check_embed_params,
+    encode_batch,
+    encode_texts,
+    encoder_identity,
+    load_encoder,
+    preprocess_jpegs,
+    under_root,
+)
+from clipvideo.embed.store import encoder_record
+from tests.conftest import write_params
 
 
 def jpeg(colour: tuple[int, int, int], size: int = 64) -> bytes:
@@ -130,3 +146,115 @@ def test_fp16_needs_a_cuda_device(tiny_model_config: Path):
     """fp16 is CUDA autocast; a CPU has no fast fp16 path, so it is refused with the key named, not run slowly."""
     with pytest.raises(ParamsError, match=r"embed\.precision='fp16': needs a CUDA device, and this run uses cpu"):
         load_encoder(str(tiny_model_config), "none", seed=0, device="cpu", precision="fp16")
+
+
+# GELU-trained weights (open_clip's tag for ViT-B-32 says nothing of quick_gelu) asked into the QuickGELU config.
+REFUSED_PAIR = (
+    "params.yaml: embed.model='ViT-B-32-quickgelu' is the QuickGELU network, and "
+    "embed.pretrained='laion2b_s34b_b79k' was trained on the GELU one; use embed.model=ViT-B-32"
+)
+
+
+def activations(model: torch.nn.Module) -> set[type]:
+    """The activation modules of the image tower's MLPs."""
+    return {type(block.mlp.gelu) for block in model.visual.transformer.resblocks}
+
+
+def test_openai_weights_go_into_the_quickgelu_network_they_were_trained_on(tmp_path: Path, monkeypatch):
+    """ViT-B-32 + openai as open_clip 3.3 defines them: a GELU config, a tag whose cfg says quick_gelu. The
+    weights download is stubbed with a seeded QuickGELU ViT-B-32's state dict (float16: half the file); the rest
+    is open_clip's own code."""
+    assert open_clip.get_pretrained_cfg("ViT-B-32", "openai")["quick_gelu"] is True
+    assert not open_clip.get_model_config("ViT-B-32").get("quick_gelu")
+    torch.manual_seed(0)
+    source = open_clip.create_model("ViT-B-32-quickgelu").eval()
+    checkpoint = tmp_path / "openai-ViT-B-32.pt"
+    torch.save({key: value.half() for key, value in source.state_dict().items()}, checkpoint)
+    source.load_state_dict(torch.load(checkpoint))  # the source rounded as the file is
+    asked = []
+    monkeypatch.setattr(open_clip.factory, "download_pretrained", lambda cfg, **_: asked.append(cfg) or str(checkpoint))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder = load_encoder("ViT-B-32", "openai", seed=None)
+    assert [cfg["url"] for cfg in asked] == [open_clip.get_pretrained_cfg("ViT-B-32", "openai")["url"]]
+    assert not [w for w in caught if "QuickGELU mismatch" in str(w.message)]
+    assert activations(encoder.model) == {open_clip.transformer.QuickGELU}
+    images = torch.rand(2, 3, 224, 224)
+    with torch.inference_mode():
+        np.testing.assert_allclose(encode_batch(encoder, images), source.encode_image(images).numpy(), atol=1e-5)
+    assert encoder.is_pretrained and encoder.mean.flatten().tolist() == pytest.approx(
+        [0.48145466, 0.4578275, 0.40821073]
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "pretrained", "quick_gelu"),
+    [
+        ("ViT-B-32", "openai", True),  # a GELU config, QuickGELU-trained weights
+        ("ViT-B-32", "laion400m_e32", True),
+        ("ViT-B-32-quickgelu", "openai", True),
+        ("ViT-B-32", "laion2b_s34b_b79k", False),
+        ("ViT-B-32", "none", False),  # no tag: the config's own network
+        ("ViT-B-32-quickgelu", "none", True),
+        ("ViT-B-32", "/weights/a-checkpoint.pt", False),
+    ],
+)
+def test_the_network_is_the_one_the_weights_were_trained_on(model: str, pretrained: str, quick_gelu: bool):
+    assert architecture_for(model, pretrained) == Architecture(quick_gelu)
+
+
+def test_weights_trained_on_another_network_are_refused_in_one_line(tmp_path: Path):
+    """The same line from the check, the cache key and the build (before any download)."""
+    embed = EmbedParams(model="ViT-B-32-quickgelu", pretrained="laion2b_s34b_b79k", precision="fp32", seed=0)
+    for refused in (
+        lambda: architecture_for(embed.model, embed.pretrained),
+        lambda: check_embed_params(embed, tmp_path),
+        lambda: encoder_identity(embed, tmp_path),
+        lambda: load_encoder(embed.model, embed.pretrained, seed=None),
+    ):
+        with pytest.raises(ParamsError) as error:
+            refused()
+        assert str(error.value) == REFUSED_PAIR
+    assert check_embed_params(embed.model_copy(update={"model": "ViT-B-32"}), tmp_path) == Architecture(False)
+
+
+def test_check_params_refuses_weights_for_another_network(tmp_path: Path, monkeypatch, capsys):
+    from stages import check_params
+
+    monkeypatch.setattr("clipvideo.cli.doctor.check_environment", lambda: "the environment works")
+    write_params(tmp_path, {"embed.model": "ViT-B-32-quickgelu", "embed.pretrained": "laion2b_s34b_b79k"})
+    assert check_params.main(["--root", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"check_params: error: {REFUSED_PAIR}\n"
+    write_params(tmp_path, {"embed.model": "ViT-B-32", "embed.pretrained": "openai"})
+    assert check_params.main(["--root", str(tmp_path)]) == 0
+
+
+def test_the_cache_key_names_the_network_and_a_seed_only_for_a_random_init(tmp_path: Path):
+    """Old GELU embeddings are never served for the QuickGELU network; embed.seed splits only random inits."""
+    openai = EmbedParams(model="ViT-B-32", pretrained="openai", precision="fp32", seed=1)
+    other_seed = openai.model_copy(update={"seed": 2})
+    identity = encoder_identity(openai, tmp_path)
+    assert (identity["quick_gelu"], identity["seed"]) == (True, None)
+    assert identity == encoder_identity(other_seed, tmp_path)
+    assert encoder_record(openai, "ViT-B-32") == encoder_record(other_seed, "ViT-B-32")  # meta.json
+    assert encoder_record(openai, "ViT-B-32")["seed"] is None
+    untrained = openai.model_copy(update={"pretrained": "none"})
+    assert (encoder_identity(untrained, tmp_path)["quick_gelu"], encoder_identity(untrained, tmp_path)["seed"]) == (
+        False,
+        1,
+    )
+    assert encoder_identity(untrained, tmp_path) != encoder_identity(untrained.model_copy(update={"seed": 2}), tmp_path)
+
+
+def test_loading_leaves_the_host_process_logging_as_it_was(tiny_model_config: Path, caplog):
+    """open_clip's "initialized randomly" warning is hidden (describe() says it), and nothing else is touched."""
+    filters = list(logging.getLogger().filters)
+    logging.disable(logging.INFO)
+    try:
+        with caplog.at_level(logging.WARNING):
+            load_encoder(str(tiny_model_config), "none", seed=0)
+        assert logging.root.manager.disable == logging.INFO
+    finally:
+        logging.disable(logging.NOTSET)
+    assert not [record for record in caplog.records if "initialized randomly" in record.getMessage()]
+    assert logging.getLogger().filters == filters

@@ -121,7 +121,7 @@ def test_changed_frames_or_settings_never_reuse_old_embeddings(
     assert embed.main(["--root", str(framed.root)]) == 0
     before = load_embeddings(framed.embeddings_dir, mmap=False).frames
     capsys.readouterr()
-    for change in ({"seed": 43}, {"embed.precision": "bf16"}):  # another encoder: every video again
+    for change in ({"embed.seed": 43}, {"embed.precision": "bf16"}):  # another encoder: every video again
         write_params(framed.root, {**SHRUNK, "embed.model": str(tiny_model_config), **change})
         assert embed.main(["--root", str(framed.root)]) == 0
         assert "12 videos embedded, 0 reused from the cache" in capsys.readouterr().out
@@ -137,6 +137,16 @@ def test_changed_frames_or_settings_never_reuse_old_embeddings(
     assert leftovers(framed) == []
 
 
+def test_weights_trained_on_another_network_stop_embed_in_one_line(framed: ProjectPaths, capsys) -> None:
+    """The embed stage's own check is check_params' (architecture_for), before any download or work."""
+    write_params(framed.root, {**SHRUNK, "embed.model": "ViT-B-32-quickgelu", "embed.pretrained": "laion2b_s34b_b79k"})
+    assert embed.main(["--root", str(framed.root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("embed: error: params.yaml: embed.model='ViT-B-32-quickgelu' is the QuickGELU network")
+    assert err.endswith("; use embed.model=ViT-B-32\n") and err.count("\n") == 1
+    assert not framed.embeddings_dir.exists()
+
+
 def test_a_frames_file_that_disagrees_with_frames_csv_is_named(framed: ProjectPaths, capsys) -> None:
     table = framed.frames_table.read_text()
     first = table.splitlines()[1].split(",")[0]
@@ -150,7 +160,8 @@ def test_a_frames_file_that_disagrees_with_frames_csv_is_named(framed: ProjectPa
 def test_meta_records_every_setting_the_embeddings_depend_on(framed: ProjectPaths, tiny_model_config: Path) -> None:
     """The frames' settings come from data/frames/settings.json, written with them, not from params.yaml now
     (as when DVC restores the frames from its run-cache): embed does not declare frames_count or frames.*."""
-    overrides = {"seed": 7, "frames_count": 3, "frames.mode": "keyframe", "frames.size": 48}  # frames were not redone
+    # frames_count and frames.*: the frames were not redone with these
+    overrides = {"embed.seed": 7, "frames_count": 3, "frames.mode": "keyframe", "frames.size": 48}
     write_params(framed.root, {**SHRUNK, "embed.model": str(tiny_model_config), **overrides})
     assert embed.main(["--root", str(framed.root)]) == 0
     meta = load_embeddings(framed.embeddings_dir).meta

@@ -221,7 +221,7 @@ def test_zeroshot_refuses_prompts_embedded_by_another_encoder(embedded, tmp_path
     meta.write_text(json.dumps({"encoder": {**recorded["encoder"], "seed": 99}}))
     assert train.main(["--root", str(root), "zeroshot"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("prompts embedded with seed 99 (the frames': 42); rerun dvc repro")
+    assert err.endswith("prompts embedded with embed.seed 99 (the frames': 42); rerun dvc repro")
     assert len(err.splitlines()) == 1
 
 

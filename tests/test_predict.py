@@ -95,7 +95,7 @@ def test_bad_inputs_get_one_line(trained, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("changed", "named"),
     [
-        ({"seed": 7}, "seed 42 (params.yaml now: 7)"),  # with embed.pretrained none: another random encoder
+        ({"embed.seed": 7}, "embed.seed 42 (params.yaml now: 7)"),  # with embed.pretrained none: another random encoder
         ({"embed.precision": "bf16"}, "embed.precision 'fp32' (params.yaml now: 'bf16')"),
         ({"frames_count": 8}, "frames_count 4 (params.yaml now: 8)"),
         ({"frames.size": 96}, "frames.size 64 (params.yaml now: 96)"),

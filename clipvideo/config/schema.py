@@ -127,6 +127,7 @@ class EmbedParams(Section):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         description="compute precision: bf16 weights on a CPU, autocast on CUDA (fp16: CUDA only); stored as float16"
     )
+    seed: int = Field(ge=0, le=2**31 - 1, description="the random init of the encoder; used only with pretrained: none")
 
 
 class EmbedTextParams(Section):

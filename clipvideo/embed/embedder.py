@@ -1,10 +1,11 @@
 """The embed step: every stored frame through the encoder -> data/embeddings/ (one float16 array, index, meta).
 
 Cost follows the change: each video's embeddings are kept in the per-video cache (core.cache) under a key made
-of its frames file's bytes, the encoder (model, config and weights by content, precision, seed) and this code.
-A rerun embeds only the videos it has not seen, the encoder is not even loaded when it has seen them all, and a
-killed run resumes from the videos it finished. The frames still to embed go through the engine in fixed
-forward batches (batches.py), so a video's bytes do not depend on which other videos were embedded with it.
+of its frames file's bytes, the encoder (model, config and weights by content, architecture, precision; embed.seed
+for a random init) and this code. A rerun embeds only the videos it has not seen, the encoder is not even loaded
+when it has seen them all, and a killed run resumes from the videos it finished. The frames still to embed go
+through the engine in fixed forward batches (batches.py), so a video's bytes do not depend on which other videos
+were embedded with it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from clipvideo.embed.encoder import (
     resolve_model_name,
     under_root,
 )
-from clipvideo.embed.store import ARRAY, INDEX, META, encoder_record, frames_settings
+from clipvideo.embed.store import ARRAY, INDEX, META, encoder_record, encoder_seed, frames_settings
 from clipvideo.engines.engine import Engine, open_engine
 from clipvideo.video import store
 from clipvideo.video.store import load_frame_jpegs
@@ -116,7 +117,7 @@ class EmbedderSpec:
 
     model: str  # an open_clip name, or the name of the config in `config`
     weights: str  # none, a pretrained tag, or "" for the checkpoint in `checkpoint`
-    seed: int
+    seed: int | None  # embed.seed for a random init; None for pretrained weights
     precision: str
     device: str  # embed.device as set: auto | cpu | cuda
     threads: int
@@ -124,14 +125,14 @@ class EmbedderSpec:
     checkpoint: bytes | None = None  # a checkpoint file's content
 
     @classmethod
-    def of(cls, embed: EmbedParams, seed: int, device: str, root: Path) -> EmbedderSpec:
+    def of(cls, embed: EmbedParams, device: str, root: Path) -> EmbedderSpec:
         """The encoder params.yaml's `embed` section names (paths against the project root, as open_encoder takes
         them), without building it: the driver of a Ray run never needs the model."""
         model, pretrained = under_root(embed.model, embed.pretrained, root)
         name = resolve_model_name(model)
         config = Path(model).read_bytes() if model.endswith(".json") else None
         checkpoint = Path(pretrained).read_bytes() if Path(pretrained).is_file() else None
-        return cls(name if config else model, "" if checkpoint else pretrained, seed,
+        return cls(name if config else model, "" if checkpoint else pretrained, encoder_seed(embed),
                    embed.precision, device, torch.get_num_threads(), config, checkpoint)  # fmt: skip
 
     def build(self, device: str) -> BatchEmbedder:
@@ -245,13 +246,13 @@ def frames_files(paths: ProjectPaths, recipe: dict[str, Any]) -> list[FramesFile
             for (video_id, path, n_frames), digest in zip(usable, digests, strict=True)]  # fmt: skip
 
 
-def embed_frames(paths: ProjectPaths, embed: EmbedParams, seed: int, settings: EmbedSettings,
+def embed_frames(paths: ProjectPaths, embed: EmbedParams, settings: EmbedSettings,
                  engine_settings: EngineSettings, cache_settings: CacheSettings) -> str:  # fmt: skip
     """data/frames/ -> data/embeddings/; meta.json records every setting the embeddings depend on: the encoder's
     (declared params) and the frames' (copied from data/frames/settings.json: embed does not read frames_count
     or frames.* from params.yaml). Returns the summary line."""
     made_with = frames_settings(paths.frames_settings)
-    identity = encoder_identity(embed, seed, paths.root)
+    identity = encoder_identity(embed, paths.root)
     note = identity.pop("note")
     recipe = {"kind": KIND, **identity, "code": code_digest(EMBED_CODE)}
     videos = frames_files(paths, recipe)
@@ -262,24 +263,24 @@ def embed_frames(paths: ProjectPaths, embed: EmbedParams, seed: int, settings: E
     where = "nothing to compute"
     if todo:
         with open_engine(engine_settings) as engine:  # first: a cluster that does not answer says so
-            device, runner = batch_runner(engine, embed, seed, settings.device, paths.root)
+            device, runner = batch_runner(engine, embed, settings.device, paths.root)
             print(f"embed: {note} on {device}, {torch.get_num_threads()} threads")
             entries |= embed_missing(todo, runner, cache)
             where = engine.describe()
-    meta = {**encoder_record(embed, seed, identity["model"]), **made_with, "note": note}
+    meta = {**encoder_record(embed, identity["model"]), **made_with, "note": note}
     images = write_embeddings(paths.embeddings_dir, videos, entries, meta)
     cache.evict()
     counts = f"{plural(len(todo), 'video')} embedded, {len(videos) - len(todo)} reused from the cache"
     return f"{images} frames of {len(videos)} videos -> {paths.embeddings_dir} ({note}); {counts}; {where}"
 
 
-def batch_runner(engine: Engine, embed: EmbedParams, seed: int, device: str,
+def batch_runner(engine: Engine, embed: EmbedParams, device: str,
                  root: Path) -> tuple[torch.device, Callable[[Iterator[Batch]], Iterator[BatchResult]]]:  # fmt: skip
     """The device embed.device names here, and how the engine embeds batches: in this process (the model is built
     here), or on model replicas built from the params (it is built only there; the params are checked here)."""
     if engine.local:
-        encoder = open_encoder(embed, seed, device, root)
+        encoder = open_encoder(embed, device, root)
         return encoder.device, lambda batches: embed_here(batches, BatchEmbedder(encoder))
     here = check_encoder(embed, device, root)
-    spec = EmbedderSpec.of(embed, seed, device, root)
+    spec = EmbedderSpec.of(embed, device, root)
     return here, lambda batches: engine.replicas(spec, batches, lambda batch: f"embedding batch {batch.index}")

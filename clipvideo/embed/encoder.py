@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,11 @@ from clipvideo.config.schema import EmbedParams
 from clipvideo.core.cache import sha256_file
 from clipvideo.core.errors import ParamsError
 from clipvideo.core.system import MAX_DECODE_THREADS_PER_GPU, available_cores
+from clipvideo.embed.store import encoder_seed
+
+# What open_clip logs when it builds a model without weights; describe() says so in the stage's own words.
+RANDOM_INIT_MESSAGE = "initialized randomly"
+QUICK_GELU_SUFFIX = "-quickgelu"  # open_clip's name of a config's QuickGELU twin (ViT-B-32 -> ViT-B-32-quickgelu)
 
 # On CUDA, fp16 and bf16 run the fp32 weights under autocast (matmuls in half precision, norms in fp32).
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -104,6 +109,56 @@ def checked_weights(name: str, pretrained: str) -> str | None:
     )
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """What the network is built as beyond its open_clip config: what its weights were trained with."""
+
+    quick_gelu: bool  # QuickGELU activations (OpenAI's CLIP), not GELU
+
+    @property
+    def activation(self) -> str:
+        return "QuickGELU" if self.quick_gelu else "GELU"
+
+
+def architecture_for(name: str, pretrained: str) -> Architecture:
+    """The network `pretrained` is loaded into: the one decision building, checking and the cache key share.
+
+    `name` is an open_clip model name (registered configs included). A published tag (open_clip's pretrained cfg)
+    that says `quick_gelu` gets QuickGELU, as it was trained, whatever the config says (ViT-B-32 + openai is
+    built as ViT-B-32-quickgelu); any other tag, `none` or a checkpoint file gets the config's own activation
+    (a tag's cfg that says nothing is taken as trained on the config it is published for). Raises ParamsError
+    for a tag published only for the config's GELU/QuickGELU twin, trained on the other activation
+    (ViT-B-32-quickgelu + laion2b_s34b_b79k): open_clip would load it into the wrong network.
+    """
+    config = open_clip.get_model_config(name) or {}
+    own = bool(config.get("quick_gelu", False))
+    if pretrained == "none":
+        return Architecture(own)
+    tag = open_clip.get_pretrained_cfg(name, pretrained)
+    if tag:
+        return Architecture(own or bool(tag.get("quick_gelu", False)))
+    twin = name.removesuffix(QUICK_GELU_SUFFIX) if name.endswith(QUICK_GELU_SUFFIX) else name + QUICK_GELU_SUFFIX
+    twin_tag = open_clip.get_pretrained_cfg(twin, pretrained)  # {} for a checkpoint path or an unknown tag
+    if twin_tag:
+        trained = Architecture(bool((open_clip.get_model_config(twin) or {}).get("quick_gelu", False))
+                               or bool(twin_tag.get("quick_gelu", False)))  # fmt: skip
+        if trained.quick_gelu != own:
+            raise ParamsError(
+                f"params.yaml: embed.model={name!r} is the {Architecture(own).activation} network, and "
+                f"embed.pretrained={pretrained!r} was trained on the {trained.activation} one; "
+                f"use embed.model={twin}"
+            )
+    return Architecture(own)
+
+
+def resolved_encoder(model: str, pretrained: str) -> tuple[str, str | None, Architecture]:
+    """embed.model's open_clip name, what open_clip loads for embed.pretrained and the network it goes into;
+    checked (ParamsError naming the key), without building anything."""
+    name = resolve_model_name(model)
+    architecture = architecture_for(name, pretrained)  # first: a twin's tag is refused naming the twin
+    return name, checked_weights(name, pretrained), architecture
+
+
 def checked_device(device: str, precision: str) -> torch.device:
     """The device embed.device names here, checked against embed.precision."""
     torch_device = resolve_device(device)
@@ -115,17 +170,40 @@ def checked_device(device: str, precision: str) -> torch.device:
     return torch_device
 
 
-def load_encoder(model: str, pretrained: str, seed: int, device: str = "cpu", precision: str = "fp32") -> ClipEncoder:
-    name = resolve_model_name(model)
-    weights = checked_weights(name, pretrained)
-    torch.manual_seed(seed)
-    torch_device = checked_device(device, precision)
-    if weights is None:  # open_clip warns "initialized randomly"; describe() says so in the stage's own words
-        logging.disable(logging.WARNING)
+class WithoutRandomInitWarning(logging.Filter):
+    """Drops open_clip's "Model initialized randomly" warning, nothing else (open_clip logs on the root logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_open_clip = record.pathname.startswith(str(Path(open_clip.__file__).parent))
+        return not (from_open_clip and RANDOM_INIT_MESSAGE in record.getMessage())
+
+
+@contextlib.contextmanager
+def without_random_init_warning() -> Iterator[None]:
+    """Only that one message is hidden, only while open_clip builds the model: the host process's logging
+    (its `logging.disable` level, its handlers) is left as it was."""
+    quiet = WithoutRandomInitWarning()
+    root = logging.getLogger()
+    root.addFilter(quiet)
     try:
-        clip_model = open_clip.create_model(name, pretrained=weights, device=torch_device)
+        yield
     finally:
-        logging.disable(logging.NOTSET)
+        root.removeFilter(quiet)
+
+
+def load_encoder(model: str, pretrained: str, seed: int | None, device: str = "cpu",
+                 precision: str = "fp32") -> ClipEncoder:  # fmt: skip
+    """The encoder, built as architecture_for says; `seed` decides a random init (pretrained `none`) and only
+    that: pretrained weights replace every parameter, so it may be None for them."""
+    name, weights, architecture = resolved_encoder(model, pretrained)
+    torch_device = checked_device(device, precision)
+    if weights is None:
+        if seed is None:
+            raise ValueError(f"{name}: a random init (pretrained none) needs a seed")
+        torch.manual_seed(seed)
+    with without_random_init_warning():  # describe() says "untrained" in the stage's own words
+        clip_model = open_clip.create_model(name, pretrained=weights, device=torch_device,
+                                            force_quick_gelu=architecture.quick_gelu)  # fmt: skip
     clip_model.eval()
     if precision == "bf16" and torch_device.type == "cpu":
         # Weights in bf16, not autocast: autocast re-casts fp32 weights on every call and ran slower than fp32
@@ -146,18 +224,24 @@ def load_encoder(model: str, pretrained: str, seed: int, device: str = "cpu", pr
     )
 
 
-def open_encoder(embed: EmbedParams, seed: int, device: str, root: Path) -> ClipEncoder:
+def open_encoder(embed: EmbedParams, device: str, root: Path) -> ClipEncoder:
     """The encoder params.yaml's `embed` section names, with paths taken against the project root: the one way
     embed, embed_text and predict load it."""
     model, pretrained = under_root(embed.model, embed.pretrained, root)
-    return load_encoder(model, pretrained, seed, device, embed.precision)
+    return load_encoder(model, pretrained, encoder_seed(embed), device, embed.precision)
+
+
+def check_embed_params(embed: EmbedParams, root: Path) -> Architecture:
+    """What open_encoder refuses of params.yaml's `embed` (the model, the weights, the pair's architecture),
+    without building the model or looking at a device: the check_params stage's check. Returns the architecture."""
+    model, pretrained = under_root(embed.model, embed.pretrained, root)
+    return resolved_encoder(model, pretrained)[2]
 
 
 def check_encoder(embed: EmbedParams, device: str, root: Path) -> torch.device:
     """What open_encoder refuses, without building the model (for a stage whose model is built elsewhere);
     returns the device embed.device names here."""
-    model, pretrained = under_root(embed.model, embed.pretrained, root)
-    checked_weights(resolve_model_name(model), pretrained)
+    check_embed_params(embed, root)
     return checked_device(device, embed.precision)
 
 
@@ -166,15 +250,18 @@ def resolved_model_name(embed: EmbedParams, root: Path) -> str:
     return resolve_model_name(under_root(embed.model, embed.pretrained, root)[0])
 
 
-def encoder_identity(embed: EmbedParams, seed: int, root: Path) -> dict[str, Any]:
+def encoder_identity(embed: EmbedParams, root: Path) -> dict[str, Any]:
     """Everything that decides the encoder's outputs, without building it: the model (a config file by its
-    content), the weights (a checkpoint file by its content, a tag by name), precision and seed; and `note`, how
-    outputs describe it. What the per-video cache keys embeddings by."""
+    content), the network the weights go into (architecture_for: `quick_gelu`), the weights (a checkpoint file
+    by its content, a tag by name), precision, and `seed`: embed.seed for a random init, None for pretrained
+    weights (no seed changes them, so none splits their cache); and `note`, how outputs describe it. What the
+    per-video cache keys embeddings by. Checked as open_encoder checks (ParamsError)."""
     model, pretrained = under_root(embed.model, embed.pretrained, root)
-    name = resolve_model_name(model)
+    name, _, architecture = resolved_encoder(model, pretrained)
     config = sha256_file(Path(model)) if model.endswith(".json") else ""
     weights = f"sha256:{sha256_file(Path(pretrained))}" if Path(pretrained).is_file() else pretrained
-    return {"model": name, "config": config, "weights": weights, "precision": embed.precision, "seed": seed,
+    return {"model": name, "config": config, "quick_gelu": architecture.quick_gelu, "weights": weights,
+            "precision": embed.precision, "seed": encoder_seed(embed),
             "note": describe_encoder(name, pretrained)}  # fmt: skip
 
 

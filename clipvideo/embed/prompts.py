@@ -38,10 +38,10 @@ def embed_prompts(
 
 
 def embed_category_prompts(paths: ProjectPaths, categories: list[str], text: EmbedTextParams, embed: EmbedParams,
-                           seed: int, settings: EmbedSettings) -> str:  # fmt: skip
+                           settings: EmbedSettings) -> str:  # fmt: skip
     """data/text/: every category's prompt vector, by the encoder the frames use; returns the summary line."""
-    encoder = open_encoder(embed, seed, settings.device, paths.root)
-    vectors = embed_prompts(encoder, text.prompts, categories, encoder_record(embed, seed, encoder.name))
+    encoder = open_encoder(embed, settings.device, paths.root)
+    vectors = embed_prompts(encoder, text.prompts, categories, encoder_record(embed, encoder.name))
     save_text_embeddings(paths.text_dir, vectors)
     return (
         f"{len(categories)} categories x {len(text.prompts)} prompt templates -> {paths.text_dir} "

@@ -32,16 +32,23 @@ ENCODER_KEYS = {
     "model": "embed.model",
     "pretrained": "embed.pretrained",
     "precision": "embed.precision",
-    "seed": "seed",
+    "seed": "embed.seed",  # None for pretrained weights (encoder_seed)
 }
 # Everything besides the video that decides its embeddings: the encoder's and the frames' settings (copied from
 # data/frames/settings.json). Recorded in meta.json, copied into every trained model, checked by predict.
 EMBEDDING_KEYS = {**ENCODER_KEYS, **FRAMES_SETTINGS_KEYS}
 
 
-def encoder_record(embed: EmbedParams, seed: int, model_name: str) -> dict[str, Any]:
+def encoder_seed(embed: EmbedParams) -> int | None:
+    """embed.seed where it decides the encoder (pretrained `none`: the random init); None for pretrained weights,
+    which no seed changes (so no seed is recorded for them, nor splits their cache)."""
+    return embed.seed if embed.pretrained == "none" else None
+
+
+def encoder_record(embed: EmbedParams, model_name: str) -> dict[str, Any]:
     """The ENCODER_KEYS values of these params; `model_name` is embed.model resolved (a config's stem)."""
-    return {"model": model_name, "pretrained": embed.pretrained, "precision": embed.precision, "seed": seed}
+    return {"model": model_name, "pretrained": embed.pretrained, "precision": embed.precision,
+            "seed": encoder_seed(embed)}  # fmt: skip
 
 
 def recorded_encoder(meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def video_embeddings(video: Path, paths: ProjectPaths, params: Params, settings:
     if frames is None:
         raise PipelineError(f"{video}: unreadable video ({verdict['reason']})")
     jpegs = load_frame_jpegs(frames)
-    encoder = open_encoder(params.embed, params.seed, settings.embed.device, paths.root)
+    encoder = open_encoder(params.embed, settings.embed.device, paths.root)
     results = embed_here(plan_batches([len(jpegs)], lambda _: jpegs), BatchEmbedder(encoder))
     return np.concatenate([result.features for result in results]), encoder
 
@@ -74,7 +74,7 @@ def predict_video(paths: ProjectPaths, source: str, variant: str, params: Params
     saved = load_model(model_file, variant)
     model_now = resolved_model_name(params.embed, paths.root)
     frames_now = frames_made_with(params.frames_count, params.frames)
-    now = {**encoder_record(params.embed, params.seed, model_now), **frames_now}
+    now = {**encoder_record(params.embed, model_now), **frames_now}
     check_same_settings(saved.encoder, now, EMBEDDING_KEYS, str(model_file), "trained on embeddings made with",
                         "params.yaml now", "run dvc repro first")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
