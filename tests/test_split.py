@@ -116,8 +116,9 @@ def write_project(root: Path, rows: list[dict[str, str]], series: dict[str, str]
     ])  # fmt: skip
     manifest = [{"id": r["id"], "url": f"https://example.com/{r['id']}", "category": r["category"], "title": r["id"],
                  "series": series.get(r["id"], ""), "status": "valid", "reason": ""} for r in rows]  # fmt: skip
+    reason = f"{CONFLICTING_LABELS}: 'food' on row 1, 'travel' on row 2"
     manifest += [{"id": f"row-{i}", "url": "x", "category": "food", "title": "", "series": "", "status": "invalid",
-                  "reason": f"{CONFLICTING_LABELS}: 'food' on row 1, 'travel' on row 2"} for i in range(conflicts)]  # fmt: skip
+                  "reason": reason} for i in range(conflicts)]  # fmt: skip
     write_table(paths.manifest, MANIFEST_COLUMNS, manifest)
     return paths
 
