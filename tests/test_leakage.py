@@ -9,13 +9,14 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from clipvideo.config.schema import CheckLeakageParams
+from clipvideo.config.loading import load_params
 from clipvideo.core.contracts import SPLIT_COLUMNS
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.tables import read_table, write_table
 from clipvideo.evaluation.leakage import check_leakage
+from tests.conftest import REPO
 
-THRESHOLD = CheckLeakageParams(cosine=0.99)
+THRESHOLD = load_params(REPO / "params.yaml").check_leakage  # the default
 
 
 def test_the_grouped_split_leaves_no_near_duplicate_and_a_random_split_does(embedded: ProjectPaths, tmp_path: Path):
