@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 def ray_command() -> str:
-    """The `ray` CLI next to this Python (the one requirements.txt installed), else the one on PATH."""
+    """The `ray` CLI next to this Python (the environment uv.lock installed), else the one on PATH."""
     beside = Path(sys.executable).with_name("ray")
     return str(beside) if beside.is_file() else "ray"
 
