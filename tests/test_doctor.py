@@ -33,16 +33,17 @@ def expected_fix() -> str:
 @pytest.mark.parametrize(
     ("torch_version", "torchvision_version", "fix"),
     [
-        ("2.14.1", "0.28.0", "pip install torch==2.14.1 torchvision==0.29.1"),
-        ("2.14.1+cpu", "0.29.1", "pip install torch==2.14.1+cpu torchvision==0.29.1+cpu --index-url "
-                                 "https://download.pytorch.org/whl/cpu"),
-        ("2.5.1+cu121", "0.20.1+cu121", "pip install --force-reinstall --no-deps torch==2.5.1+cu121 "
-                                        "torchvision==0.20.1+cu121 --index-url https://download.pytorch.org/whl/cu121"),
-        (None, None, "pip install --force-reinstall torch torchvision (no NVIDIA GPU: add --index-url "
-                     "https://download.pytorch.org/whl/cpu)"),
+        ("2.14.1", "0.28.0", "uv sync --locked --extra dev --reinstall-package torch --reinstall-package torchvision"),
+        ("2.14.1+cpu", "0.28.0+cpu", "uv pip install torch==2.14.1+cpu torchvision==0.29.1+cpu --index-url "
+                                     "https://download.pytorch.org/whl/cpu"),
+        ("2.14.1+cpu", "0.29.1+cpu", "uv pip install --reinstall --no-deps torch==2.14.1+cpu torchvision==0.29.1+cpu "
+                                     "--index-url https://download.pytorch.org/whl/cpu"),
+        ("2.14.1+cu130", "0.29.2+cu132", "uv sync --locked --extra dev --reinstall-package torch "
+                                         "--reinstall-package torchvision"),
+        (None, None, "uv sync --locked --extra dev --reinstall-package torch --reinstall-package torchvision"),
     ],
 )  # fmt: skip
-def test_the_fix_installs_the_torchvision_built_for_the_installed_torch_from_its_index(
+def test_the_fix_puts_back_the_locked_builds_or_the_torchvision_built_for_a_cpu_torch(
     torch_version: str | None, torchvision_version: str | None, fix: str
 ) -> None:
     assert torch_fix(torch_version, torchvision_version) == fix
@@ -57,7 +58,7 @@ def test_doctor_finds_a_working_environment_here() -> None:
     assert all(line.startswith("ok    ") for line in lines)
 
 
-def test_doctor_names_the_pip_command_for_a_torchvision_that_does_not_match(broken_torchvision: dict) -> None:
+def test_doctor_names_the_fix_for_a_torchvision_that_does_not_match(broken_torchvision: dict) -> None:
     result = subprocess.run([sys.executable, "-m", "clipvideo", "doctor"], capture_output=True, text=True, cwd=REPO,
                             env={**os.environ, **broken_torchvision})  # fmt: skip
     assert result.returncode == 1

@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 def ray_command() -> str:
-    """The `ray` CLI next to this Python (the one requirements.txt installed), else the one on PATH."""
+    """The `ray` CLI next to this Python (the environment uv.lock installed), else the one on PATH."""
     beside = Path(sys.executable).with_name("ray")
     return str(beside) if beside.is_file() else "ray"
 
@@ -127,11 +127,22 @@ def can_hide_paths() -> bool:
     return probe.returncode == 0
 
 
-def hiding(paths: Sequence[Path], command: list[str]) -> list[str]:
+def hiding(paths: Sequence[Path], command: list[str], scratch: Path) -> list[str]:
     """`command` in a mount namespace of its own where each of `paths` is an empty folder: it, and every process
-    it starts (a Ray node's raylet and workers), cannot see what is there."""
-    mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(str(path))}" for path in paths)
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{mounts} && exec {shlex.join(command)}"]
+    it starts (a Ray node's raylet and workers), cannot see what is there. Except this Python environment, when
+    it lies inside one of them (`./dev.sh` makes `.venv` in the checkout): another machine has its own copy of
+    the environment, as a node of a real cluster does, at the same path. `scratch`: an empty folder of ours."""
+    environment = Path(sys.prefix)
+    steps = []
+    for path in paths:
+        if environment.is_relative_to(path) and environment != Path(path):
+            kept, env = shlex.quote(str(scratch)), shlex.quote(str(environment))
+            steps += [f"mount --bind {env} {kept}", f"mount -t tmpfs none {shlex.quote(str(path))}",
+                      f"mkdir -p {env}", f"mount --move {kept} {env}"]  # fmt: skip
+        else:
+            steps.append(f"mount -t tmpfs none {shlex.quote(str(path))}")
+    script = " && ".join([*steps, f"exec {shlex.join(command)}"])
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
 
 
 @contextlib.contextmanager
@@ -162,7 +173,9 @@ def local_cluster(nodes: int = 2, cpus_per_node: int = 2, worker_niceness: int |
             command = [ray_command(), "start", *role, *every_node, f"--num-cpus={cpus}",
                        f"--dashboard-agent-listen-port={free_port()}"]  # fmt: skip
             if node and hidden:
-                command = hiding(hidden, command)
+                scratch = cluster.temp_dir / f"kept{node}"
+                scratch.mkdir()
+                command = hiding(hidden, command, scratch)
             started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
             if started.returncode != 0:
                 raise RuntimeError(f"{' '.join(command)} failed:\n{(started.stdout + started.stderr)[-3000:]}")

@@ -1,7 +1,7 @@
 """`python -m clipvideo doctor`: can this Python environment run the pipeline? Each problem is one line naming its fix.
 
-pip can leave a torchvision built for another torch than the one installed (torch from one index, torchvision
-from another, or one of them upgraded alone); embed then dies a minute into the first run with `operator
+An installer can leave a torchvision built for another torch than the one installed (torch from one index,
+torchvision from another, or one of them upgraded alone); embed then dies a minute into the first run with `operator
 torchvision::nms does not exist`. The check_params stage, first in every `dvc repro` that computes anything,
 runs the same check before any work. The imports run in a child process: a broken build can crash the
 interpreter instead of raising, and the stage that checks never needs torch itself.
@@ -21,10 +21,11 @@ from clipvideo.cli.stage import command_parser
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.system import ffmpeg_binary
 
-# What the pipeline imports, in import order, with its pip name; and what each one imports of the others.
+# What the pipeline imports, in import order, with its distribution name; and what each one imports of the others.
 MODULES = {"torch": "torch", "torchvision": "torchvision", "av": "av", "open_clip": "open_clip_torch"}
 NEEDS = {"torchvision": ("torch",), "open_clip": ("torch", "torchvision")}
-PYTORCH_INDEX = "https://download.pytorch.org/whl"  # + /cpu, /cu126, ...: where a `+<tag>` build comes from
+PYTORCH_INDEX = "https://download.pytorch.org/whl"  # + /cpu: where a `+cpu` build comes from
+SYNC = "uv sync --locked --extra dev"  # the lock's versions and builds, as ./dev.sh installs them (docs/environment.md)
 TORCHVISION_MINOR_OFFSET = 15  # torchvision 0.(N+15).p is built for torch 2.N.p (0.29.1 for 2.14.1)
 PROBE_TIMEOUT_S = 300  # importing torch on a loaded 2-core machine takes seconds, not minutes
 # Run in a child: import each module, one JSON line per module (a crash leaves the culprit without its line).
@@ -55,8 +56,13 @@ class Finding:
         return not self.problem
 
 
+def reinstall(*distributions: str) -> str:
+    """The command that puts the lock's build of each distribution back (a file of it may be damaged or replaced)."""
+    return " ".join([SYNC, *(f"--reinstall-package {name}" for name in distributions)])
+
+
 def installed(distribution: str) -> str | None:
-    """The installed version of a pip distribution (with its local tag, such as `+cpu`), or None."""
+    """The installed version of a distribution (with its local tag, such as `+cpu`), or None."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -73,15 +79,13 @@ def matching_torchvision(torch_version: str) -> str | None:
 
 
 def torch_fix(torch_version: str | None, torchvision_version: str | None) -> str:
-    """The pip command that installs a torchvision matching the installed torch, from the index torch came from."""
+    """The command that makes torch and torchvision work together: the lock's builds of both; for the CPU-only
+    torch of PyTorch's index (`+cpu`, installed by hand: docs/environment.md), the torchvision built for it there."""
     wanted = matching_torchvision(torch_version) if torch_version else None
-    if torch_version is None or wanted is None:
-        return (f"pip install --force-reinstall torch torchvision (no NVIDIA GPU: add --index-url "
-                f"{PYTORCH_INDEX}/cpu)")  # fmt: skip
-    tag = torch_version.partition("+")[2]
-    index = f" --index-url {PYTORCH_INDEX}/{tag}" if tag else ""
-    reinstall = "--force-reinstall --no-deps " if torchvision_version == wanted else ""
-    return f"pip install {reinstall}torch=={torch_version} torchvision=={wanted}{index}"
+    if wanted is None or not torch_version.endswith("+cpu"):
+        return reinstall("torch", "torchvision")
+    again = "--reinstall --no-deps " if torchvision_version == wanted else ""
+    return f"uv pip install {again}torch=={torch_version} torchvision=={wanted} --index-url {PYTORCH_INDEX}/cpu"
 
 
 def probe_imports(names: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -125,14 +129,14 @@ def check_modules() -> list[Finding]:
             fix = torch_fix(installed("torch"), installed("torchvision"))
             problem = f"{what} ({error}); fix: {fix}"
         else:
-            problem = f"{name} {versions[name]} does not import ({error}); fix: pip install --force-reinstall {dist}"
+            problem = f"{name} {versions[name]} does not import ({error}); fix: {reinstall(dist)}"
         findings[name] = Finding(name, found, problem)
     return list(findings.values())
 
 
 def check_ffmpeg() -> Finding:
     """The ffmpeg binary the sample and the frames use: the system one, else imageio-ffmpeg's; it must run."""
-    fix = "fix: pip install imageio-ffmpeg, or install ffmpeg (apt-get install ffmpeg)"
+    fix = f"fix: {reinstall('imageio-ffmpeg')}, or install ffmpeg (apt-get install ffmpeg)"
     try:
         binary = ffmpeg_binary()
         result = subprocess.run([binary, "-version"], capture_output=True, text=True, timeout=60)

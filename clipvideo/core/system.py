@@ -1,5 +1,5 @@
 """The machine: the cores this process may use, and the ffmpeg binary (the system one when present, else
-the one the imageio-ffmpeg wheel ships, so `pip install -r requirements.txt` is the only set-up)."""
+the one the imageio-ffmpeg wheel ships, so the set-up from the lock needs no system ffmpeg)."""
 
 from __future__ import annotations
 
