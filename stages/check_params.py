@@ -22,10 +22,12 @@ DECLARES = (ALL,)
 
 def run(context: StageContext) -> str:
     from clipvideo.cli.doctor import check_environment
+    from clipvideo.config.encoders import check_encoder_files
     from clipvideo.config.variants import load_variants
     from clipvideo.core.files import write_text_atomic
 
     paths = context.paths  # stage_main validated params.yaml and settings.yaml before calling this
+    check_encoder_files(context.params.embed, paths.root)  # a model file DVC would not track
     variants = load_variants(paths.variants)
     environment = check_environment()
     from clipvideo.embed.encoder import check_embed_params  # open_clip: only once the environment is known to work

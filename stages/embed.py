@@ -15,9 +15,11 @@ DECLARES = ("embed",)
 
 
 def run(context: StageContext) -> str:
+    from clipvideo.config.encoders import check_encoder_files
     from clipvideo.embed.embedder import embed_frames
 
     params, settings = context.params, context.settings
+    check_encoder_files(params.embed, context.paths.root)
     return embed_frames(context.paths, params.embed, settings.embed, settings.engine, settings.cache)
 
 

@@ -15,9 +15,11 @@ DECLARES = ("embed", "embed_text", "dataset.categories")
 
 
 def run(context: StageContext) -> str:
+    from clipvideo.config.encoders import check_encoder_files
     from clipvideo.embed.prompts import embed_category_prompts
 
     params = context.params
+    check_encoder_files(params.embed, context.paths.root)
     return embed_category_prompts(context.paths, params.dataset.categories, params.embed_text, params.embed,
                                   context.settings.embed)  # fmt: skip
 

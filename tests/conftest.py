@@ -78,8 +78,15 @@ def write_params(root: Path, overrides: dict[str, Any]) -> Path:
     variants.yaml and reference.yaml unless root has them.
 
     Each override goes to the file that holds its key, so a test says `download.workers` or
-    `frames_count` without caring which file that is.
+    `frames_count` without caring which file that is. A model config or checkpoint given by absolute path (the
+    session's tiny model) is copied into root/encoders/, the one folder the stages take model files from.
     """
+    for key in ("embed.model", "embed.pretrained"):
+        value = overrides.get(key)
+        if isinstance(value, str) and Path(value).is_absolute() and Path(value).is_file():
+            (root / "encoders").mkdir(exist_ok=True)
+            shutil.copyfile(value, root / "encoders" / Path(value).name)
+            overrides = {**overrides, key: f"encoders/{Path(value).name}"}
     files = {name: yaml.safe_load((REPO / name).read_text()) for name in ("params.yaml", "settings.yaml")}
     for key, value in overrides.items():
         set_dotted(files["settings.yaml" if "." in key and has_key(Settings, key) else "params.yaml"], key, value)

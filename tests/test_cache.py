@@ -10,7 +10,11 @@ import shutil
 import time
 from pathlib import Path
 
+import av
+import open_clip
+import PIL
 import pytest
+import torch
 import yaml
 
 from clipvideo.core.cache import VideoCache, cache_root
@@ -208,6 +212,87 @@ def test_the_cache_command_says_where_and_how_large_and_clears(
     assert cache_command.main(["--root", str(project.root)]) == 0
     shown = capsys.readouterr().out
     assert shown.startswith(f"{cache_root(project.root, None)}: 24 entries, ") and "MB of 20 GB" in shown
+    lines = shown.splitlines()[1:]  # one per kind and fingerprint: what made the entries
+    assert [line.split(",")[0] for line in lines] == ["  embeddings: 12 entries", "  frames: 12 entries"]
+    assert f"torch {torch.__version__}, open_clip {open_clip.__version__}, device cpu" in lines[0]
+    assert f"av {av.__version__}, ffmpeg libavcodec " in lines[1] and f"pillow {PIL.__version__}" in lines[1]
     assert cache_command.main(["clear", "--root", str(project.root)]) == 0
     assert "cleared" in capsys.readouterr().out and not cache_root(project.root, None).exists()
     assert "12 videos decoded, 0 reused" in frames_and_embed(project.root, capsys)[0]
+
+
+# ------------------------------------------------------------------------------- what made the bytes
+def with_runtime(monkeypatch: pytest.MonkeyPatch, **changed: object) -> None:
+    """The embed runtime fingerprint, as the stage measures it, with these values changed."""
+    from clipvideo.embed import embedder
+
+    measured = embedder.encoder_runtime
+    monkeypatch.setattr(embedder, "encoder_runtime", lambda *args: {**measured(*args), **changed})
+
+
+RUNTIME_CHANGES = {
+    "torch": lambda mp: mp.setattr(torch, "__version__", "2.0.0"),
+    "open_clip": lambda mp: mp.setattr(open_clip, "__version__", "2.0.0"),
+    "device": lambda mp: with_runtime(mp, device="cuda", tf32_matmul=False, tf32_cudnn=True),
+    "precision path": lambda mp: with_runtime(mp, precision_path="bfloat16 weights"),
+    "cpu capability": lambda mp: mp.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2"),
+}
+
+
+@pytest.mark.parametrize("change", RUNTIME_CHANGES)
+def test_another_torch_open_clip_device_or_precision_path_misses_the_embed_cache(
+    project: ProjectPaths, tiny_model_config: Path, capsys: pytest.CaptureFixture, change: str
+) -> None:
+    """Not the same bytes: the runtime fingerprint is part of the key, and meta.json records it."""
+    write_params(project.root, {**SHRUNK, "embed.model": str(tiny_model_config)})
+    assert "12 videos embedded, 0 reused" in frames_and_embed(project.root, capsys)[1]
+    before = json.loads((project.embeddings_dir / "meta.json").read_text())["runtime"]
+    with pytest.MonkeyPatch.context() as patched:
+        RUNTIME_CHANGES[change](patched)
+        frames_line, embed_line = frames_and_embed(project.root, capsys)
+        after = json.loads((project.embeddings_dir / "meta.json").read_text())["runtime"]
+    assert "0 videos decoded, 12 reused" in frames_line  # the frames do not depend on it
+    assert "12 videos embedded, 0 reused from the cache" in embed_line
+    assert after != before and cache_entries(project.root, "embeddings") == 24
+    assert "0 videos embedded, 12 reused" in frames_and_embed(project.root, capsys)[1]  # the first entries: still there
+
+
+@pytest.mark.parametrize("library", [av, PIL])
+def test_another_decoder_or_jpeg_library_version_misses_the_frames_cache(
+    project: ProjectPaths, tiny_model_config: Path, capsys: pytest.CaptureFixture, monkeypatch, library
+) -> None:
+    write_params(project.root, {**SHRUNK, "embed.model": str(tiny_model_config)})
+    assert frames.main(["--root", str(project.root)]) == 0
+    recorded = json.loads(project.frames_settings.read_text())["decoder"]
+    monkeypatch.setattr(library, "__version__", "1.0.0")
+    capsys.readouterr()
+    assert frames.main(["--root", str(project.root)]) == 0
+    assert "12 videos decoded, 0 reused from the cache" in capsys.readouterr().out
+    now = json.loads(project.frames_settings.read_text())["decoder"]
+    assert {key for key in now if now[key] != recorded[key]} == {"av" if library is av else "pillow"}
+    assert cache_entries(project.root, "frames") == 24
+
+
+def test_with_the_cache_off_a_run_neither_reads_nor_writes_it_and_writes_the_same_bytes(
+    project: ProjectPaths, tiny_model_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    params = {**SHRUNK, "embed.model": str(tiny_model_config)}
+    write_params(project.root, {**params, "cache.enabled": False})
+    frames_line, embed_line = frames_and_embed(project.root, capsys)
+    assert "12 videos decoded, 0 reused" in frames_line and "12 videos embedded, 0 reused" in embed_line
+    assert not cache_root(project.root, None).exists()  # nothing written
+    assert [p.name for p in project.data.iterdir() if p.name.startswith(".")] == []  # its private folder: gone
+    uncached = tmp_path / "uncached"
+    shutil.copytree(project.root, uncached)
+
+    write_params(project.root, params)  # on: fills the cache
+    frames_and_embed(project.root, capsys)
+    assert_same_outputs(project.root, uncached)
+    entries = {kind: cache_entries(project.root, kind) for kind in ("frames", "embeddings")}
+    assert entries == {"frames": 12, "embeddings": 12}
+
+    write_params(project.root, {**params, "cache.enabled": False})  # off again: what is there is not read
+    frames_line, embed_line = frames_and_embed(project.root, capsys)
+    assert "12 videos decoded, 0 reused" in frames_line and "12 videos embedded, 0 reused" in embed_line
+    assert {kind: cache_entries(project.root, kind) for kind in ("frames", "embeddings")} == entries
+    assert_same_outputs(project.root, uncached)

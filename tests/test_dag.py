@@ -256,3 +256,18 @@ def test_a_file_changed_in_place_is_found_and_repaired_by_the_recipe(dvc_repo: P
     assert (dvc_repo / "reports/linear.json").read_bytes() == originals["reports/linear.json"]
     assert "up to date" in run_command(["dvc", "status"], dvc_repo).lower()
 
+
+def test_a_replaced_model_file_under_encoders_or_a_new_decode_budget_reruns_embed_or_frames(dvc_repo: Path):
+    """Files that change a result are dependencies: the tiny model's config is encoders/tiny-test-vit.json (conftest),
+    and dvc.yaml lists encoders/ for embed and embed_text; the decode budget is a param of frames."""
+    config = dvc_repo / "encoders" / "tiny-test-vit.json"
+    assert yaml.safe_load((dvc_repo / "params.yaml").read_text())["embed"]["model"] == "encoders/tiny-test-vit.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "embed_dim": 16}))  # another model, same name
+    assert set(json.loads(run_command(["dvc", "status", "--json"], dvc_repo))) == {"embed", "embed_text"}
+
+    run_command(["git", "checkout", "--", "encoders"], dvc_repo)
+    assert json.loads(run_command(["dvc", "status", "--json"], dvc_repo)) == {}
+    params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
+    params["frames"]["max_decode_megapixels"] = 500_000
+    (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert set(json.loads(run_command(["dvc", "status", "--json"], dvc_repo))) == {"check_params", "frames"}

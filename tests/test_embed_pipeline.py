@@ -3,6 +3,8 @@ embeddings that do not depend on their batch, no leftovers; meta.json."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -17,7 +19,9 @@ from clipvideo.embed import embedder as embeddings
 from clipvideo.embed.batches import FORWARD_BATCH, plan_batches
 from clipvideo.embed.embedder import BatchEmbedder, embed_here
 from clipvideo.embed.encoder import load_encoder, preprocess_jpegs
+from clipvideo.embed.fingerprint import encoder_runtime
 from clipvideo.embed.store import ARRAY, EMBEDDING_KEYS, load_embeddings, recorded_encoder
+from clipvideo.video.fingerprint import decoder_fingerprint
 from clipvideo.video.store import load_frame_jpegs
 from stages import embed, frames
 from tests.conftest import SHRUNK, cache_entries, write_params
@@ -170,11 +174,15 @@ def test_meta_records_every_setting_the_embeddings_depend_on(framed: ProjectPath
         "pretrained": "none",
         "precision": "fp32",
         "seed": 7,
+        "model_sha256": hashlib.sha256(tiny_model_config.read_bytes()).hexdigest(),  # the config file's content
+        "pretrained_sha256": "",
         "frames_count": SHRUNK["frames_count"],
         "frames_size": SHRUNK["frames.size"],
         "frames_mode": "exact",
     }
     assert set(EMBEDDING_KEYS) <= set(meta)
+    assert meta["runtime"] == encoder_runtime("cpu", "fp32")  # the libraries, device and precision path
+    assert meta["decoder"] == json.loads(framed.frames_settings.read_text())["decoder"] == decoder_fingerprint()
 
 
 @pytest.mark.parametrize("content", [None, "not json", '{"frames_count": 4}'])
@@ -192,16 +200,20 @@ def test_missing_or_bad_frames_settings_stop_embed_with_one_line(framed: Project
 def test_relative_model_config_and_checkpoint_paths_resolve_against_root(
     framed: ProjectPaths, tiny_model_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """embed.model: tiny.json and embed.pretrained: weights/tiny.pt mean files in the project, whatever the cwd."""
-    shutil.copyfile(tiny_model_config, framed.root / "tiny.json")
-    (framed.root / "weights").mkdir()
+    """embed.model: encoders/tiny.json and embed.pretrained: encoders/weights/tiny.pt mean files in the project,
+    whatever the cwd."""
+    (framed.root / "encoders" / "weights").mkdir(parents=True)
+    shutil.copyfile(tiny_model_config, framed.root / "encoders" / "tiny.json")
     source = load_encoder(str(tiny_model_config), "none", seed=5)
-    torch.save({"state_dict": source.model.state_dict()}, framed.root / "weights" / "tiny.pt")
-    write_params(framed.root, {**SHRUNK, "embed.model": "tiny.json", "embed.pretrained": "weights/tiny.pt"})
+    torch.save({"state_dict": source.model.state_dict()}, framed.root / "encoders" / "weights" / "tiny.pt")
+    checkpoint = "encoders/weights/tiny.pt"
+    write_params(framed.root, {**SHRUNK, "embed.model": "encoders/tiny.json", "embed.pretrained": checkpoint})
     monkeypatch.chdir(tmp_path)  # not the project root
     assert embed.main(["--root", str(framed.root)]) == 0
     stored = load_embeddings(framed.embeddings_dir)
-    assert (stored.meta["model"], stored.meta["pretrained"]) == ("tiny", "weights/tiny.pt")  # as given: no abs path
+    assert (stored.meta["model"], stored.meta["pretrained"]) == ("tiny", checkpoint)  # as given: no abs path
+    digest = hashlib.sha256((framed.root / checkpoint).read_bytes()).hexdigest()
+    assert stored.meta["pretrained_sha256"] == digest  # the checkpoint by its content
 
     videos, n_frames = frame_files(framed)
     first_batch = [jpeg for _, path in videos for jpeg in load_frame_jpegs(path)]  # 48 frames: one batch of 64

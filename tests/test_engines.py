@@ -204,3 +204,24 @@ def test_a_worker_that_imported_other_code_than_the_driver_refuses_to_run() -> N
     check_code(running_code())
     with pytest.raises(PipelineError, match="which is not the code of the stage that started it"):
         check_code("0" * 64)
+
+
+def test_a_worker_with_another_runtime_fingerprint_than_the_driver_refuses_in_one_line() -> None:
+    """As for the code: a worker whose libraries (or device, precision path) differ would file other bytes under
+    the driver's cache key, so it refuses, naming each difference."""
+    from clipvideo.core.errors import PipelineError
+    from clipvideo.engines.ray_engine import running_code, runtime_refusal, with_local_files
+    from clipvideo.video.fingerprint import decoder_fingerprint
+
+    driver = {"torch": "2.14.1", "device": "cpu", "cpu_capability": "AVX512"}
+    assert runtime_refusal(dict(driver), driver) is None
+    refusal = runtime_refusal({**driver, "torch": "2.13.0", "cpu_capability": "AVX2"}, driver)
+    assert refusal is not None and "\n" not in str(refusal)
+    assert "runs torch '2.13.0' (the stage: '2.14.1'), cpu_capability 'AVX2' (the stage: 'AVX512')" in str(refusal)
+    assert "uv sync --locked" in str(refusal) and "ATEN_CPU_CAPABILITY" in str(refusal)
+
+    here = decoder_fingerprint()
+    assert with_local_files(len, running_code(), decoder_fingerprint, here, (), "four") == 4
+    older = {**here, "av": "11.0.0"}
+    with pytest.raises(PipelineError, match=r"runs av '.+' \(the stage: '11\.0\.0'\)"):
+        with_local_files(len, running_code(), decoder_fingerprint, older, (), "four")

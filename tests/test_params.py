@@ -87,7 +87,10 @@ def test_bad_value_is_one_line_naming_key_value_and_what_is_allowed(tmp_path, ke
 
 def test_unknown_key_in_a_section_is_reported_not_ignored(tmp_path):
     message = params_error(tmp_path, {"frames.sizes": 224})
-    assert message == "params.yaml: unknown key frames.sizes; did you mean frames.size? frames takes size, mode"
+    assert message == (
+        "params.yaml: unknown key frames.sizes; did you mean frames.size? "
+        "frames takes size, mode, max_decode_megapixels"
+    )
 
 
 def test_a_runtime_setting_in_params_yaml_is_an_unknown_key(tmp_path):
@@ -99,7 +102,7 @@ def test_a_runtime_setting_in_params_yaml_is_an_unknown_key(tmp_path):
         load_params(tmp_path / "params.yaml")
     assert str(raised.value) == (
         "params.yaml: unknown key frames.workers; frames.workers is a setting: set it in settings.yaml, not here "
-        "(frames takes size, mode)"
+        "(frames takes size, mode, max_decode_megapixels)"
     )
 
 
@@ -111,6 +114,18 @@ def test_a_param_in_settings_yaml_says_it_belongs_in_params_yaml(tmp_path):
         "settings.yaml: unknown top-level key frames_count; frames_count is a DVC param: set it in params.yaml, not "
         "here (known keys: download, frames, embed, engine, cache)"
     )
+
+
+def test_the_decode_budget_is_a_param_now_and_settings_yaml_says_so(tmp_path):
+    """frames.max_decode_megapixels decides which videos are refused: a result, so a param of frames."""
+    (tmp_path / "settings.yaml").write_text("frames:\n  max_decode_megapixels: 100\n")
+    with pytest.raises(ParamsError) as raised:
+        load_settings(tmp_path / "settings.yaml")
+    assert str(raised.value).startswith(
+        "settings.yaml: unknown key frames.max_decode_megapixels; frames.max_decode_megapixels is a DVC param: set it "
+        "in params.yaml"
+    )
+    assert load_params(REPO / "params.yaml").frames.max_decode_megapixels == 1_000_000
 
 
 def test_settings_file_is_optional_and_keys_default(tmp_path, monkeypatch):
@@ -286,3 +301,42 @@ def test_embed_stage_with_unknown_model_writes_nothing(project: ProjectPaths, sh
     assert err.startswith("embed: error: params.yaml: embed.model='ViT-Nonexistent-99': expected an open_clip model")
     assert "\n" not in err
     assert not project.embeddings_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("embed.model", "{outside}/tiny.json"), ("embed.model", "models/tiny.json"), ("embed.pretrained", "ckpt.pt"),
+     ("embed.pretrained", "{outside}/ckpt.pt"), ("embed.pretrained", "encoders/../ckpt.pt")],
+)  # fmt: skip
+@pytest.mark.parametrize("stage", ["check_params", "embed", "embed_text"])
+def test_a_model_file_outside_encoders_is_refused_in_one_line_naming_the_fix(tmp_path, capsys, key, value, stage):
+    """DVC tracks encoders/ (a dep of embed and embed_text), not a path a param names: a file elsewhere could be
+    replaced without rerunning anything."""
+    import importlib
+
+    root, outside = tmp_path / "project", tmp_path / "elsewhere"
+    for folder in (root / "models", root / "encoders", outside):
+        folder.mkdir(parents=True)
+    for path in (outside / "tiny.json", outside / "ckpt.pt", root / "models" / "tiny.json", root / "ckpt.pt"):
+        path.write_text("{}")
+    value = value.format(outside=outside)
+    write_params(root, {})  # not with the key: write_params copies an absolute model file into encoders/
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["embed"][key.split(".")[1]] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    code, err = run_stage(importlib.import_module(f"stages.{stage}"), root, capsys)
+    assert code == 2
+    name = Path(value).name
+    assert err == (f"{stage}: error: params.yaml: {key}={value!r}: a file outside the project's encoders/ folder, "
+                   f"which DVC does not track (replacing it would rerun nothing); copy it to encoders/ and set "
+                   f"{key}: encoders/{name}")  # fmt: skip
+
+
+def test_a_model_name_a_tag_or_a_file_under_encoders_passes_the_check(tmp_path) -> None:
+    from clipvideo.config.encoders import check_encoder_files
+    from clipvideo.config.schema import EmbedParams
+
+    (tmp_path / "encoders").mkdir()
+    for model, pretrained in [("ViT-B-32", "openai"), ("ViT-B-32", "none"), ("encoders/x.json", "encoders/x.pt"),
+                              (str(tmp_path / "encoders" / "x.json"), "laion2b_s34b_b79k")]:  # fmt: skip
+        check_encoder_files(EmbedParams(model=model, pretrained=pretrained, precision="fp32"), tmp_path)

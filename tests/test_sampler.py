@@ -9,9 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from clipvideo.config.schema import FramesSettings
 from clipvideo.core.system import run_ffmpeg
-from clipvideo.video.decode import packet_index, sample_frames, upright_square
+from clipvideo.video.decode import MAX_DECODE_MEGAPIXELS, packet_index, sample_frames, upright_square
 from clipvideo.video.plan import (
     DecodeRun,
     PacketIndex,
@@ -138,7 +137,7 @@ def test_the_default_decode_budget_passes_a_two_hour_1080p_video_at_100_frames()
     """The worst plans the sampler makes for 2 hours of 1920x1080 at 60 fps and 100 frames: exact frames with
     a keyframe every 10 s, and decoding through from the start (no usable index). A budget any normal video
     passes still refuses a file of 30,000 one-keyframe 8K frames (about 1.5 MB of solid colour)."""
-    budget = FramesSettings().max_decode_megapixels
+    budget = MAX_DECODE_MEGAPIXELS
     fps, seconds, count = 60, 2 * 3600, 100
     pts = np.arange(fps * seconds, dtype=np.int64)
     index = PacketIndex(pts, pts % (10 * fps) == 0, Fraction(1, fps))

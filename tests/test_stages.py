@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from clipvideo.core.paths import ProjectPaths
+from clipvideo.video.fingerprint import decoder_fingerprint
 from stages import embed, embed_text, evaluate, frames, report, split, train
 from tests.conftest import VARIANTS, write_params
 
@@ -41,7 +42,7 @@ def test_downstream_stages_end_to_end(project, shrunk_params):
         [f"{row['id']}.npz" for row in rows] + ["settings.json"]
     )
     made_with = json.loads(project.frames_settings.read_text())
-    assert made_with == {"frames_count": 4, "frames_size": 64, "frames_mode": "exact"}
+    assert made_with == {"frames_count": 4, "frames_size": 64, "frames_mode": "exact", "decoder": decoder_fingerprint()}
 
     assert embed.main(root) == 0
     assert embed_text.main(root) == 0

@@ -224,10 +224,10 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("name", "reason"),
     [
         ("one_gop.mp4", "decoding would cost 216.6 megapixels (235 frames of 1280x720, from the keyframe before each "
-                        "sampled time), over frames.max_decode_megapixels=100 (settings.yaml)"),
+                        "sampled time), over frames.max_decode_megapixels=100 (params.yaml)"),
         ("one_gop.h264", "decoding would cost 216.6 megapixels (235 frames of 1280x720, decoding from the start), "
-                         "over frames.max_decode_megapixels=100 (settings.yaml)"),
-        ("growing.h264", "decoding went over frames.max_decode_megapixels=100 (settings.yaml) at a 1280x720 frame: "
+                         "over frames.max_decode_megapixels=100 (params.yaml)"),
+        ("growing.h264", "decoding went over frames.max_decode_megapixels=100 (params.yaml) at a 1280x720 frame: "
                          "the picture grew past the size the stream declares (planned: 0.9 megapixels (211 frames "
                          "of 64x64, decoding from the start))"),
     ],

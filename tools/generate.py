@@ -85,6 +85,19 @@ params file: changing a setting reruns nothing and records no experiment (`dvc e
 is refused by DVC). Every key is optional (a missing one takes its default); `CLIPVIDEO_SETTINGS=/path/x.yaml`
 reads another file, for example one per machine.
 
+A few settings can still change what a run writes, by nature of the machine, and say so:
+
+- `embed.device` (and with it the precision path: autocast on CUDA, bf16 weights on a CPU) can change the
+  embeddings' low bits. It is part of the embed runtime fingerprint (with the torch and open_clip versions, TF32
+  on CUDA, the CPU's instruction set), which keys the per-video cache and is recorded in
+  `data/embeddings/meta.json` (`runtime`): embeddings made on another device are never served from the cache.
+- `frames.video_timeout_s` and `download.video_timeout_s` are wall-clock backstops: how long a video takes
+  depends on the machine and its load, so they cannot be params. A video past one is an `error` (frames) or
+  `failed` (download) for this run only: never cached, tried again by the next run. The deterministic limit on
+  decoding is the param `frames.max_decode_megapixels`.
+- `download.cookies`, `download.allow_private_networks` and `download.retry_unavailable` decide which videos
+  can be fetched from this machine; what a video's bytes give never depends on them.
+
 """
 VARIANTS_HEAD = """
 

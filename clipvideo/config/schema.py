@@ -117,12 +117,18 @@ class FramesParams(Section):
     mode: Literal["exact", "keyframe"] = Field(
         description="exact timestamps, or the keyframe at or before each (approximate, much faster)"
     )
+    max_decode_megapixels: int = Field(
+        ge=1,
+        le=10**9,
+        description="a video whose planned decoding costs more (frames decoded x their pixels) is an `error`",
+    )
 
 
 class EmbedParams(Section):
-    model: Text = Field(description="an open_clip model name, or a path to a model config `.json`")
+    model: Text = Field(description="an open_clip model name, or a path to a model config `.json` in `encoders/`")
     pretrained: Text = Field(
-        description="`none` (seeded random init: a pipeline check), an open_clip tag (`openai`, ...), a checkpoint path"
+        description="`none` (seeded random init: a pipeline check), an open_clip tag (`openai`, ...), a checkpoint "
+        "path in `encoders/`"
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         description="compute precision: bf16 weights on a CPU, autocast on CUDA (fp16: CUDA only); stored as float16"
@@ -229,12 +235,6 @@ class DownloadSettings(Section):
 class FramesSettings(Section):
     workers: int = Field(2, ge=1, le=64, description="videos decoded in parallel")
     min_videos: int = Field(8, ge=1, le=1_000_000, description="the stage fails when fewer videos give frames")
-    max_decode_megapixels: int = Field(
-        1_000_000,
-        ge=1,
-        le=10**9,
-        description="a video whose planned decoding costs more (frames decoded x their pixels) is an `error`",
-    )
     video_timeout_s: float = Field(
         3600, ge=1, le=86_400, description="wall-clock limit per video; past it the video is an `error`"
     )
@@ -245,6 +245,7 @@ class EmbedSettings(Section):
 
 
 class CacheSettings(Section):
+    enabled: bool = Field(True, description="false: this run neither reads nor writes the per-video cache")
     dir: OptionalText = Field(
         None,
         description="the per-video cache of frames and embeddings; null: `clipvideo/` in DVC's cache folder, which "

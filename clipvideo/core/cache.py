@@ -2,7 +2,8 @@
 only for the videos that changed.
 
 An entry's key is a hash of everything that decides its bytes: the content of its input (a video's bytes, a
-frames file's bytes: never a name, size or time) and the recipe (params, encoder, code). An entry is a record
+frames file's bytes: never a name, size or time) and the recipe (params, encoder, code, and the runtime fingerprint:
+the libraries, device and precision path that made the bytes). An entry is a record
 (JSON) and, where there is one, a payload file (the frames `.npz`, the embeddings `.npy`). The payload is
 written first and the record last, both atomically under names unique to the writer, and the record names the
 payload's SHA-256: an entry without its record does not exist, and a payload that does not match its record
@@ -11,7 +12,8 @@ once (queued experiments): they write the same bytes under the same names, so no
 
 The cache is capped: past `cache.max_gb` the least recently used entries go (a use touches its record), never
 one the current run used. It lives in DVC's cache folder by default, which every workspace of the repository
-shares, the temporary ones of `dvc exp run --queue` included, and which git and DVC ignore.
+shares, the temporary ones of `dvc exp run --queue` included, and which git and DVC ignore. With `cache.enabled:
+false` a run neither reads nor writes it (PrivateCache).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -104,12 +109,13 @@ class VideoCache:
         self.used.add(record_path)
         return Entry(record["record"], payload)
 
-    def put(self, kind: str, key: str, record: dict[str, Any], payload: bytes | None = None,
-            suffix: str = "") -> Entry:  # fmt: skip
-        """Store an entry: the payload first, then the record that names its hash (the entry exists from then)."""
+    def put(self, kind: str, key: str, record: dict[str, Any], payload: bytes | None = None, suffix: str = "",
+            made_with: Mapping[str, Any] | None = None) -> Entry:  # fmt: skip
+        """Store an entry: the payload first, then the record that names its hash (the entry exists from then).
+        `made_with`: the runtime fingerprint that made it (part of its key), kept for `cache info`."""
         record_path = self._record(kind, key)
         payload_path = None
-        stored: dict[str, Any] = {"record": record, "suffix": "", "sha256": ""}
+        stored: dict[str, Any] = {"record": record, "suffix": "", "sha256": "", "made_with": made_with}
         if payload is not None:
             payload_path = record_path.with_suffix(suffix)
             write_bytes_atomic(payload_path, payload, shared=True)
@@ -143,6 +149,27 @@ class VideoCache:
         """(entries, bytes) in the cache."""
         files = self.files()
         return sum(path.suffix == RECORD for path, _ in files), sum(stat.st_size for _, stat in files)
+
+    def fingerprints(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(kind, the runtime fingerprint as JSON: `null` for entries that predate it) -> (entries, bytes)."""
+        sizes: dict[Path, int] = {}  # an entry's record and payload together, by the entry's path without suffix
+        records = []
+        for path, stat in self.files():
+            if path.name.endswith(TMP_SUFFIX):
+                continue
+            sizes[path.with_suffix("")] = sizes.get(path.with_suffix(""), 0) + stat.st_size
+            if path.suffix == RECORD:
+                records.append(path)
+        found: dict[tuple[str, str], tuple[int, int]] = {}
+        for path in records:
+            try:
+                made_with = json.loads(path.read_text(encoding="utf-8")).get("made_with")
+            except (OSError, ValueError, AttributeError):  # evicted meanwhile, or damaged: get() removes it
+                continue
+            group = (path.relative_to(self.root).parts[0], json.dumps(made_with))  # in the producer's order
+            entries, size = found.get(group, (0, 0))
+            found[group] = (entries + 1, size + sizes[path.with_suffix("")])
+        return found
 
     def evict(self) -> int:
         """Remove the temporaries that dead writers left, then the least recently used entries until the cache fits
@@ -181,6 +208,24 @@ class VideoCache:
         return f"{self.root}: {counted}, {size / 1e6:.1f} MB of {self.max_bytes / 1e9:g} GB"
 
 
+class PrivateCache(VideoCache):
+    """`cache.enabled: false`: the shared cache is neither read nor written. A run keeps what it makes in a private
+    folder under `scratch` (on the outputs' file system, so the frames stage still links instead of copying), which
+    `evict` (at the end of a run) or the end of the process removes whole."""
+
+    def __init__(self, scratch: Path) -> None:
+        folder = Path(tempfile.mkdtemp(prefix=".uncached-", dir=scratch))
+        super().__init__(folder, 0)
+        self._remove_folder = weakref.finalize(self, shutil.rmtree, folder, True)
+
+    def get(self, kind: str, key: str) -> Entry | None:
+        return None  # no reads
+
+    def evict(self) -> int:
+        self._remove_folder()
+        return 0
+
+
 def dvc_cache_dir(root: Path) -> Path | None:
     """DVC's local cache folder for the repository at `root` (also what a queued experiment's temporary
     workspace is given), or None outside a DVC repository."""
@@ -205,7 +250,11 @@ def cache_root(root: Path, configured: str | None) -> Path:
     return dvc_cache / "clipvideo" if dvc_cache else root / ".clipvideo-cache"
 
 
-def open_cache(root: Path, configured_dir: str | None, max_gb: float) -> VideoCache:
+def open_cache(root: Path, configured_dir: str | None, max_gb: float, enabled: bool = True,
+               scratch: Path | None = None) -> VideoCache:  # fmt: skip
+    """The shared cache; or, when not `enabled`, a PrivateCache under `scratch` (default: `root`)."""
+    if not enabled:
+        return PrivateCache((scratch or root).absolute())
     return VideoCache(cache_root(root, configured_dir).absolute(), int(max_gb * 1e9))
 
 

@@ -57,3 +57,4 @@ DVC_METRICS = ("f1_micro", "f1_macro", "accuracy", "n_test", "val_f1_micro")
 # data/frames/settings.json, written by the frames stage next to the frames it made: key -> the params.yaml key
 # it copies. embed records them in meta.json (it does not declare these params); predict checks them.
 FRAMES_SETTINGS_KEYS = {"frames_count": "frames_count", "frames_size": "frames.size", "frames_mode": "frames.mode"}
+FRAMES_DECODER_KEY = "decoder"  # data/frames/settings.json: the decoder fingerprint (library versions) beside them

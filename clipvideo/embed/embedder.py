@@ -2,15 +2,17 @@
 
 Cost follows the change: each video's embeddings are kept in the per-video cache (core.cache) under a key made
 of its frames file's bytes, the encoder (model, config and weights by content, architecture, precision; embed.seed
-for a random init) and this code. A rerun embeds only the videos it has not seen, the encoder is not even loaded
-when it has seen them all, and a killed run resumes from the videos it finished. The frames still to embed go
-through the engine in fixed forward batches (batches.py), so a video's bytes do not depend on which other videos
-were embedded with it.
+for a random init), this code and the runtime fingerprint (torch and open_clip versions, device type, precision
+path: fingerprint.py). A rerun embeds only the videos it has not seen, the encoder is not even loaded when it has
+seen them all, and a killed run resumes from the videos it finished. The frames still to embed go through the
+engine in fixed forward batches (batches.py), so a video's bytes do not depend on which other videos were embedded
+with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,6 +39,7 @@ from clipvideo.embed.batches import FORWARD_BATCH, Batch, BatchResult, plan_batc
 from clipvideo.embed.encoder import (
     ClipEncoder,
     check_encoder,
+    checked_device,
     encode_batch,
     encoder_identity,
     load_encoder,
@@ -46,6 +49,7 @@ from clipvideo.embed.encoder import (
     resolve_model_name,
     under_root,
 )
+from clipvideo.embed.fingerprint import encoder_runtime
 from clipvideo.embed.store import ARRAY, INDEX, META, encoder_record, encoder_seed, frames_settings
 from clipvideo.engines.engine import Engine, open_engine
 from clipvideo.video import store
@@ -94,6 +98,10 @@ class BatchEmbedder:
     def __init__(self, encoder: ClipEncoder) -> None:
         self.encoder = encoder
 
+    def runtime(self) -> dict[str, Any]:
+        """The runtime fingerprint of this process running this model (what a Ray replica checks)."""
+        return encoder_runtime(self.encoder.device, self.encoder.precision)
+
     def prepare(self, batch: Batch) -> PreparedBatch:
         """Decode and normalise the batch's frames, padded to the fixed size: runs ahead of the model, in threads."""
         images = preprocess_jpegs(batch.jpegs, self.encoder)
@@ -123,17 +131,19 @@ class EmbedderSpec:
     threads: int
     config: bytes | None = None  # a model config .json's content
     checkpoint: bytes | None = None  # a checkpoint file's content
+    runtime: dict[str, Any] = dataclasses.field(default_factory=dict)  # the stage's key: a replica must match it
 
     @classmethod
-    def of(cls, embed: EmbedParams, device: str, root: Path) -> EmbedderSpec:
+    def of(cls, embed: EmbedParams, device: str, root: Path, runtime: dict[str, Any]) -> EmbedderSpec:
         """The encoder params.yaml's `embed` section names (paths against the project root, as open_encoder takes
-        them), without building it: the driver of a Ray run never needs the model."""
+        them), without building it: the driver of a Ray run never needs the model. `runtime`: the fingerprint the
+        stage keys the embeddings by."""
         model, pretrained = under_root(embed.model, embed.pretrained, root)
         name = resolve_model_name(model)
         config = Path(model).read_bytes() if model.endswith(".json") else None
         checkpoint = Path(pretrained).read_bytes() if Path(pretrained).is_file() else None
         return cls(name if config else model, "" if checkpoint else pretrained, encoder_seed(embed),
-                   embed.precision, device, torch.get_num_threads(), config, checkpoint)  # fmt: skip
+                   embed.precision, device, torch.get_num_threads(), config, checkpoint, runtime)  # fmt: skip
 
     def build(self, device: str) -> BatchEmbedder:
         torch.set_num_threads(self.threads)
@@ -174,9 +184,11 @@ def frames_of(video: FramesFile) -> list[bytes]:
 
 
 def embed_missing(videos: Sequence[FramesFile], embed: Callable[[Iterator[Batch]], Iterator[BatchResult]],
-                  cache: VideoCache, progress: bool = True) -> dict[str, Entry]:  # fmt: skip
-    """Embed `videos` through `embed` (an engine's batch runner); each video goes into the cache as soon as its
-    last frame is back, so a killed run keeps every finished video. Returns the entries by key."""
+                  cache: VideoCache, progress: bool = True,
+                  runtime: dict[str, Any] | None = None) -> dict[str, Entry]:  # fmt: skip
+    """Embed `videos` through `embed` (an engine's batch runner); each video goes into the cache (with the
+    `runtime` fingerprint that made it) as soon as its last frame is back, so a killed run keeps every finished
+    video. Returns the entries by key."""
     parts: dict[int, dict[int, np.ndarray]] = {}  # video -> first frame -> rows, until the video is complete
     done: dict[str, Entry] = {}
     batches = plan_batches([v.n_frames for v in videos], lambda i: frames_of(videos[i]))
@@ -196,7 +208,7 @@ def embed_missing(videos: Sequence[FramesFile], embed: Callable[[Iterator[Batch]
                     buffer = BytesIO()
                     np.save(buffer, array)
                     done[video.key] = cache.put(KIND, video.key, {"n_frames": video.n_frames}, buffer.getvalue(),
-                                                ".npy")  # fmt: skip
+                                                ".npy", runtime)  # fmt: skip
                     del parts[segment.video]
             bar.update(offset)
     if len(done) != len(videos):  # an engine that dropped a batch
@@ -249,38 +261,50 @@ def frames_files(paths: ProjectPaths, recipe: dict[str, Any]) -> list[FramesFile
 def embed_frames(paths: ProjectPaths, embed: EmbedParams, settings: EmbedSettings,
                  engine_settings: EngineSettings, cache_settings: CacheSettings) -> str:  # fmt: skip
     """data/frames/ -> data/embeddings/; meta.json records every setting the embeddings depend on: the encoder's
-    (declared params) and the frames' (copied from data/frames/settings.json: embed does not read frames_count
-    or frames.* from params.yaml). Returns the summary line."""
+    (declared params, a config or checkpoint file's SHA-256), the frames' (copied from data/frames/settings.json:
+    embed does not read frames_count or frames.* from params.yaml) and the runtime fingerprint (`runtime`).
+    Returns the summary line."""
     made_with = frames_settings(paths.frames_settings)
     identity = encoder_identity(embed, paths.root)
     note = identity.pop("note")
-    recipe = {"kind": KIND, **identity, "code": code_digest(EMBED_CODE)}
-    videos = frames_files(paths, recipe)
-    cache = open_cache(paths.root, cache_settings.dir, cache_settings.max_gb)
-    keys = dict.fromkeys(v.key for v in videos)  # identical frames: looked up (and embedded) once
-    entries = {key: entry for key in keys if (entry := cache.get(KIND, key)) is not None}
-    todo = list({v.key: v for v in videos if v.key not in entries}.values())
-    where = "nothing to compute"
-    if todo:
-        with open_engine(engine_settings) as engine:  # first: a cluster that does not answer says so
-            device, runner = batch_runner(engine, embed, settings.device, paths.root)
+    cache = open_cache(paths.root, cache_settings.dir, cache_settings.max_gb, cache_settings.enabled, paths.data)
+    # first: a cluster that does not answer says so; and the device the model runs on is part of every key
+    with open_engine(engine_settings) as engine:
+        runtime = encoder_runtime(model_device(engine, embed, settings.device), embed.precision)
+        recipe = {"kind": KIND, **identity, "code": code_digest(EMBED_CODE), "runtime": runtime}
+        videos = frames_files(paths, recipe)
+        keys = dict.fromkeys(v.key for v in videos)  # identical frames: looked up (and embedded) once
+        entries = {key: entry for key in keys if (entry := cache.get(KIND, key)) is not None}
+        todo = list({v.key: v for v in videos if v.key not in entries}.values())
+        where = "nothing to compute"
+        if todo:
+            device, runner = batch_runner(engine, embed, settings.device, paths.root, runtime)
             print(f"embed: {note} on {device}, {torch.get_num_threads()} threads")
-            entries |= embed_missing(todo, runner, cache)
+            entries |= embed_missing(todo, runner, cache, runtime=runtime)
             where = engine.describe()
-    meta = {**encoder_record(embed, identity["model"]), **made_with, "note": note}
+    meta = {**encoder_record(embed, identity), **made_with, "runtime": runtime, "note": note}
     images = write_embeddings(paths.embeddings_dir, videos, entries, meta)
     cache.evict()
     counts = f"{plural(len(todo), 'video')} embedded, {len(videos) - len(todo)} reused from the cache"
     return f"{images} frames of {len(videos)} videos -> {paths.embeddings_dir} ({note}); {counts}; {where}"
 
 
-def batch_runner(engine: Engine, embed: EmbedParams, device: str,
-                 root: Path) -> tuple[torch.device, Callable[[Iterator[Batch]], Iterator[BatchResult]]]:  # fmt: skip
+def model_device(engine: Engine, embed: EmbedParams, device: str) -> torch.device:
+    """The device the model runs on: embed.device resolved here (local engine), or on the cluster's replicas (Ray:
+    auto means CUDA when the cluster has a GPU)."""
+    if engine.local:
+        return checked_device(device, embed.precision)
+    return torch.device(engine.replica_device(device))
+
+
+def batch_runner(engine: Engine, embed: EmbedParams, device: str, root: Path, runtime: dict[str, Any]
+                 ) -> tuple[torch.device, Callable[[Iterator[Batch]], Iterator[BatchResult]]]:  # fmt: skip
     """The device embed.device names here, and how the engine embeds batches: in this process (the model is built
-    here), or on model replicas built from the params (it is built only there; the params are checked here)."""
+    here), or on model replicas built from the params (it is built only there; the params are checked here, and
+    each replica checks its runtime fingerprint against `runtime`)."""
     if engine.local:
         encoder = open_encoder(embed, device, root)
         return encoder.device, lambda batches: embed_here(batches, BatchEmbedder(encoder))
     here = check_encoder(embed, device, root)
-    spec = EmbedderSpec.of(embed, device, root)
+    spec = EmbedderSpec.of(embed, device, root, runtime)
     return here, lambda batches: engine.replicas(spec, batches, lambda batch: f"embedding batch {batch.index}")

@@ -15,7 +15,7 @@ import numpy as np
 
 from clipvideo.config.schema import EmbedParams, EmbedSettings, EmbedTextParams
 from clipvideo.core.paths import ProjectPaths
-from clipvideo.embed.encoder import ClipEncoder, encode_texts, open_encoder
+from clipvideo.embed.encoder import ClipEncoder, encode_texts, encoder_identity, open_encoder
 from clipvideo.embed.store import TextEmbeddings, encoder_record, save_text_embeddings
 
 
@@ -41,7 +41,8 @@ def embed_category_prompts(paths: ProjectPaths, categories: list[str], text: Emb
                            settings: EmbedSettings) -> str:  # fmt: skip
     """data/text/: every category's prompt vector, by the encoder the frames use; returns the summary line."""
     encoder = open_encoder(embed, settings.device, paths.root)
-    vectors = embed_prompts(encoder, text.prompts, categories, encoder_record(embed, encoder.name))
+    record = encoder_record(embed, encoder_identity(embed, paths.root))
+    vectors = embed_prompts(encoder, text.prompts, categories, record)
     save_text_embeddings(paths.text_dir, vectors)
     return (
         f"{len(categories)} categories x {len(text.prompts)} prompt templates -> {paths.text_dir} "

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from clipvideo.config.schema import EmbedParams
-from clipvideo.core.contracts import EMBEDDINGS_INDEX_COLUMNS, FRAMES_SETTINGS_KEYS
+from clipvideo.core.contracts import EMBEDDINGS_INDEX_COLUMNS, FRAMES_DECODER_KEY, FRAMES_SETTINGS_KEYS
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.files import atomic_directory
 from clipvideo.core.tables import read_table
@@ -33,6 +33,8 @@ ENCODER_KEYS = {
     "pretrained": "embed.pretrained",
     "precision": "embed.precision",
     "seed": "embed.seed",  # None for pretrained weights (encoder_seed)
+    "model_sha256": "embed.model's file",  # a model config file's content ("" for an open_clip name)
+    "pretrained_sha256": "embed.pretrained's file",  # a checkpoint file's content ("" for a tag or none)
 }
 # Everything besides the video that decides its embeddings: the encoder's and the frames' settings (copied from
 # data/frames/settings.json). Recorded in meta.json, copied into every trained model, checked by predict.
@@ -45,10 +47,18 @@ def encoder_seed(embed: EmbedParams) -> int | None:
     return embed.seed if embed.pretrained == "none" else None
 
 
-def encoder_record(embed: EmbedParams, model_name: str) -> dict[str, Any]:
-    """The ENCODER_KEYS values of these params; `model_name` is embed.model resolved (a config's stem)."""
-    return {"model": model_name, "pretrained": embed.pretrained, "precision": embed.precision,
-            "seed": encoder_seed(embed)}  # fmt: skip
+def encoder_record(embed: EmbedParams, identity: Mapping[str, Any]) -> dict[str, Any]:
+    """The ENCODER_KEYS values of these params; `identity` is their encoder_identity (the model's open_clip name,
+    a config or checkpoint file's SHA-256, computed once there)."""
+    weights = str(identity["weights"])
+    return {
+        "model": identity["model"],
+        "pretrained": embed.pretrained,
+        "precision": embed.precision,
+        "seed": encoder_seed(embed),
+        "model_sha256": identity["config"],
+        "pretrained_sha256": weights.removeprefix("sha256:") if weights.startswith("sha256:") else "",
+    }
 
 
 def recorded_encoder(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,7 +84,7 @@ def frames_settings(path: Path) -> dict[str, Any]:
         raise PipelineError(f"{path}: missing; rerun the frames stage") from None
     except (OSError, ValueError) as exc:
         raise PipelineError(f"{path}: not readable JSON ({type(exc).__name__}); rerun the frames stage") from None
-    if not isinstance(recorded, dict) or set(recorded) != set(FRAMES_SETTINGS_KEYS):
+    if not isinstance(recorded, dict) or set(recorded) != {*FRAMES_SETTINGS_KEYS, FRAMES_DECODER_KEY}:
         raise PipelineError(f"{path}: expected the keys {', '.join(FRAMES_SETTINGS_KEYS)}; rerun the frames stage")
     return recorded
 

@@ -13,12 +13,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from clipvideo.config.schema import EngineSettings
 from clipvideo.core.system import available_cores
 
 R = TypeVar("R")
+# A function that measures a process's runtime fingerprint (library versions...): a worker that measures another
+# value than the stage's refuses the calls (Ray); the local engine runs them in the stage's own process.
+Runtime = Callable[[], Mapping[str, Any]]
 
 ADDRESS_VARIABLE = "RAY_ADDRESS"  # Ray's own convention: set, it names the cluster to run on
 
@@ -61,8 +64,10 @@ class Engine(Protocol):
 
     def describe(self) -> str: ...
 
-    def map(self, function: Callable[..., R], calls: Sequence[tuple]) -> Iterator[tuple[int, R]]:
-        """(index into `calls`, `function(*call)`) as each call finishes, whatever the order."""
+    def map(self, function: Callable[..., R], calls: Sequence[tuple],
+            runtime: Runtime | None = None) -> Iterator[tuple[int, R]]:  # fmt: skip
+        """(index into `calls`, `function(*call)`) as each call finishes, whatever the order; where `runtime`
+        measures another fingerprint than in the stage's process, the calls are refused."""
         ...
 
     def close(self) -> None: ...
@@ -83,7 +88,8 @@ class LocalEngine:
     def describe(self) -> str:
         return f"on this host ({platform.node() or 'local'}, local engine, {available_cores()} cores)"
 
-    def map(self, function: Callable[..., R], calls: Sequence[tuple]) -> Iterator[tuple[int, R]]:
+    def map(self, function: Callable[..., R], calls: Sequence[tuple],
+            runtime: Runtime | None = None) -> Iterator[tuple[int, R]]:  # fmt: skip
         with ThreadPoolExecutor(self.workers) as pool:
             futures = {pool.submit(function, *local_paths(call)): index for index, call in enumerate(calls)}
             try:

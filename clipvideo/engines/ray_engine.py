@@ -23,7 +23,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -35,7 +35,7 @@ from clipvideo.core.cache import code_digest
 from clipvideo.core.errors import ParamsError, PipelineError
 from clipvideo.core.system import MAX_DECODE_THREADS_PER_GPU
 from clipvideo.core.text import plural
-from clipvideo.engines.engine import LocalFile
+from clipvideo.engines.engine import LocalFile, Runtime
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -88,9 +88,36 @@ def check_code(driver_code: str) -> None:
                             "started it; remove that copy from the worker's Python path")  # fmt: skip
 
 
-def with_local_files(function: Callable[..., R], driver_code: str, file_positions: tuple[int, ...], *args: Any) -> R:
-    """On a worker: the bytes at `file_positions` become private temporary files, the call gets their paths."""
+def runtime_refusal(here: Mapping[str, Any], driver: Mapping[str, Any]) -> PipelineError | None:
+    """Why a worker must not work, in one line naming each key where its runtime fingerprint (library versions,
+    device, precision path) differs from the driver's: its bytes could differ, and the per-video cache would file
+    them under the driver's key. None when they are the same."""
+    differs = [key for key in {**driver, **here} if here.get(key) != driver.get(key)]
+    if not differs:
+        return None
+    named = ", ".join(f"{key} {here.get(key)!r} (the stage: {driver.get(key)!r})" for key in differs)
+    fix = "install the same locked environment on every node (uv sync --locked)"
+    if "cpu_capability" in differs:
+        fix += " and set ATEN_CPU_CAPABILITY to one value (avx2, ...) on every node and the stage's"
+    return PipelineError(f"a Ray worker on {socket.gethostname()} runs {named}: its results could differ from the "
+                         f"stage's; {fix}")  # fmt: skip
+
+
+def check_runtime(here: Mapping[str, Any], driver: Mapping[str, Any]) -> None:
+    """On a worker: refuse to work with another runtime fingerprint than the driver's (runtime_refusal)."""
+    refusal = runtime_refusal(here, driver)
+    if refusal is not None:
+        raise refusal
+
+
+def with_local_files(function: Callable[..., R], driver_code: str, runtime: Runtime | None,
+                     driver_runtime: Mapping[str, Any] | None, file_positions: tuple[int, ...],
+                     *args: Any) -> R:  # fmt: skip
+    """On a worker: the bytes at `file_positions` become private temporary files, the call gets their paths;
+    first, a worker whose `runtime` measures another fingerprint than the driver's refuses."""
     check_code(driver_code)
+    if runtime is not None and driver_runtime is not None:
+        check_runtime(runtime(), driver_runtime)
     with tempfile.TemporaryDirectory(prefix="clipvideo-") as folder:
         call = list(args)
         for position in file_positions:
@@ -103,6 +130,10 @@ def with_local_files(function: Callable[..., R], driver_code: str, file_position
 class Replica(Protocol):
     """A model replica: `prepare` an item (read, decode: runs ahead in threads), then `finish` it (the model)."""
 
+    def runtime(self) -> Mapping[str, Any]:
+        """Its runtime fingerprint, measured where it runs."""
+        ...
+
     def prepare(self, item: Any) -> Any: ...
 
     def finish(self, prepared: Any) -> Any: ...
@@ -113,6 +144,7 @@ class ReplicaSpec(Protocol):
 
     device: str  # as set: auto | cpu | cuda
     threads: int  # the stage's own torch threads (CPU floats can depend on them)
+    runtime: Mapping[str, Any]  # the runtime fingerprint the stage keys the results by: a replica must match it
 
     def build(self, device: str) -> Replica: ...
 
@@ -125,8 +157,12 @@ class ReplicaActor:
         check_code(driver_code)
         self.replica = spec.build(device)
         self.forward = threading.Lock()
+        # refused on each call, not here: a call's error reaches the stage as itself, the actor's as "it died"
+        self.refusal = runtime_refusal(self.replica.runtime(), spec.runtime)
 
     def run(self, item: Any) -> Any:
+        if self.refusal is not None:
+            raise self.refusal
         prepared = self.replica.prepare(item)
         with self.forward:
             return self.replica.finish(prepared)
@@ -281,10 +317,13 @@ class RayEngine:
             fill()
             yield item, result
 
-    def map(self, function: Callable[..., R], calls: Sequence[tuple]) -> Iterator[tuple[int, R]]:
+    def map(self, function: Callable[..., R], calls: Sequence[tuple],
+            runtime: Runtime | None = None) -> Iterator[tuple[int, R]]:  # fmt: skip
         """(index into `calls`, `function(*call)`) as each finishes: one Ray task per call, one CPU each; a
-        LocalFile argument's bytes are put in the object store when its call is submitted."""
+        LocalFile argument's bytes are put in the object store when its call is submitted. A worker where
+        `runtime` measures another fingerprint than here refuses the call."""
         remote = ray.remote(num_cpus=1, max_retries=RETRIES)(with_local_files)
+        driver_runtime = dict(runtime()) if runtime is not None else None
         cpus = self.cpus()
         if not cpus:
             raise PipelineError(f"Ray cluster at {self.address}: no node has a CPU to run tasks on")
@@ -293,7 +332,7 @@ class RayEngine:
             call = item[1]
             files = tuple(i for i, arg in enumerate(call) if isinstance(arg, LocalFile))
             args = [ray.put(arg.path.read_bytes()) if i in files else arg for i, arg in enumerate(call)]
-            return remote.remote(function, running_code(), files, *args)
+            return remote.remote(function, running_code(), runtime, driver_runtime, files, *args)
 
         def cost(item: tuple[int, tuple]) -> int:
             return sum(arg.size for arg in item[1] if isinstance(arg, LocalFile))
@@ -303,14 +342,19 @@ class RayEngine:
         for (index, _), result in self.completed(lanes, enumerate(calls), lambda item: f"{name}(...)", cost):
             yield index, result
 
+    def replica_device(self, device: str) -> str:
+        """The device type model replicas run on for embed.device `device` (auto: cuda when the cluster has a GPU)."""
+        gpus = int(total(self.nodes(), "GPU"))
+        if device == "cuda" and not gpus:
+            raise ParamsError(f"settings.yaml: embed.device='cuda': the Ray cluster at {self.address} has no GPU")
+        return "cuda" if device != "cpu" and gpus else "cpu"
+
     def replicas(self, spec: ReplicaSpec, items: Iterable[T], name: Callable[[T], str]) -> Iterator[Any]:
         """Every item's result, on one model replica per GPU, or CPU replicas that use the stage's own torch
         thread count (CPU floats can depend on it), as many as the nodes' CPUs hold."""
         nodes = self.nodes()
         gpus = int(total(nodes, "GPU"))
-        if spec.device == "cuda" and not gpus:
-            raise ParamsError(f"settings.yaml: embed.device='cuda': the Ray cluster at {self.address} has no GPU")
-        if spec.device != "cpu" and gpus:
+        if self.replica_device(spec.device) == "cuda":
             cpus_per_gpu = min(
                 int(node["Resources"].get("CPU", 1) // node["Resources"]["GPU"])
                 for node in nodes

@@ -21,7 +21,7 @@ from clipvideo.core.ids import is_safe_id, url_id
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.embed.batches import plan_batches
 from clipvideo.embed.embedder import BatchEmbedder, embed_here
-from clipvideo.embed.encoder import ClipEncoder, open_encoder, resolved_model_name
+from clipvideo.embed.encoder import ClipEncoder, encoder_identity, open_encoder
 from clipvideo.embed.store import EMBEDDING_KEYS, check_same_settings, encoder_record
 from clipvideo.modeling.classifiers import predict_proba, variant_inputs
 from clipvideo.modeling.saved import load_model
@@ -72,9 +72,9 @@ def predict_video(paths: ProjectPaths, source: str, variant: str, params: Params
     spec = variant_spec(variant, paths.variants)
     model_file = paths.model_file(variant)
     saved = load_model(model_file, variant)
-    model_now = resolved_model_name(params.embed, paths.root)
+    identity_now = encoder_identity(params.embed, paths.root)  # files by content: a replaced one differs
     frames_now = frames_made_with(params.frames_count, params.frames)
-    now = {**encoder_record(params.embed, model_now), **frames_now}
+    now = {**encoder_record(params.embed, identity_now), **frames_now}
     check_same_settings(saved.encoder, now, EMBEDDING_KEYS, str(model_file), "trained on embeddings made with",
                         "params.yaml now", "run dvc repro first")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:

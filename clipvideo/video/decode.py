@@ -48,6 +48,10 @@ class DecodeTimeout(VideoError):
     """Decoding one video took longer than frames.video_timeout_s: a fact about this run, not the video."""
 
 
+# frames.max_decode_megapixels in params.yaml, where sample_frames is called without it (tests, benchmarks)
+MAX_DECODE_MEGAPIXELS = 1_000_000
+
+
 class DecodeBudget:
     """What decoding one video may cost, deterministically: a plan (frames x pixels) over
     frames.max_decode_megapixels is refused before any decoding, and the frames it decodes are counted against
@@ -57,8 +61,8 @@ class DecodeBudget:
 
     clock = staticmethod(time.monotonic)
 
-    def __init__(self, settings: FramesSettings) -> None:
-        self.limit = settings.max_decode_megapixels
+    def __init__(self, settings: FramesSettings, max_megapixels: int = MAX_DECODE_MEGAPIXELS) -> None:
+        self.limit = max_megapixels
         self.timeout_s = settings.video_timeout_s
         self.deadline = self.clock() + settings.video_timeout_s
         self.planned = ""
@@ -71,7 +75,7 @@ class DecodeBudget:
         self.planned = f"{work:,.1f} megapixels ({frames:,} frames of {width}x{height}, {how})"
         if work > self.limit:
             raise VideoError(
-                f"decoding would cost {self.planned}, over frames.max_decode_megapixels={self.limit:,} (settings.yaml)"
+                f"decoding would cost {self.planned}, over frames.max_decode_megapixels={self.limit:,} (params.yaml)"
             )
         self.pixels = 0
 
@@ -82,7 +86,7 @@ class DecodeBudget:
             spent = self.pixels / 1e6
         if spent > self.limit:
             raise VideoError(
-                f"decoding went over frames.max_decode_megapixels={self.limit:,} (settings.yaml) at a "
+                f"decoding went over frames.max_decode_megapixels={self.limit:,} (params.yaml) at a "
                 f"{frame.width}x{frame.height} frame: the picture grew past the size the stream declares "
                 f"(planned: {self.planned})"
             )
@@ -308,11 +312,12 @@ def sample_with_index(
     return [found[p][0] for p in chosen], [found[p][1] for p in chosen]
 
 
-def sample_frames(
-    path: Path, count: int, size: int, mode: str = "exact", threads: int = 1, limits: FramesSettings | None = None
-) -> SampledFrames:
+def sample_frames(path: Path, count: int, size: int, mode: str = "exact", threads: int = 1,
+                  limits: FramesSettings | None = None,
+                  max_megapixels: int = MAX_DECODE_MEGAPIXELS) -> SampledFrames:  # fmt: skip
     """`count` evenly spaced frames over the real duration (fewer for a very short video), within the decode
-    budget of `limits` (settings.yaml's frames section; its defaults when None).
+    budget `max_megapixels` (frames.max_decode_megapixels) and the time limit of `limits` (settings.yaml's
+    frames section; its defaults when None).
 
     `exact` returns the frame shown at each target time; `keyframe` the keyframe at or before it
     (approximate: up to one keyframe interval early, but only keyframes are decoded). In keyframe
@@ -320,7 +325,7 @@ def sample_frames(
     once per target (`count` frames, even for a video with fewer keyframes), so a mean over the
     frames weighs that keyframe more than an exact sample would weigh any one frame.
     """
-    budget = DecodeBudget(limits or FramesSettings())
+    budget = DecodeBudget(limits or FramesSettings(), max_megapixels)
     with open_video(path) as container:
         duration = checked_duration(container, path)
         targets = stream_start(video_stream(container)) + sample_frame_times(duration, count)

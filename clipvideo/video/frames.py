@@ -1,8 +1,9 @@
 """The frames step: `frames_count` evenly spaced frames of every downloaded video -> data/frames/<id>.npz and
-data/frames.csv, with data/frames/settings.json recording what made them.
+data/frames.csv, with data/frames/settings.json recording what made them (params and the decoder fingerprint).
 
 Cost follows the change: each video's result (its frames file, or its `error` row) is kept in the per-video
-cache (core.cache) under a key made of the video's bytes, the frames params and this folder's code, so a rerun
+cache (core.cache) under a key made of the video's bytes, the frames params, this folder's code and the decoder
+fingerprint (PyAV, FFmpeg, Pillow and libjpeg versions: fingerprint.py), so a rerun
 decodes only videos it has not seen with these settings, and a killed run resumes from the videos it finished.
 data/frames/<id>.npz is a hard link to the cache entry where the file system allows: the bytes are stored once.
 One bad video never stops the step: it becomes an `error` row with its reason.
@@ -19,7 +20,14 @@ from tqdm import tqdm
 
 from clipvideo.config.schema import CacheSettings, EngineSettings, FramesParams, FramesSettings
 from clipvideo.core.cache import Entry, code_digest, entry_key, open_cache, sha256_files
-from clipvideo.core.contracts import FRAMES_COLUMNS, USABLE_FRAMES, VIDEO_STATUSES, VIDEOS_COLUMNS, Status
+from clipvideo.core.contracts import (
+    FRAMES_COLUMNS,
+    FRAMES_DECODER_KEY,
+    USABLE_FRAMES,
+    VIDEO_STATUSES,
+    VIDEOS_COLUMNS,
+    Status,
+)
 from clipvideo.core.errors import DiskFullError, PipelineError
 from clipvideo.core.files import atomic_directory, link_or_copy, write_json_atomic
 from clipvideo.core.ids import is_safe_id
@@ -29,6 +37,7 @@ from clipvideo.core.tables import TableRow, read_table, write_table
 from clipvideo.core.text import plural, shorten
 from clipvideo.engines.engine import LocalFile, open_engine
 from clipvideo.video.decode import DecodeTimeout, sample_frames
+from clipvideo.video.fingerprint import decoder_fingerprint
 from clipvideo.video.probe import VideoError
 from clipvideo.video.store import pack_frames
 
@@ -58,7 +67,7 @@ def decode_video(path: Path, count: int, params: FramesParams, threads: int,
     `error`), and whether the verdict is final: a video past frames.video_timeout_s is tried again by the next
     run, so it is not cached. Never raises for a bad video. Runs on the engine: it writes nothing."""
     try:
-        frames = sample_frames(path, count, params.size, params.mode, threads, settings)
+        frames = sample_frames(path, count, params.size, params.mode, threads, settings, params.max_decode_megapixels)
     except DecodeTimeout as exc:
         return {"status": Status.ERROR, "reason": str(exc), "n_frames": 0}, None, False
     except VideoError as exc:
@@ -110,10 +119,13 @@ def extract_frames(paths: ProjectPaths, frames_count: int, params: FramesParams,
     """Every `ok` video of data/videos.csv -> data/frames/ and data/frames.csv; returns the summary line."""
     table = read_table(paths.videos_table, VIDEOS_COLUMNS, choices={"status": VIDEO_STATUSES})
     found = [(row["id"], video_path(row, paths)) for row in table if row["status"] == Status.OK]
-    cache = open_cache(paths.root, cache_settings.dir, cache_settings.max_gb)
-    # The decode budget decides which videos are refused, so it is part of the key.
+    cache = open_cache(paths.root, cache_settings.dir, cache_settings.max_gb, cache_settings.enabled, paths.data)
+    # The decode budget decides which videos are refused, so it is part of the key; so are the libraries that
+    # make the bytes.
+    decoder = decoder_fingerprint()
     recipe = {"kind": KIND, "frames_count": frames_count, "size": params.size, "mode": params.mode,
-              "max_decode_megapixels": settings.max_decode_megapixels, "code": code_digest(FRAMES_CODE)}  # fmt: skip
+              "max_decode_megapixels": params.max_decode_megapixels, "code": code_digest(FRAMES_CODE),
+              "decoder": decoder}  # fmt: skip
     with open_engine(engine_settings, settings.workers) as engine:  # first: a cluster that does not answer says so
         sources = frames_keys(found, recipe)
         entries = {key: cache.get(KIND, key) for key in dict.fromkeys(source.key for source in sources)}
@@ -122,15 +134,18 @@ def extract_frames(paths: ProjectPaths, frames_count: int, params: FramesParams,
         threads = max(1, available_cores() // settings.workers) if engine.local else 1
         calls = [(LocalFile(source.path), frames_count, params, threads, settings) for source in todo]
         with tqdm(total=len(sources), initial=len(sources) - len(todo), desc="frames", unit="video") as bar:
-            for done, (verdict, frames, final) in engine.map(decode_video, calls):
+            # a Ray worker with another decoder fingerprint refuses: its bytes would not be these
+            for done, (verdict, frames, final) in engine.map(decode_video, calls, decoder_fingerprint):
                 key = todo[done].key
-                entries[key] = cache.put(KIND, key, verdict, frames, ".npz") if final else Entry(verdict, None)
+                made = cache.put(KIND, key, verdict, frames, ".npz", decoder) if final else Entry(verdict, None)
+                entries[key] = made
                 bar.update()
         where = engine.describe()
     with atomic_directory(paths.frames_dir) as frames_dir:
         rows = [publish(source, entries[source.key], frames_dir) for source in sources]
         # What made these frames, with them: embed records it without reading (undeclared) params.
-        write_json_atomic(frames_dir / paths.frames_settings.name, frames_made_with(frames_count, params))
+        made_with = {**frames_made_with(frames_count, params), FRAMES_DECODER_KEY: decoder}
+        write_json_atomic(frames_dir / paths.frames_settings.name, made_with)
     write_table(paths.frames_table, FRAMES_COLUMNS, rows)
     cache.evict()
     counts = Counter(row["status"] for row in rows)
