@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from clipvideo.cli.stage import StageContext, stage_main
+from clipvideo.core.system import reproducible_mkl
 
 DECLARES = ("seed", "evaluate")
 
@@ -34,4 +35,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    reproducible_mkl()  # this process's MKL: the same bytes on any machine with AVX2 (before torch is imported)
     sys.exit(main())

@@ -16,6 +16,17 @@ from clipvideo.core.errors import PipelineError
 MAX_DECODE_THREADS_PER_GPU = 8
 
 
+# MKL (torch's CPU matmuls) picks its code path by CPU: AVX-512 and AVX2 give other last bits, hence other model
+# bytes. Its conditional numerical reproducibility pinned to the AVX2 path gives any machine with AVX2 the same
+# results, whatever its thread count (STRICT); docs/models.md, "Same bytes on any x86 machine".
+MKL_REPRODUCIBLE = "AVX2,STRICT"
+
+
+def reproducible_mkl() -> None:
+    """For a stage that trains or evaluates on CPU, before torch first calls MKL (MKL reads MKL_CBWR once)."""
+    os.environ["MKL_CBWR"] = MKL_REPRODUCIBLE
+
+
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity: taskset, a container's cpuset), not the machine's."""
     if hasattr(os, "sched_getaffinity"):

@@ -6,13 +6,16 @@ exactly those to DVC, so no other param can change its model behind DVC's back.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, log_loss
 from torch import nn
 from tqdm import tqdm
@@ -32,17 +35,19 @@ from clipvideo.embed.store import (
     load_text_embeddings,
     recorded_encoder,
 )
+from clipvideo.modeling import exact
 from clipvideo.modeling.classifiers import (
     LinearProbe,
     as_tensors,
     build_model,
-    masked_mean,
     predict_proba_tensors,
     variant_inputs,
     zeroshot_model,
 )
 from clipvideo.modeling.data import LabelledSet, split_set
 from clipvideo.modeling.saved import save_model
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,34 @@ class TrainConfig:
     name: str = ""  # the variant, for the progress bar
 
 
-def make_deterministic(seed: int) -> None:
-    """Same params and seed -> bit-identical weights on a rerun on the same machine."""
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
+@contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """torch seeded with `seed` and limited to deterministic algorithms inside the block only: on leaving it, the
+    caller's deterministic-algorithms setting and global random state are back as they were.
+
+    Same params and seed -> bit-identical weights on a rerun (docs/models.md: which bytes hold across machines).
+    """
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def seeded_by_config(function: Callable[..., R]) -> Callable[..., R]:
+    """Runs `function` inside deterministic(seed of its `config` argument)."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> R:
+        with deterministic(signature.bind(*args, **kwargs).arguments["config"].seed):
+            return function(*args, **kwargs)
+
+    return run
 
 
 def mixup_batch(
@@ -74,6 +103,7 @@ def mixup_batch(
     return lam * frames + (1 - lam) * frames[perm], mask | mask[perm], perm, lam
 
 
+@seeded_by_config
 def train_classifier(
     model: nn.Module, frames: np.ndarray, mask: np.ndarray, labels: np.ndarray, config: TrainConfig
 ) -> list[dict[str, float]]:
@@ -82,7 +112,6 @@ def train_classifier(
     Returns per epoch the mean training loss (on the mixed batches when mixup is on) and f1 (micro)
     of the model on the clean training videos, measured in eval mode after the epoch.
     """
-    make_deterministic(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     x, m = as_tensors(frames, mask)
@@ -124,35 +153,47 @@ def train_classifier(
 def fit_logreg(
     frames: np.ndarray, mask: np.ndarray, labels: np.ndarray, n_classes: int, c: float, max_iter: int
 ) -> tuple[LinearProbe, list[dict[str, float]]]:
-    """scikit-learn logistic regression on the standardised mean embedding, folded into a LinearProbe.
+    """Logistic regression on the standardised mean embedding, folded into a LinearProbe.
 
-    Standardising is folded into the weights (w / sd, b - w . mean / sd), so the module gives the
-    same probabilities as the fitted scikit-learn pipeline. Returns the model and its fit record (one row).
+    The model scikit-learn's LogisticRegression(C=c, max_iter=max_iter) fits (multinomial; with two categories
+    its one-row binary model), solved in exact arithmetic (modeling.exact) so the weights are the same bytes
+    whatever BLAS kernel, SIMD level or thread count the machine has. Standardising is folded into the weights
+    (w / sd, b - w . mean / sd). Returns the model and its fit record (one row).
     """
-    x, m = as_tensors(frames, mask)
-    with torch.no_grad():
-        features = masked_mean(F.normalize(x, dim=-1), m).double().numpy()
-    center = features.mean(0)
-    scale = features.std(0)
-    scale[scale == 0] = 1.0
     present = np.unique(labels)
     if len(present) < 2:
         raise PipelineError(f"logreg: the training videos hold only {len(present)} category; it needs at least 2")
-    classifier = LogisticRegression(C=c, max_iter=max_iter)
-    classifier.fit((features - center) / scale, labels)
-    coef, intercept = classifier.coef_, classifier.intercept_
-    if len(present) == 2:  # scikit-learn keeps one row for two classes: p1 = sigmoid(z) = softmax([0, z])
-        coef = np.vstack([np.zeros_like(coef), coef])
-        intercept = np.concatenate([[0.0], intercept])
+    features = exact_mean_embedding(frames, mask)
+    center = exact.tree_sum(features, axis=0) / len(features)
+    deviation = features - center
+    scale = np.sqrt(exact.tree_sum(deviation * deviation, axis=0) / len(features))
+    scale[scale == 0] = 1.0
+    fitted = exact.fit_softmax_regression(
+        deviation / scale, np.searchsorted(present, labels), len(present), c, max_iter
+    )
     weight = np.zeros((n_classes, features.shape[1]))
     bias = np.full(n_classes, -1e4)  # a category absent from training is never predicted
-    weight[present] = coef / scale
-    bias[present] = intercept - (coef / scale) @ center
-    model = LinearProbe(features.shape[1], n_classes)
-    with torch.no_grad():
+    weight[present] = fitted.coef / scale
+    bias[present] = fitted.intercept - exact.matmul(weight[present], center[:, None])[:, 0]
+    with deterministic(0), torch.no_grad():  # its random initial weights are replaced: no seed to declare
+        model = LinearProbe(features.shape[1], n_classes)
         model.head.weight.copy_(torch.from_numpy(weight))
         model.head.bias.copy_(torch.from_numpy(bias))
-    return model, [fit_record(model, x, m, labels)]
+        record = fit_record(model, *as_tensors(frames, mask), labels)
+    return model, [record]
+
+
+def exact_mean_embedding(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """LinearProbe's input feature (the mean of the L2-normalised real frames), in modeling.exact's arithmetic,
+    64 videos at a time (float64 copies of all the frames at once would be 4x their float16 size)."""
+    parts = []
+    for start in range(0, len(frames), 64):
+        x = np.asarray(frames[start : start + 64], dtype=np.float64)
+        norm = np.sqrt(exact.tree_sum(x * x, axis=-1))[..., None]
+        weights = np.asarray(mask[start : start + 64], dtype=np.float64)[..., None]
+        total = exact.tree_sum(x / np.maximum(norm, 1e-12) * weights, axis=1)
+        parts.append(total / np.maximum(exact.tree_sum(weights, axis=1), 1.0))
+    return np.concatenate(parts)
 
 
 def fit_record(model: nn.Module, x: torch.Tensor, m: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
@@ -184,9 +225,9 @@ def fit(spec: Variant, data: LabelledSet, frames: np.ndarray, mask: np.ndarray, 
         model, history = fit_logreg(frames, mask, data.labels, len(data.categories), logreg.C, logreg.max_iter)
         return model, {}, history
     optim = params.train.optim
-    make_deterministic(params.seed)  # the initial weights
     options = params.train.transformer.model_dump() if spec.kind == "transformer" else {}
-    model = build_model(spec.kind, frames.shape[-1], len(data.categories), options)
+    with deterministic(params.seed):  # the initial weights
+        model = build_model(spec.kind, frames.shape[-1], len(data.categories), options)
     config = TrainConfig(
         epochs=optim.epochs,
         lr=optim.lr,
