@@ -55,9 +55,9 @@ def synthetic(n: int = 64, frames: int = 16, dim: int = 512, classes: int = 4, s
 def worker(variants: list[str], epochs: int, threads: list[int]) -> dict[str, str]:
     """sha256 of each variant's model file as save_model writes it (what DVC hashes), and of evaluate's metrics,
     fitted with each thread count in turn (torch.set_num_threads and threadpoolctl's limit for BLAS and OpenMP)."""
-    from clipvideo.core.system import reproducible_mkl
+    from clipvideo.core.system import reproducible_cpu
 
-    reproducible_mkl()  # as the train and evaluate stages do, before torch is imported
+    reproducible_cpu()  # as the train and evaluate stages do, before torch is imported
     import numpy as np
     import torch
     from threadpoolctl import threadpool_limits
@@ -160,7 +160,7 @@ def main() -> None:
     headers = ["OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "numpy SIMD", "threads",
                *columns]  # fmt: skip
     print(tabulate(table, headers=headers, tablefmt="github"))
-    print("distinct outputs: " + ", ".join(f"{c} {len(s)}" for c, s in classes.items()))
+    print("\ndistinct outputs: " + ", ".join(f"{c} {len(s)}" for c, s in classes.items()))
 
 
 if __name__ == "__main__":

@@ -19,16 +19,17 @@ from clipvideo.modeling.classifiers import LinearProbe, predict_proba
 from clipvideo.modeling.training import TrainConfig, deterministic, fit_logreg, train_classifier
 from tests.conftest import REPO
 
-# One process per environment, set up as the train stage's, fits logreg and a small torch variant with 1, then 2
+# One process per environment, set up as the train stage's, fits logreg and two small torch variants with 1, then 2
 # threads and prints the sha256 of each model file as save_model writes it (what DVC hashes).
 FIT_SCRIPT = """
-from clipvideo.core.system import reproducible_mkl
-reproducible_mkl()  # as python -m stages.train does, before torch is imported
+from clipvideo.core.system import reproducible_cpu
+reproducible_cpu()  # as python -m stages.train does, before torch is imported
 import hashlib, json, sys, tempfile
+from dataclasses import replace
 from pathlib import Path
 import numpy as np, torch
 from threadpoolctl import threadpool_limits
-from clipvideo.modeling.classifiers import LinearProbe
+from clipvideo.modeling.classifiers import LinearProbe, TransformerProbe
 from clipvideo.modeling.saved import save_model
 from clipvideo.modeling.training import TrainConfig, deterministic, fit_logreg, train_classifier
 
@@ -45,8 +46,10 @@ with tempfile.TemporaryDirectory() as tmp:
             logreg, _ = fit_logreg(frames, mask, labels, 4, c=1.0, max_iter=100)
             with deterministic(3):
                 linear = LinearProbe(512, 4)
+                transformer = TransformerProbe(512, 4, layers=1, heads=8, dropout=0.1, ff_dim=64)
             train_classifier(linear, frames, mask, labels, config)
-        for name, model in (("logreg", logreg), ("linear-mixup", linear)):
+            train_classifier(transformer, frames, mask, labels, replace(config, epochs=2, mixup_alpha=None))
+        for name, model in (("logreg", logreg), ("linear-mixup", linear), ("transformer", transformer)):
             path = Path(tmp) / name
             save_model(path, name, "linear", model, list("abcd"), {}, {})
             hashes[f"{name}, {threads} threads"] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -73,7 +76,7 @@ def test_fits_are_the_same_bytes_under_other_kernels_simd_levels_and_threads():
     outputs = [run.communicate() for run in runs]
     assert [run.returncode for run in runs] == [0] * len(runs), [err[-2000:] for _, err in outputs]
     found = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
-    for name in ("logreg", "linear-mixup"):
+    for name in ("logreg", "linear-mixup", "transformer"):
         digests = {f"{env} {key}": h[:12] for env, hashes in zip(ENVIRONMENTS, found, strict=True)
                    for key, h in hashes.items() if key.startswith(name)}  # fmt: skip
         assert len(set(digests.values())) == 1, "\n".join(f"{k}: {v}" for k, v in digests.items())
@@ -130,6 +133,7 @@ def test_training_leaves_the_callers_torch_settings_as_they_were(enabled, warn_o
     frames, mask, labels = standardised_toy(12, 8, 2, seed=1)
     config = TrainConfig(epochs=2, lr=0.01, weight_decay=0.0, batch_size=4, seed=3, mixup_alpha=0.4)
     torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    threads = torch.get_num_threads()
     try:
         model = LinearProbe(8, 2)
         torch.manual_seed(11)
@@ -137,12 +141,14 @@ def test_training_leaves_the_callers_torch_settings_as_they_were(enabled, warn_o
         with deterministic(5):
             assert torch.are_deterministic_algorithms_enabled()
             assert not torch.is_deterministic_algorithms_warn_only_enabled()
+            assert torch.get_num_threads() == 1
         train_classifier(model, frames, mask, labels, config)
         fit_logreg(frames, mask, labels, 2, c=1.0, max_iter=20)
         with pytest.raises(ZeroDivisionError), deterministic(5):
             _ = 1 / 0
         assert torch.are_deterministic_algorithms_enabled() is enabled
         assert torch.is_deterministic_algorithms_warn_only_enabled() is warn_only
+        assert torch.get_num_threads() == threads
         assert torch.equal(torch.get_rng_state(), state)  # nor the caller's random stream
     finally:
         torch.use_deterministic_algorithms(False)

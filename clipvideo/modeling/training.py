@@ -63,19 +63,23 @@ class TrainConfig:
 
 @contextmanager
 def deterministic(seed: int) -> Iterator[None]:
-    """torch seeded with `seed` and limited to deterministic algorithms inside the block only: on leaving it, the
-    caller's deterministic-algorithms setting and global random state are back as they were.
+    """torch seeded with `seed`, limited to deterministic algorithms and to one thread inside the block only: on
+    leaving it, the caller's deterministic-algorithms setting, thread count and global random state are back.
 
-    Same params and seed -> bit-identical weights on a rerun (docs/models.md: which bytes hold across machines).
+    Same params and seed -> bit-identical weights on a rerun. One thread: the transformer's weights differ between
+    1 and 2 threads otherwise (docs/models.md, "Same bytes on any x86 machine").
     """
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         torch.use_deterministic_algorithms(True)
+        torch.set_num_threads(1)
         try:
             yield
         finally:
+            torch.set_num_threads(threads)
             torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
