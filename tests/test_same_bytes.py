@@ -68,6 +68,7 @@ VARIABLES = ("OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTION
              "MKL_CBWR")  # fmt: skip
 
 
+@pytest.mark.slow  # 4 processes that import torch and scikit-learn: 62 s on 2 shared cores
 def test_fits_are_the_same_bytes_under_other_kernels_simd_levels_and_threads():
     base = {k: v for k, v in os.environ.items() if k not in VARIABLES and not k.endswith("_NUM_THREADS")}
     command = [sys.executable, "-c", FIT_SCRIPT]
