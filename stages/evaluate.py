@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from clipvideo.cli.stage import StageContext, stage_main
+from clipvideo.core.system import reproducible_cpu
 
 DECLARES = ("evaluate",)
 
@@ -34,4 +35,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    reproducible_cpu()  # torch's CPU kernels: the same bytes on any machine with AVX2 (before it is imported)
     sys.exit(main())

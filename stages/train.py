@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from clipvideo.cli.stage import Declaration, StageContext, stage_main
 from clipvideo.core.paths import ProjectPaths
+from clipvideo.core.system import reproducible_cpu
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,4 +37,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    reproducible_cpu()  # torch's CPU kernels: the same bytes on any machine with AVX2 (before it is imported)
     sys.exit(main())

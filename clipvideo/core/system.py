@@ -16,6 +16,18 @@ from clipvideo.core.errors import PipelineError
 MAX_DECODE_THREADS_PER_GPU = 8
 
 
+# torch's CPU kernels pick their code path by CPU: MKL's matmuls and ATen's own vector kernels on AVX-512 and on
+# AVX2 give other last bits, hence other model bytes. Both pinned to AVX2 (MKL's conditional numerical
+# reproducibility, STRICT: whatever the thread count) give any machine with AVX2 the same results;
+# docs/models.md, "Same bytes on any x86 machine".
+REPRODUCIBLE_CPU = {"MKL_CBWR": "AVX2,STRICT", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def reproducible_cpu() -> None:
+    """For a process that trains or evaluates on CPU, before torch is imported (both are read once)."""
+    os.environ.update(REPRODUCIBLE_CPU)
+
+
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity: taskset, a container's cpuset), not the machine's."""
     if hasattr(os, "sched_getaffinity"):

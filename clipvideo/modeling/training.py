@@ -6,13 +6,16 @@ exactly those to DVC, so no other param can change its model behind DVC's back.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, log_loss
 from torch import nn
 from tqdm import tqdm
@@ -32,17 +35,19 @@ from clipvideo.embed.store import (
     load_text_embeddings,
     recorded_encoder,
 )
+from clipvideo.modeling import exact
 from clipvideo.modeling.classifiers import (
     LinearProbe,
     as_tensors,
     build_model,
-    masked_mean,
     predict_proba_tensors,
     variant_inputs,
     zeroshot_model,
 )
 from clipvideo.modeling.data import LabelledSet, split_set
 from clipvideo.modeling.saved import save_model
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,38 @@ class TrainConfig:
     name: str = ""  # the variant, for the progress bar
 
 
-def make_deterministic(seed: int) -> None:
-    """Same params and seed -> bit-identical weights on a rerun on the same machine."""
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
+@contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """torch seeded with `seed`, limited to deterministic algorithms and to one thread inside the block only: on
+    leaving it, the caller's deterministic-algorithms setting, thread count and global random state are back.
+
+    Same params and seed -> bit-identical weights on a rerun. One thread: the transformer's weights differ between
+    1 and 2 threads otherwise (docs/models.md, "Same bytes on any x86 machine").
+    """
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def seeded_by_config(function: Callable[..., R]) -> Callable[..., R]:
+    """Runs `function` inside deterministic(seed of its `config` argument)."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> R:
+        with deterministic(signature.bind(*args, **kwargs).arguments["config"].seed):
+            return function(*args, **kwargs)
+
+    return run
 
 
 def mixup_batch(
@@ -97,6 +130,7 @@ def best_epoch(history: list[dict[str, Any]]) -> int:
     return min(history, key=lambda row: (-row["val_f1"], row["val_loss"], row["epoch"]))["epoch"]
 
 
+@seeded_by_config
 def train_classifier(
     model: nn.Module, frames: np.ndarray, mask: np.ndarray, labels: np.ndarray, config: TrainConfig,
     val: Held | None = None,
@@ -107,7 +141,6 @@ def train_classifier(
     Returns per epoch the mean training loss (on the mixed batches when mixup is on), f1 (micro) of the model on
     the clean training videos, and val loss and f1 ("" without val videos), measured in eval mode after the epoch.
     """
-    make_deterministic(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     x, m = as_tensors(frames, mask)
@@ -160,35 +193,46 @@ def train_classifier(
 def fit_logreg(
     frames: np.ndarray, mask: np.ndarray, labels: np.ndarray, n_classes: int, c: float, max_iter: int
 ) -> LinearProbe:
-    """scikit-learn logistic regression on the standardised mean embedding, folded into a LinearProbe.
+    """Logistic regression on the standardised mean embedding, folded into a LinearProbe.
 
-    Standardising is folded into the weights (w / sd, b - w . mean / sd), so the module gives the
-    same probabilities as the fitted scikit-learn pipeline.
+    The model scikit-learn's LogisticRegression(C=c, max_iter=max_iter) fits (multinomial; with two categories
+    its one-row binary model), solved in exact arithmetic (modeling.exact) so the weights are the same bytes
+    whatever BLAS kernel, SIMD level or thread count the machine has. Standardising is folded into the weights
+    (w / sd, b - w . mean / sd).
     """
-    x, m = as_tensors(frames, mask)
-    with torch.no_grad():
-        features = masked_mean(F.normalize(x, dim=-1), m).double().numpy()
-    center = features.mean(0)
-    scale = features.std(0)
-    scale[scale == 0] = 1.0
     present = np.unique(labels)
     if len(present) < 2:
         raise PipelineError(f"logreg: the training videos hold only {len(present)} category; it needs at least 2")
-    classifier = LogisticRegression(C=c, max_iter=max_iter)
-    classifier.fit((features - center) / scale, labels)
-    coef, intercept = classifier.coef_, classifier.intercept_
-    if len(present) == 2:  # scikit-learn keeps one row for two classes: p1 = sigmoid(z) = softmax([0, z])
-        coef = np.vstack([np.zeros_like(coef), coef])
-        intercept = np.concatenate([[0.0], intercept])
+    features = exact_mean_embedding(frames, mask)
+    center = exact.tree_sum(features, axis=0) / len(features)
+    deviation = features - center
+    scale = np.sqrt(exact.tree_sum(deviation * deviation, axis=0) / len(features))
+    scale[scale == 0] = 1.0
+    fitted = exact.fit_softmax_regression(
+        deviation / scale, np.searchsorted(present, labels), len(present), c, max_iter
+    )
     weight = np.zeros((n_classes, features.shape[1]))
     bias = np.full(n_classes, -1e4)  # a category absent from training is never predicted
-    weight[present] = coef / scale
-    bias[present] = intercept - (coef / scale) @ center
-    model = LinearProbe(features.shape[1], n_classes)
-    with torch.no_grad():
+    weight[present] = fitted.coef / scale
+    bias[present] = fitted.intercept - exact.matmul(weight[present], center[:, None])[:, 0]
+    with deterministic(0), torch.no_grad():  # its random initial weights are replaced: no seed to declare
+        model = LinearProbe(features.shape[1], n_classes)
         model.head.weight.copy_(torch.from_numpy(weight))
         model.head.bias.copy_(torch.from_numpy(bias))
     return model
+
+
+def exact_mean_embedding(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """LinearProbe's input feature (the mean of the L2-normalised real frames), in modeling.exact's arithmetic,
+    64 videos at a time (float64 copies of all the frames at once would be 4x their float16 size)."""
+    parts = []
+    for start in range(0, len(frames), 64):
+        x = np.asarray(frames[start : start + 64], dtype=np.float64)
+        norm = np.sqrt(exact.tree_sum(x * x, axis=-1))[..., None]
+        weights = np.asarray(mask[start : start + 64], dtype=np.float64)[..., None]
+        total = exact.tree_sum(x / np.maximum(norm, 1e-12) * weights, axis=1)
+        parts.append(total / np.maximum(exact.tree_sum(weights, axis=1), 1.0))
+    return np.concatenate(parts)
 
 
 def fit_record(model: nn.Module, x: torch.Tensor, m: torch.Tensor, labels: np.ndarray, val: Held | None
@@ -219,9 +263,9 @@ def fit(spec: Variant, data: LabelledSet, frames: np.ndarray, mask: np.ndarray, 
         model = fit_logreg(frames, mask, data.labels, len(data.categories), logreg.C, logreg.max_iter)
         return model, {}, [fit_record(model, *as_tensors(frames, mask), data.labels, val)]
     optim = params.train.optim
-    make_deterministic(params.train.seed)  # the initial weights
     options = params.train.transformer.model_dump() if spec.kind == "transformer" else {}
-    model = build_model(spec.kind, frames.shape[-1], len(data.categories), options)
+    with deterministic(params.train.seed):  # the initial weights
+        model = build_model(spec.kind, frames.shape[-1], len(data.categories), options)
     config = TrainConfig(
         epochs=optim.epochs,
         lr=optim.lr,
