@@ -97,7 +97,7 @@ def test_a_prompt_change_reruns_only_zeroshot_and_the_readme_recipe_shows_it_in_
     assert any("embed_text.prompts=['a clip of {category}'" in line for line in shown)
 
     table = list(csv.reader(io.StringIO(run_command(["dvc", "exp", "show", "--csv", "--no-pager"], dvc_repo))))
-    assert len(table[0]) <= 80, f"dvc exp show has {len(table[0])} columns: {table[0]}"
+    assert len(table[0]) <= 130, f"dvc exp show has {len(table[0])} columns: {table[0]}"  # docs/experiments.md
     metric_columns = [i for i, name in enumerate(table[0]) if name.startswith("metrics/")]
     assert len(metric_columns) == len(DVC_METRICS) * len(VARIANTS) + 2  # and metrics/leakage.json's two
     assert all(float(row[i]) >= 0 for row in table[1:] for i in metric_columns)  # numbers only, no text

@@ -14,25 +14,28 @@ from clipvideo.config.schema import CheckLeakageParams
 from clipvideo.core.files import write_json_atomic
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.embed.store import load_embeddings
+from clipvideo.modeling import exact
 from clipvideo.modeling.data import LabelledSet, split_set
 
 
 def video_vectors(data: LabelledSet) -> np.ndarray:
-    """One unit vector per video: the mean of its unit frame embeddings (masked), normalised (float64)."""
+    """One unit vector per video: the mean of its unit frame embeddings (masked), normalised, in float64 and in
+    modeling.exact's arithmetic (no BLAS: a cosine at the threshold falls the same side on every machine)."""
     frames = np.asarray(data.frames, dtype=np.float64)
-    frames /= np.maximum(np.linalg.norm(frames, axis=-1, keepdims=True), 1e-12)
-    mask = data.mask[..., None]
-    mean = (frames * mask).sum(1) / np.maximum(mask.sum(1), 1)
-    return mean / np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
+    frames = frames / np.maximum(np.sqrt(exact.tree_sum(frames * frames, axis=-1)), 1e-12)[..., None]
+    mask = np.asarray(data.mask, dtype=np.float64)[..., None]
+    mean = exact.tree_sum(frames * mask, axis=1) / np.maximum(exact.tree_sum(mask, axis=1), 1.0)
+    return mean / np.maximum(np.sqrt(exact.tree_sum(mean * mean, axis=-1)), 1e-12)[:, None]
 
 
 def near_duplicates(test: LabelledSet, train: LabelledSet, threshold: float) -> list[dict[str, object]]:
     """For each test video at or above `threshold` to its closest training video: both ids and the cosine."""
-    cosines = video_vectors(test) @ video_vectors(train).T
-    closest = cosines.argmax(1)
+    train_vectors = video_vectors(train)
     pairs = []
-    for row, column in enumerate(closest):
-        cosine = round(float(cosines[row, column]), 4)
+    for row, vector in enumerate(video_vectors(test)):
+        cosines = exact.tree_sum(train_vectors * vector, axis=1)  # one test video at a time: memory stays small
+        column = int(cosines.argmax())
+        cosine = round(float(cosines[column]), 4)
         if cosine >= threshold:
             pairs.append({"test_id": test.ids[row], "train_id": train.ids[column], "cosine": cosine,
                           "same_category": bool(test.labels[row] == train.labels[column])})  # fmt: skip
