@@ -150,6 +150,8 @@ CURVE_CHARTS = {  # CURVE_COLUMNS field -> chart id, title, y label
     "loss": ("train_loss", "Training loss per epoch (logreg and zeroshot, fitted in one go, have no curve)",
              "training loss (cross-entropy)"),
     "f1": ("train_f1", "f1_micro on the training videos after each epoch", "f1_micro on the training videos"),
+    "val_f1": ("val_f1", "f1_micro on the val videos after each epoch (the best epoch is the one kept)",
+               "f1_micro on the val videos"),
 }  # fmt: skip
 
 
@@ -162,7 +164,7 @@ def dvc_plots_block(variants: dict[str, Variant]) -> str:
     _, actual, predicted = PREDICTION_COLUMNS
     plots: list[Any] = [{metric: {
         "template": "interval", "x": metric, "y": {paths.f1_plot.as_posix(): variant},
-        "title": f"{metric} per variant on the test videos, best first, with its bootstrap interval",
+        "title": f"{metric} per variant on the test videos (ranked on val), with its bootstrap interval",
         "x_label": f"{metric} (dot) and its interval (line)", "y_label": variant,
     }}]  # fmt: skip
     for field, (chart, title, y_label) in CURVE_CHARTS.items():

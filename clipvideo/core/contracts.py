@@ -43,8 +43,8 @@ SPLIT_COLUMNS = ("id", "category", "split", "group")  # group: the series key, o
 EMBEDDINGS_INDEX_COLUMNS = ("id", "n_frames")  # data/embeddings/index.csv: the array's rows and their masks
 PREDICTION_COLUMNS = ("id", "actual", "predicted")  # plots/confusion/<variant>.csv and reports' predictions
 CURVE_COLUMNS = ("epoch", "loss", "f1", "val_loss", "val_f1")  # plots/train/<variant>.csv
-# plots/f1_micro.csv, best first: the metric, then its interval as <metric>_low, <metric>_high (as in the reports; the
-# plot template .dvc/plots/interval.json finds the bounds by these names)
+# plots/f1_micro.csv, ranked on val: the metric, then its interval as <metric>_low, <metric>_high (as in the reports;
+# the plot template .dvc/plots/interval.json finds the bounds by these names)
 VARIANT_F1_COLUMNS = ("variant", "f1_micro", "f1_micro_low", "f1_micro_high")
 
 SPLITS = ("train", "val", "test")

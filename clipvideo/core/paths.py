@@ -134,7 +134,7 @@ class ProjectPaths:
 
     @property
     def f1_plot(self) -> Path:
-        """Every variant's f1_micro with its interval, best first (the report stage): one chart compares them."""
+        """Every variant's test f1_micro with its interval, ranked on val (the report stage): one chart."""
         return self.plots_dir / "f1_micro.csv"
 
     @property
