@@ -230,16 +230,17 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def build_embedded_project(root: Path, downloaded_sample: Path, params: dict) -> ProjectPaths:
-    """A copy of the downloaded sample after the real frames, embed and split stages."""
+    """A copy of the downloaded sample after the real frames, embed, split and check_leakage stages."""
     shutil.copytree(downloaded_sample, root)
     write_params(root, params)
     args = ["--root", str(root)]
-    from stages import embed, embed_text, frames, split
+    from stages import check_leakage, embed, embed_text, frames, split
 
     assert frames.main(args) == 0
     assert embed.main(args) == 0
     assert embed_text.main(args) == 0
     assert split.main(args) == 0
+    assert check_leakage.main(args) == 0
     return ProjectPaths(root)
 
 

@@ -236,8 +236,8 @@ def test_the_cache_key_names_the_network_and_a_seed_only_for_a_random_init(tmp_p
     identity = encoder_identity(openai, tmp_path)
     assert (identity["quick_gelu"], identity["seed"]) == (True, None)
     assert identity == encoder_identity(other_seed, tmp_path)
-    assert encoder_record(openai, "ViT-B-32") == encoder_record(other_seed, "ViT-B-32")  # meta.json
-    assert encoder_record(openai, "ViT-B-32")["seed"] is None
+    assert encoder_record(openai, identity) == encoder_record(other_seed, identity)  # meta.json
+    assert encoder_record(openai, identity)["seed"] is None
     untrained = openai.model_copy(update={"pretrained": "none"})
     assert (encoder_identity(untrained, tmp_path)["quick_gelu"], encoder_identity(untrained, tmp_path)["seed"]) == (
         False,

@@ -16,12 +16,13 @@ from dvc.repo import Repo
 from clipvideo.config.declared import ALL
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.embed.embedder import EMBED_CODE
+from clipvideo.evaluation.reference import REFERENCE_KEYS
 from clipvideo.video.frames import FRAMES_CODE
 from tests.conftest import REPO, VARIANTS
 
 STAGE_MODULES = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem != "__init__")
 HEAVY = ("open_clip", "torchvision", "av", "ray")
-LIGHT_STAGES = ("split", "train", "evaluate", "report")
+LIGHT_STAGES = ("split", "check_leakage", "train", "evaluate", "report")
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +39,13 @@ def dvc_stages() -> dict:
 
 
 def declared_by_code(stage: str) -> set[str]:
-    """The params a stage module declares to its runner (train: its variant's, from variants.yaml)."""
+    """The params a stage module declares to its runner (train: its variant's, from variants.yaml; report: evaluate
+    and the study's protocol keys, and the keys it reads from reference.yaml)."""
     name, _, variant = stage.partition("@")
     if name == "train":
         return set(VARIANTS[variant].params)
+    if name == "report":
+        return {*importlib.import_module("stages.report").declares(None, ProjectPaths(REPO)).keys, *REFERENCE_KEYS}
     return set(importlib.import_module(f"stages.{name}").DECLARES)
 
 
@@ -65,7 +69,8 @@ def test_stage_modules_are_thin_and_reach_the_library_after_parsing() -> None:
         assert len(source.splitlines()) <= 50, f"stages/{name}.py has {len(source.splitlines())} lines"
         top = [node for node in ast.parse(source).body if isinstance(node, ast.ImportFrom)]
         assert {node.module for node in top} <= {"__future__", "collections.abc", "clipvideo.cli.stage",
-                                                  "clipvideo.core.paths", "clipvideo.config.declared"}  # fmt: skip
+                                                  "clipvideo.core.paths", "clipvideo.config.declared",
+                                                  "clipvideo.core.system"}  # fmt: skip
 
 
 def test_help_answers_without_importing_torch() -> None:
@@ -87,7 +92,8 @@ def test_light_stages_never_load_open_clip_torchvision_pyav_or_ray(embedded: Pro
     """split, every train and evaluate, and report, run for real in one fresh interpreter: what they loaded."""
     root = tmp_path / "project"
     shutil.copytree(embedded.root, root)
-    calls = [("split", [])] + [(s, [v]) for s in ("train", "evaluate") for v in VARIANTS] + [("report", [])]
+    calls = [("split", []), ("check_leakage", [])] + [(s, [v]) for s in ("train", "evaluate") for v in VARIANTS]
+    calls += [("report", [])]
     code = (
         "import importlib, sys\n"
         f"for name, extra in {calls!r}:\n"

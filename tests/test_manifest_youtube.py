@@ -55,7 +55,8 @@ def test_shared_kaggle_csv(tmp_path: Path, capsys) -> None:
     assert all(is_safe_id(row["id"]) for row in rows if row["status"] == "valid")
     assert len({row["id"] for row in rows}) == len(rows)
     kinds = Counter(reason_kind(row["reason"]) for row in rows if row["status"] == "invalid")
-    assert set(kinds) == {"malformed id", "duplicate"} and kinds["duplicate"] > 0
+    assert set(kinds) == {"malformed id", "duplicate", "conflicting labels"} and kinds["duplicate"] > 0
+    assert kinds["conflicting labels"] == 10  # 5 videos labelled twice
     assert list(paths.sample_videos.iterdir()) == []  # the youtube source renders no sample
     out = capsys.readouterr().out
     assert "malformed id" in out and "duplicate" in out and "3599 rows" in out
@@ -74,13 +75,15 @@ def test_rows_are_judged_without_the_network(tmp_path: Path, capsys) -> None:
             ("#NAME?", "spreadsheet damage", "food"),
             ("CdQjDOahkdY", "unknown category", "sports"),
             ("USGN-aTzlG4", "no category", ""),
-            ("i9E_Blai8vk", "repeat", "food"),
+            ("i9E_Blai8vk", "repeat", "travel"),
             ("../../x", "traversal", "food"),
             ("/etc/passwd", "absolute", "food"),
             ("file:///etc/passwd", "file url", "food"),
             ("abc/def/ghi", "slashes", "food"),
             ("$(rm -rf ~)", "shell", "food"),
             ("https://" + "a" * 3000 + ".com/", "very long", "food"),
+            ("AAAAAAAAAAA", "labelled food", "food"),
+            ("https://youtu.be/AAAAAAAAAAA", "labelled travel", "travel"),
         ],
     )
     paths = youtube_project(tmp_path, source)
@@ -104,6 +107,8 @@ def test_rows_are_judged_without_the_network(tmp_path: Path, capsys) -> None:
         ("slashes", "invalid", "malformed id"),
         ("shell", "invalid", "malformed id"),
         ("very long", "invalid", "malformed id"),
+        ("labelled food", "invalid", "conflicting labels"),  # no true label: neither row wins
+        ("labelled travel", "invalid", "conflicting labels"),
     ]
     assert [row["id"] for row in rows[:3]] == ["i9E_Blai8vk", "HzRMV2keMcU", "_64diyTtjwQ"]
     assert rows[1]["url"] == "https://www.youtube.com/watch?v=HzRMV2keMcU"

@@ -7,8 +7,9 @@ import pytest
 from sklearn.metrics import f1_score
 
 from clipvideo.evaluation.metrics import bootstrap_draws, bootstrap_interval, paired_difference_interval, resampled_f1
+from clipvideo.evaluation.reference import load_reference
 from clipvideo.evaluation.report import rank, summary_table
-from tests.conftest import VARIANTS
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("average", ["micro", "macro"])
@@ -49,10 +50,13 @@ def test_paired_difference_interval():
     assert paired_difference_interval(y_true, bad, good, 500, 0.95, seed=1)[1] < -0.8
 
 
-def metrics(variant: str, f1: float, interval: list[float]) -> dict:
+def metrics(variant: str, f1: float, interval: list[float], val: float) -> dict:
     return {
         "variant": variant,
         "n_test": 8,
+        "n_test_missing": 0,
+        "test_set": "0123456789ab",
+        "val_f1_micro": val,
         "f1_micro": f1,
         "f1_macro": f1,
         "accuracy": f1,
@@ -68,18 +72,24 @@ def metrics(variant: str, f1: float, interval: list[float]) -> dict:
     }
 
 
-def test_summary_ranks_and_marks_the_noise():
+def test_summary_ranks_on_val_and_marks_the_noise():
     results = [
-        metrics("zeroshot", 0.5, [0.25, 0.75]),
-        metrics("linear", 1.0, [1.0, 1.0]),
-        metrics("logreg", 0.875, [0.6, 1.0]),
+        metrics("zeroshot", 0.5, [0.25, 0.75], val=0.25),
+        metrics("linear", 1.0, [1.0, 1.0], val=0.75),
+        metrics("logreg", 0.875, [0.6, 1.0], val=0.5),
     ]
-    text = summary_table(rank(results), {"logreg": [-0.375, 0.0], "zeroshot": [-0.75, -0.25]}, VARIANTS)
+    reference = load_reference(REPO / "reference.yaml")
+    leakage = {"near_duplicates": 0, "n_test": 8, "cosine": 0.999}
+    gaps = {"logreg": [-0.375, 0.0], "zeroshot": [-0.75, -0.25]}
+    text = summary_table(rank(results), gaps, reference, [], leakage)
     ranking, per_class = text.split("## Per category")
     rows = [line for line in ranking.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
     assert [row.split(" | ")[0] for row in rows] == ["| linear", "| logreg", "| zeroshot"]
-    assert "| best |" in rows[0] and "inside the noise" in rows[1] and "| worse |" in rows[2]
-    assert "| 0.965 |" in rows[0]  # the reference study's linear result, for comparison
-    assert "Not distinguishable from it (the paired interval of the f1_micro gap contains 0): logreg." in text
+    assert "| chosen |" in rows[0] and "inside the noise" in rows[1] and "| worse |" in rows[2]
+    assert "| 0.965 |" in rows[0]  # the reference study's linear result, under its protocol
+    assert "Not distinguishable from it on test (the paired interval of the f1_micro gap contains 0): logreg." in text
+    # val, not test, decides: a variant better on test but worse on val is ranked below
+    flipped = rank([metrics("linear", 0.5, [0.2, 0.8], val=0.75), metrics("logreg", 1.0, [1.0, 1.0], val=0.5)])
+    assert [m["variant"] for m in flipped] == ["linear", "logreg"]
     assert "at chance (0.50 for 2 categories)" in text
     assert "| linear | 1.000 | 1.000 |" in per_class and "Test videos per category: a 4, b 4." in per_class

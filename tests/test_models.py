@@ -240,7 +240,7 @@ def test_every_variant_trains_evaluates_and_reruns_identically(embedded, tmp_pat
         assert evaluate.main([*root, variant]) == 0
         first[variant] = embedded.metrics_file(variant).read_text() + embedded.report_file(variant).read_text()
         metrics = json.loads(embedded.metrics_file(variant).read_text())
-        assert list(metrics) == list(DVC_METRICS) and all(isinstance(v, float) for v in metrics.values())
+        assert list(metrics) == list(DVC_METRICS) and all(isinstance(v, int | float) for v in metrics.values())
         found = json.loads(embedded.report_file(variant).read_text())
         assert found["variant"] == variant and found["n_test"] == 4 and len(found["predictions"]) == 4
         assert {name: found[name] for name in DVC_METRICS} == metrics
@@ -250,7 +250,8 @@ def test_every_variant_trains_evaluates_and_reruns_identically(embedded, tmp_pat
         if VARIANTS[variant].kind in ("logreg", "zeroshot"):  # fitted in one go: one point is no curve
             assert not curve.exists()
         else:
-            assert curve.read_text().splitlines()[0] == "epoch,loss,f1" and len(curve.read_text().splitlines()) == 6
+            lines = curve.read_text().splitlines()
+            assert lines[0] == "epoch,loss,f1,val_loss,val_f1" and len(lines) == 6
         assert load_model(embedded.model_file(variant), variant).categories == sorted(found["per_class"])
     for variant in VARIANTS:  # a rerun with the same params and seed: byte-identical metrics and reports
         assert train.main([*root, variant]) == 0
@@ -259,7 +260,8 @@ def test_every_variant_trains_evaluates_and_reruns_identically(embedded, tmp_pat
     capsys.readouterr()
     assert report.main(root) == 0
     *table, last = capsys.readouterr().out.splitlines()  # the console gets the summary narrow, then the line
-    assert table[0].split() == ["variant", "f1_micro", "95%", "interval", "vs", "best"] and last.startswith("report: ")
+    header = ["variant", "val", "f1", "f1_micro", "95%", "interval", "vs", "chosen"]
+    assert table[0].split() == header and last.startswith("report: ")
     assert all(len(line) <= 80 for line in table) and table[-1] == "4 test videos, one is 0.250 of f1_micro"
     ranked = [line.split()[0] for line in table[1:-1]]
     assert sorted(ranked) == sorted(VARIANTS)

@@ -9,7 +9,7 @@ import numpy as np
 
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.video.fingerprint import decoder_fingerprint
-from stages import embed, embed_text, evaluate, frames, report, split, train
+from stages import check_leakage, embed, embed_text, evaluate, frames, report, split, train
 from tests.conftest import VARIANTS, write_params
 
 
@@ -52,7 +52,9 @@ def test_downstream_stages_end_to_end(project, shrunk_params):
 
     assert split.main(root) == 0
     parts = read_csv(project.split_table)
-    assert sum(row["split"] == "test" for row in parts) == 4
+    assert sum(row["split"] == "test" for row in parts) == 4 and sum(row["split"] == "val" for row in parts) == 4
+    assert check_leakage.main(root) == 0
+    assert json.loads(project.leakage_metrics.read_text()) == {"near_duplicates": 0, "n_test": 4}
 
     for variant in VARIANTS:
         assert train.main([*root, variant]) == 0
@@ -67,7 +69,11 @@ def test_downstream_stages_end_to_end(project, shrunk_params):
         assert json.loads(project.metrics_file(variant).read_text()) == {
             "f1_micro": found["f1_micro"],
             "f1_macro": found["f1_macro"],
+            "accuracy": found["accuracy"],
+            "n_test": 4,
+            "val_f1_micro": found["val_f1_micro"],
         }
+        assert found["scored_on"] == "test" and found["n_test_missing"] == 0 and len(found["test_set"]) == 12
     assert report.main(root) == 0
     summary = project.summary.read_text()
     assert all(f"| {variant} |" in summary for variant in VARIANTS)

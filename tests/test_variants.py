@@ -11,6 +11,7 @@ from clipvideo.config.declared import Declared
 from clipvideo.config.loading import load_params
 from clipvideo.config.variants import PARAM_SLOTS, Variant, load_variants
 from clipvideo.core.errors import ParamsError
+from clipvideo.evaluation.reference import load_reference
 from clipvideo.modeling.data import LabelledSet
 from clipvideo.modeling.training import fit
 from tests.conftest import REPO, VARIANTS, write_params
@@ -24,7 +25,8 @@ def test_dvc_yaml_and_readme_follow_variants_yaml():
         "dvc.yaml's variants are stale: run `python -m tools.generate`"
     )
     assert dvc_vars_block(VARIANTS) in (REPO / "dvc.yaml").read_text()
-    assert variants_table(VARIANTS) in (REPO / "docs" / "models.md").read_text(), (
+    table = variants_table(VARIANTS, load_reference(REPO / "reference.yaml"))
+    assert table in (REPO / "docs" / "models.md").read_text(), (
         "docs/models.md's variants table is stale: run `python -m tools.generate`"
     )
 
@@ -59,8 +61,7 @@ def toy_set(n: int = 12) -> LabelledSet:
 
 
 def test_a_variant_reading_a_param_it_does_not_declare_is_named():
-    undeclared_mixup = Variant(kind="linear", mixup=True, one_frame=False, reference_f1_micro=None,
-                               params=["seed", "train.optim"])  # fmt: skip
+    undeclared_mixup = Variant(kind="linear", mixup=True, one_frame=False, params=["train.seed", "train.optim"])
     params = Declared(load_params(REPO / "params.yaml"), undeclared_mixup.params, "variants.yaml: broken")
     data = toy_set()
     with pytest.raises(ParamsError, match=r"^variants.yaml: broken reads train.mixup, which it does not declare$"):
@@ -72,13 +73,13 @@ def test_a_variant_reading_a_param_it_does_not_declare_is_named():
     [
         ({"kind": "svm"}, "variants.yaml: linear.kind='svm': expected one of linear, transformer, logreg, zeroshot"),
         ({"colour": "red"}, "variants.yaml: unknown key linear.colour; a variant takes kind, mixup, one_frame,"),
-        ({"params": ["seed", "train.optimizer"]}, "variants.yaml: linear.params: 'train.optimizer' is not a key"),
-        ({"params": ["seed", "seed"]}, "variants.yaml: linear.params: a key is listed twice"),
+        ({"params": ["train.seed", "train.optimizer"]}, "variants.yaml: linear.params: 'train.optimizer' is not a key"),
+        ({"params": ["train.seed", "train.seed"]}, "variants.yaml: linear.params: a key is listed twice"),
         (
-            {"params": ["seed", "train.optim", "train.mixup", "train.transformer", "frames"][: PARAM_SLOTS + 1]},
-            "variants.yaml: linear.params=['seed', 'train.optim', 'train.mixup',",
+            {"params": ["train.seed", "train.optim", "train.mixup", "train.transformer", "frames"][: PARAM_SLOTS + 1]},
+            "variants.yaml: linear.params=['train.seed', 'train.optim', 'train.mixup',",
         ),
-        ({"reference_f1_micro": 2}, "variants.yaml: linear.reference_f1_micro=2: expected null or a number in [0, 1]"),
+        ({"reference_f1_micro": 0.9}, "variants.yaml: unknown key linear.reference_f1_micro; a variant takes kind,"),
     ],
 )
 def test_a_bad_variants_file_is_one_line(tmp_path, change, expected):
