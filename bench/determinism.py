@@ -87,7 +87,7 @@ def worker(variants: list[str], epochs: int, threads: list[int]) -> dict[str, st
                 x, m = variant_inputs(spec, data.frames, data.mask, data.ids)
                 model, options, _ = fit(spec, data, x, m, params, name)
                 path = Path(tmp) / f"{name}.pt"
-                save_model(path, name, spec.kind, model, categories, options, {"model": "synthetic"})
+                save_model(path, name, spec.kind, model, categories, options, {"model": "synthetic"}, {})
                 tx, tm = variant_inputs(spec, frames[test], mask[test], [ids[i] for i in test])
                 found = classification_metrics(labels[test], predict_proba(model, tx, tm), categories, 1000, 0.95, 42)
             hashes[f"{count} {name}"] = hashlib.sha256(path.read_bytes()).hexdigest()

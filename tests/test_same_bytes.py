@@ -51,7 +51,7 @@ with tempfile.TemporaryDirectory() as tmp:
             train_classifier(transformer, frames, mask, labels, replace(config, epochs=2, mixup_alpha=None))
         for name, model in (("logreg", logreg), ("linear-mixup", linear), ("transformer", transformer)):
             path = Path(tmp) / name
-            save_model(path, name, "linear", model, list("abcd"), {}, {})
+            save_model(path, name, "linear", model, list("abcd"), {}, {}, {})
             hashes[f"{name}, {threads} threads"] = hashlib.sha256(path.read_bytes()).hexdigest()
 print(json.dumps(hashes))
 """
