@@ -49,6 +49,17 @@ SHRUNK = {
 }
 
 
+# Modules that start real Ray clusters: one pytest-xdist worker runs them in turn (`--dist loadgroup`), so two
+# clusters never share the machine's cores and object store memory at once.
+RAY_CLUSTER_MODULES = {"test_engines.py", "test_scale_out.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in RAY_CLUSTER_MODULES:
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 def assert_same_outputs(left: Path, right: Path, folders: tuple[str, ...] = ("frames", "embeddings")) -> None:
     """data/frames.csv and every file of these data/ folders of two projects, byte for byte."""
     for folder in folders:
