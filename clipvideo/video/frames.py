@@ -35,7 +35,8 @@ from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.system import available_cores
 from clipvideo.core.tables import TableRow, read_table, write_table
 from clipvideo.core.text import plural, shorten
-from clipvideo.engines.engine import LocalFile, open_engine
+from clipvideo.engines.engine import LocalFile
+from clipvideo.engines.factory import open_engine
 from clipvideo.video.decode import DecodeTimeout, sample_frames
 from clipvideo.video.fingerprint import decoder_fingerprint
 from clipvideo.video.probe import VideoError
