@@ -17,7 +17,7 @@ from clipvideo.core.ids import url_id
 from clipvideo.video.decode import DecodeBudget, planned_work, sample_frames
 from clipvideo.video.frames import decode_video
 from clipvideo.video.plan import megapixels
-from clipvideo.video.probe import VideoError, is_cover, open_video, video_stream
+from clipvideo.video.probe import DECODER_LIMITS, VideoError, is_cover, open_video, video_stream
 from tests.conftest import REPO, write_params
 from tests.test_odd_videos import COUNT, SIZE, assert_refused, render, run_frames_stage
 
@@ -75,6 +75,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     render(directory, "wide.mkv", ["-f", "lavfi", "-i", "color=gray:s=34000x10", "-frames:v", "1", "-c:v", "png"])
     render(directory, "huge.mkv", ["-f", "lavfi", "-i", "color=gray:s=16000x16000", "-frames:v", "1",
                                    "-pix_fmt", "gray", "-c:v", "png"])  # fmt: skip
+    # a lossless archival codec no camera or video site stores: its decoder is not on the allow-list
+    render(directory, "ffv1.mkv", [*colour("red", "160x96"), "-c:v", "ffv1"])
     centre_blue = "drawbox=x=4092:y=0:w=8:h=8:c=blue:t=fill"
     render(directory, "thin.mkv", ["-f", "lavfi", "-i", "color=red:s=8192x8", "-vf", centre_blue, "-frames:v", "1",
                                    "-c:v", "png"])  # fmt: skip
@@ -106,10 +108,20 @@ def test_without_the_allow_list_ffmpeg_reads_a_playlist_as_the_video_it_names(me
         ("cover_only.mp3", "no video stream (has: audio, a cover picture)"),
         ("wide.mkv", "frame size 34000x10 is over the limit of 8192 px a side and 35.4 megapixels"),
         ("huge.mkv", "frame size 16000x16000 is over the limit of 8192 px a side and 35.4 megapixels"),
+        ("ffv1.mkv", "video codec ffv1 is not one the sampler decodes (allowed: av1, flv, h263, h264, hevc, "),
     ],
 )
 def test_a_file_that_is_no_usable_video_is_refused_saying_what_it_is(media: Path, name: str, reason: str):
     assert_refused(media / name, reason)
+
+
+def test_ffmpeg_itself_opens_no_decoder_off_the_allow_list(media: Path):
+    """The check in open_video says why; FFmpeg enforces the same list when it opens a decoder."""
+    with av.open(str(media / "ffv1.mkv"), options=DECODER_LIMITS) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = {**stream.codec_context.options, **DECODER_LIMITS}
+        with pytest.raises(av.error.FFmpegError, match="ffv1"):
+            next(container.decode(stream))
 
 
 @pytest.mark.parametrize("name", ["small_first.mkv", "large_first.mp4"])
