@@ -42,6 +42,7 @@ THREAD_STATE = threading.local()
 # (every square size but odd ones) takes a fast path that darkens by about 1.5 levels of 255; gbrp
 # interpolates chroma per pixel, the same bytes as rgb24 with FULL_CHR_H_INT, in a third of the time.
 SCALED_FORMAT = "gbrp"
+THROUGH = "decoding from the start"  # how the fallback plan decodes, as its refusal says
 
 
 class DecodeTimeout(VideoError):
@@ -292,9 +293,6 @@ def decode_at_times(
     if last_frame is None:
         raise VideoError("no decodable video frames")
     return images, times
-
-
-THROUGH = "decoding from the start"
 
 
 def seek_plan(path: Path, stream: av.video.stream.VideoStream, targets: np.ndarray, keyframe_only: bool
