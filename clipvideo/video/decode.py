@@ -54,7 +54,7 @@ class DecodeTimeout(VideoError):
 MAX_DECODE_MEGAPIXELS = 1_000_000
 MAX_DECODE_MEGAPIXELS_PER_BYTE = 0.05
 # A plan of at most this much work passes whatever its work per byte: a short clip of a still picture is small
-# for its frames (a 10 s 1280x720 title card of 8 KB plans 0.03 a byte). About a second of CPU (docs/security.md).
+# for its frames (a 10 s 1280x720 title card of 8 KB plans 0.03 a byte). 0.4 to 1.5 s of CPU (docs/security.md).
 FREE_DECODE_MEGAPIXELS = 1_000
 
 
