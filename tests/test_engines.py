@@ -23,8 +23,8 @@ from clipvideo.config.loading import load_settings
 from clipvideo.config.schema import EngineSettings
 from clipvideo.core.errors import ParamsError
 from clipvideo.core.paths import ProjectPaths
-from clipvideo.engines.engine import EngineChoice, choose_engine
-from clipvideo.engines.ray_engine import FREED_WITHIN_S, WAIT_S, StoredInputs
+from clipvideo.engines.factory import EngineChoice, choose_engine
+from clipvideo.engines.ray_engine import FREED_AFTER_PERIODS, WAIT_S, StoredInputs, free_period_s
 from stages import embed, frames
 from tests.conftest import REPO, assert_same_outputs, cache_entries, write_params
 from tests.test_interruptions import leftovers, many_videos_project
@@ -84,7 +84,8 @@ def test_the_object_store_holds_at_most_twice_the_running_calls_inputs_however_s
     """A raylet frees a finished call's input up to about a second later: 1-minute videos, done in a fraction of a
     second, otherwise piled up to 2.8x what the running calls held (bench/engines.py)."""
     now = [0.0]
-    store = StoredInputs(most_calls=4, budget=100, clock=lambda: now[0])
+    FREED_WITHIN_S = 1.5  # Ray's default period of 1 s, FREED_AFTER_PERIODS times
+    store = StoredInputs(most_calls=4, budget=100, freed_within_s=FREED_WITHIN_S, clock=lambda: now[0])
     assert store.admits(500)  # nothing held: a video larger than the budget goes alone
     for _ in range(4):
         assert store.admits(10)
@@ -102,6 +103,18 @@ def test_the_object_store_holds_at_most_twice_the_running_calls_inputs_however_s
     assert not store.admits(10) and store.admits(0)  # one running, three not freed yet
     now[0] += FREED_WITHIN_S
     assert store.admits(90) and not store.admits(91)  # then the byte budget: 10 of 100 held by the running call
+
+
+def test_the_free_period_is_read_as_ray_resolves_it() -> None:
+    """The cluster's system config, else the RAY_ environment variable, else Ray's default of 1 s: the engine
+    counts a finished call's input as held FREED_AFTER_PERIODS of it."""
+    key = "free_objects_period_milliseconds"
+    assert free_period_s({}, {}) == 1.0
+    assert free_period_s({}, {f"RAY_{key}": "250"}) == 0.25
+    assert free_period_s({key: 4000}, {f"RAY_{key}": "250"}) == 4.0
+    assert free_period_s({key: -5}, {}) == 0.0
+    assert free_period_s({}, {f"RAY_{key}": "soon"}) == 1.0
+    assert FREED_AFTER_PERIODS * free_period_s({}, {}) == 1.5
 
 
 def test_frames_and_embed_on_two_ray_nodes_write_the_local_bytes(

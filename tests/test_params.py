@@ -89,7 +89,7 @@ def test_unknown_key_in_a_section_is_reported_not_ignored(tmp_path):
     message = params_error(tmp_path, {"frames.sizes": 224})
     assert message == (
         "params.yaml: unknown key frames.sizes; did you mean frames.size? "
-        "frames takes size, mode, max_decode_megapixels"
+        "frames takes size, mode, max_decode_megapixels, max_decode_megapixels_per_byte"
     )
 
 
@@ -102,7 +102,7 @@ def test_a_runtime_setting_in_params_yaml_is_an_unknown_key(tmp_path):
         load_params(tmp_path / "params.yaml")
     assert str(raised.value) == (
         "params.yaml: unknown key frames.workers; frames.workers is a setting: set it in settings.yaml, not here "
-        "(frames takes size, mode, max_decode_megapixels)"
+        "(frames takes size, mode, max_decode_megapixels, max_decode_megapixels_per_byte)"
     )
 
 

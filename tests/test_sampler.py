@@ -9,8 +9,9 @@ import av
 import numpy as np
 import pytest
 
+from clipvideo.config.schema import FramesSettings
 from clipvideo.core.system import run_ffmpeg
-from clipvideo.video.decode import MAX_DECODE_MEGAPIXELS, packet_index, sample_frames, upright_square
+from clipvideo.video.decode import MAX_DECODE_MEGAPIXELS, DecodeBudget, packet_index, sample_frames, upright_square
 from clipvideo.video.plan import (
     DecodeRun,
     PacketIndex,
@@ -22,7 +23,7 @@ from clipvideo.video.plan import (
     sample_frame_times,
     split_runs,
 )
-from clipvideo.video.probe import frame_rate, stream_start
+from clipvideo.video.probe import VideoError, frame_rate, stream_start
 
 SIZE = 48
 
@@ -136,7 +137,8 @@ def test_runs_group_targets_by_keyframe_and_threads_split_them_evenly(videos: di
 def test_the_default_decode_budget_passes_a_two_hour_1080p_video_at_100_frames() -> None:
     """The worst plans the sampler makes for 2 hours of 1920x1080 at 60 fps and 100 frames: exact frames with
     a keyframe every 10 s, and decoding through from the start (no usable index). A budget any normal video
-    passes still refuses a file of 30,000 one-keyframe 8K frames (about 1.5 MB of solid colour)."""
+    passes still refuses a file of 30,000 one-keyframe 8K frames (about 1.5 MB of solid colour), and its work
+    per byte refuses the bomb of 1,000 such frames."""
     budget = MAX_DECODE_MEGAPIXELS
     fps, seconds, count = 60, 2 * 3600, 100
     pts = np.arange(fps * seconds, dtype=np.int64)
@@ -149,3 +151,10 @@ def test_the_default_decode_budget_passes_a_two_hour_1080p_video_at_100_frames()
     assert len(runs) == count and seek_plan <= worst_seek_plan < through < budget
     assert (round(seek_plan), round(worst_seek_plan), round(through)) == (49_974, 124_416, 891_318)
     assert megapixels(30_000, 8192, 4320) > budget
+    # per byte, even at 100 kbit/s (90 MB: one still picture) and decoded through: 0.0099 megapixels a byte
+    for bitrate in (4_000_000, 100_000):
+        for frames in (planned_frames(runs), count * 10 * fps, frames_through(targets[-1], 0, fps)):
+            DecodeBudget(FramesSettings(), bitrate // 8 * seconds).plan(frames, 1920, 1080, "2 hours")  # passes
+    # the decode bomb of the report: 156 KB, one keyframe and 1,000 frames of 8192x4320 (0.22 megapixels a byte)
+    with pytest.raises(VideoError, match=r"at 0.22 megapixels per byte of a 156,000-byte file, over frames.max_de"):
+        DecodeBudget(FramesSettings(), 156_000).plan(969, 8192, 4320, "the bomb")

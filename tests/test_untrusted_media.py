@@ -14,9 +14,10 @@ import pytest
 from clipvideo.config.loading import load_params
 from clipvideo.config.schema import FramesSettings
 from clipvideo.core.ids import url_id
-from clipvideo.video.decode import DecodeBudget, sample_frames
+from clipvideo.video.decode import DecodeBudget, planned_work, sample_frames
 from clipvideo.video.frames import decode_video
-from clipvideo.video.probe import VideoError, is_cover, open_video, video_stream
+from clipvideo.video.plan import megapixels
+from clipvideo.video.probe import DECODER_LIMITS, VideoError, is_cover, open_video, video_stream
 from tests.conftest import REPO, write_params
 from tests.test_odd_videos import COUNT, SIZE, assert_refused, render, run_frames_stage
 
@@ -74,6 +75,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     render(directory, "wide.mkv", ["-f", "lavfi", "-i", "color=gray:s=34000x10", "-frames:v", "1", "-c:v", "png"])
     render(directory, "huge.mkv", ["-f", "lavfi", "-i", "color=gray:s=16000x16000", "-frames:v", "1",
                                    "-pix_fmt", "gray", "-c:v", "png"])  # fmt: skip
+    # a lossless archival codec no camera or video site stores: its decoder is not on the allow-list
+    render(directory, "ffv1.mkv", [*colour("red", "160x96"), "-c:v", "ffv1"])
     centre_blue = "drawbox=x=4092:y=0:w=8:h=8:c=blue:t=fill"
     render(directory, "thin.mkv", ["-f", "lavfi", "-i", "color=red:s=8192x8", "-vf", centre_blue, "-frames:v", "1",
                                    "-c:v", "png"])  # fmt: skip
@@ -105,10 +108,20 @@ def test_without_the_allow_list_ffmpeg_reads_a_playlist_as_the_video_it_names(me
         ("cover_only.mp3", "no video stream (has: audio, a cover picture)"),
         ("wide.mkv", "frame size 34000x10 is over the limit of 8192 px a side and 35.4 megapixels"),
         ("huge.mkv", "frame size 16000x16000 is over the limit of 8192 px a side and 35.4 megapixels"),
+        ("ffv1.mkv", "video codec ffv1 is not one the sampler decodes (allowed: av1, flv, h263, h264, hevc, "),
     ],
 )
 def test_a_file_that_is_no_usable_video_is_refused_saying_what_it_is(media: Path, name: str, reason: str):
     assert_refused(media / name, reason)
+
+
+def test_ffmpeg_itself_opens_no_decoder_off_the_allow_list(media: Path):
+    """The check in open_video says why; FFmpeg enforces the same list when it opens a decoder."""
+    with av.open(str(media / "ffv1.mkv"), options=DECODER_LIMITS) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = {**stream.codec_context.options, **DECODER_LIMITS}
+        with pytest.raises(av.error.FFmpegError, match="ffv1"):
+            next(container.decode(stream))
 
 
 @pytest.mark.parametrize("name", ["small_first.mkv", "large_first.mp4"])
@@ -260,3 +273,77 @@ def test_a_video_past_its_wall_clock_limit_is_an_error_and_is_not_cached(
     assert verdict == {"status": "error", "reason": "decoding took longer than 90 s (frames.video_timeout_s)",
                        "n_frames": 0}  # fmt: skip
     assert frames is None and not final  # not kept in the per-video cache: the next run tries it again
+
+
+# The bomb of the report (8192x4320, one keyframe and 1,000 frames of solid colour: 122 KB here, 0.28 megapixels a
+# byte) takes 2 minutes to encode here; at a quarter of its side it takes seconds and plans 0.09 megapixels a
+# byte, still far over any real video's (bench/decode_work.py, docs/security.md).
+@pytest.fixture(scope="module")
+def default_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(tmp_path_factory.mktemp("bomb"), "bomb.mp4", solid("2048x1080", 40))
+
+
+def test_a_decode_bomb_is_refused_by_the_default_settings_with_the_numbers(
+    tmp_path: Path, default_bomb: Path, bombs: Path
+):
+    """params.yaml as shipped: refused from its plan, before decoding a frame, by its work per byte of file (the
+    megapixel budget alone lets its 2,000 megapixels through)."""
+    result = run_frames_stage(tmp_path / "project", {"bomb.mp4": default_bomb, "small.h264": bombs / "small.h264"})
+    assert result["bomb.mp4"]["status"] == "error" and result["small.h264"]["status"] == "ok"
+    size = default_bomb.stat().st_size
+    work = 938 * 2048 * 1080 / 1e6  # 8 exact frames: the last at 37.5 s of 40, from the one keyframe
+    assert result["bomb.mp4"]["reason"] == (
+        f"decoding would cost {work:,.1f} megapixels (938 frames of 2048x1080, from the keyframe before each sampled "
+        f"time), at {work / size:.3g} megapixels per byte of a {size:,}-byte file, over "
+        "frames.max_decode_megapixels_per_byte=0.05 (params.yaml)"
+    )
+    assert load_params(REPO / "params.yaml").frames.max_decode_megapixels_per_byte == 0.05
+
+
+def test_a_long_low_bit_rate_static_video_passes_the_default_budget(tmp_path: Path):
+    """30 minutes of one still 1080p picture with a keyframe every 10 s (one encoded GOP copied 180 times, as an
+    encoder makes of a still picture): about 60 kbit/s, 14 MB, the fewest bytes a long real video has for its frames."""
+    still = ["-f", "lavfi", "-i", "testsrc2=s=1920x1080:r=0.1,fps=25", "-t", "10", "-c:v", "libx264", "-preset",
+             "veryfast", "-g", "250", "-pix_fmt", "yuv420p"]  # fmt: skip
+    gop = render(tmp_path, "gop.mp4", still)
+    (tmp_path / "list.txt").write_text("ffconcat version 1.0\n" + f"file {gop.name}\n" * 180)
+    long = render(tmp_path, "long.mp4", ["-f", "concat", "-safe", "0", "-i", str(tmp_path / "list.txt"), "-c", "copy"])
+    frames, width, height, how = planned_work(long, COUNT)
+    assert (width, height, how) == (1920, 1080, "from the keyframe before each sampled time")
+    assert megapixels(frames, width, height) / long.stat().st_size < 0.05 / 20  # far within the default
+    sampled = sample_frames(long, COUNT, SIZE)
+    assert len(sampled.images) == COUNT and sampled.times[-1] > 1500
+
+
+def failed_seek_plan(budget: DecodeBudget, width: int, height: int) -> str:
+    """A seek plan of 500 frames that decoded 400 before it failed (a seek that lands elsewhere, a damaged
+    packet); then the fallback's plan of decoding through: the refusal it gets, if any."""
+    budget.plan(500, width, height, "from the keyframe before each sampled time")
+    for _ in range(400):
+        budget.spend(av.VideoFrame(width, height, "yuv420p"))
+    with pytest.raises(VideoError) as caught:
+        budget.plan(1000, width, height, "decoding from the start")
+    return str(caught.value)
+
+
+def test_a_fallback_plan_spends_what_the_failed_plan_left_never_the_whole_budget_again():
+    """The seek plan decoded 30.7 megapixels before it failed: decoding through, 76.8 alone, would fit the budget
+    of 100, but not with what is spent; and the frames are counted once, from the first plan on."""
+    budget = DecodeBudget(FramesSettings(), file_bytes=10**9, max_megapixels=100)
+    assert failed_seek_plan(budget, 320, 240) == (
+        "decoding would cost 76.8 megapixels (1,000 frames of 320x240, decoding from the start) after 30.7 decoded "
+        "by a plan that failed, over frames.max_decode_megapixels=100 (params.yaml)"
+    )
+    budget.plan(800, 320, 240, "decoding from the start")  # 61.4 more fits
+    fallback_frames = 0
+    with pytest.raises(VideoError, match=r"^decoding went over frames.max_decode_megapixels=100 \(params.yaml\) at"):
+        while True:
+            budget.spend(av.VideoFrame(320, 240, "yuv420p"))  # 0.0768 megapixels
+            fallback_frames += 1
+    assert 400 + fallback_frames + 1 == 1303  # the first frame past 100 megapixels, counting both plans once
+    # the same for the budget per byte: 0.05 a byte of a 25 KB file is 1,250 megapixels
+    assert failed_seek_plan(DecodeBudget(FramesSettings(), file_bytes=25_000), 1920, 1080) == (
+        "decoding would cost 2,073.6 megapixels (1,000 frames of 1920x1080, decoding from the start) after 829.4 "
+        "decoded by a plan that failed, at 0.116 megapixels per byte of a 25,000-byte file, over "
+        "frames.max_decode_megapixels_per_byte=0.05 (params.yaml)"
+    )

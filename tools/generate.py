@@ -93,8 +93,8 @@ A few settings can still change what a run writes, by nature of the machine, and
   `data/embeddings/meta.json` (`runtime`): embeddings made on another device are never served from the cache.
 - `frames.video_timeout_s` and `download.video_timeout_s` are wall-clock backstops: how long a video takes
   depends on the machine and its load, so they cannot be params. A video past one is an `error` (frames) or
-  `failed` (download) for this run only: never cached, tried again by the next run. The deterministic limit on
-  decoding is the param `frames.max_decode_megapixels`.
+  `failed` (download) for this run only: never cached, tried again by the next run. The deterministic limits on
+  decoding are the params `frames.max_decode_megapixels` and `frames.max_decode_megapixels_per_byte`.
 - `download.cookies`, `download.allow_private_networks` and `download.retry_unavailable` decide which videos
   can be fetched from this machine; what a video's bytes give never depends on them.
 

@@ -122,6 +122,12 @@ class FramesParams(Section):
         le=10**9,
         description="a video whose planned decoding costs more (frames decoded x their pixels) is an `error`",
     )
+    max_decode_megapixels_per_byte: float = Field(
+        gt=0,
+        le=1000,
+        description="a video whose planned decoding costs more than this per byte of its file (beyond a small "
+        "allowance every video has) is an `error`: a decode bomb (docs/security.md)",
+    )
 
 
 class EmbedParams(Section):

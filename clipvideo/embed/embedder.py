@@ -51,7 +51,8 @@ from clipvideo.embed.encoder import (
 )
 from clipvideo.embed.fingerprint import encoder_runtime
 from clipvideo.embed.store import ARRAY, INDEX, META, encoder_record, encoder_seed, frames_settings
-from clipvideo.engines.engine import Engine, open_engine
+from clipvideo.engines.engine import Engine
+from clipvideo.engines.factory import open_engine
 from clipvideo.video import store
 from clipvideo.video.store import load_frame_jpegs
 

@@ -197,11 +197,12 @@ def load_encoder(model: str, pretrained: str, seed: int | None, device: str = "c
     that: pretrained weights replace every parameter, so it may be None for them."""
     name, weights, architecture = resolved_encoder(model, pretrained)
     torch_device = checked_device(device, precision)
-    if weights is None:
-        if seed is None:
-            raise ValueError(f"{name}: a random init (pretrained none) needs a seed")
-        torch.manual_seed(seed)
-    with without_random_init_warning():  # describe() says "untrained" in the stage's own words
+    if weights is None and seed is None:
+        raise ValueError(f"{name}: a random init (pretrained none) needs a seed")
+    # the init draws from the CPU's random stream (open_clip builds on the CPU, then moves the model), seeded inside
+    # the block only: the caller's stream, and every CUDA device's, are left as they were
+    with torch.random.fork_rng(devices=[]), without_random_init_warning():  # describe() says "untrained"
+        torch.random.default_generator.manual_seed(0 if seed is None else seed)
         clip_model = open_clip.create_model(name, pretrained=weights, device=torch_device,
                                             force_quick_gelu=architecture.quick_gelu)  # fmt: skip
     clip_model.eval()
@@ -243,11 +244,6 @@ def check_encoder(embed: EmbedParams, device: str, root: Path) -> torch.device:
     returns the device embed.device names here."""
     check_embed_params(embed, root)
     return checked_device(device, embed.precision)
-
-
-def resolved_model_name(embed: EmbedParams, root: Path) -> str:
-    """The open_clip name embed.model stands for (a config file's stem), without building the model."""
-    return resolve_model_name(under_root(embed.model, embed.pretrained, root)[0])
 
 
 def encoder_identity(embed: EmbedParams, root: Path) -> dict[str, Any]:

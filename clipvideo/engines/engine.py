@@ -1,47 +1,25 @@
-"""Where the per-video work of the frames and embed stages runs: this host (`local`, the default) or a Ray cluster.
+"""What an engine is, and the local one: the per-video work of the frames and embed stages on this host.
 
 The stage itself always runs where `dvc repro` started it (on a cluster: the head node) and writes every output,
-so DVC owns the outputs either way; an engine only runs the calls it is given. Ray is imported only when chosen:
-a local run starts no Ray process and does not even import it.
+so DVC owns the outputs either way; an engine only runs the calls it is given. Which engine runs is decided in
+`factory`; the Ray engine builds on this module, never the other way.
 """
 
 from __future__ import annotations
 
-import os
 import platform
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from clipvideo.config.schema import EngineSettings
 from clipvideo.core.system import available_cores
 
 R = TypeVar("R")
 # A function that measures a process's runtime fingerprint (library versions...): a worker that measures another
 # value than the stage's refuses the calls (Ray); the local engine runs them in the stage's own process.
 Runtime = Callable[[], Mapping[str, Any]]
-
-ADDRESS_VARIABLE = "RAY_ADDRESS"  # Ray's own convention: set, it names the cluster to run on
-
-
-@dataclass(frozen=True)
-class EngineChoice:
-    kind: Literal["local", "ray"]
-    address: str | None = None  # ray: host:port of the head node; None lets ray.init() decide (docs/scale-out.md)
-
-
-def choose_engine(settings: EngineSettings, environ: Mapping[str, str] | None = None) -> EngineChoice:
-    """The engine settings.yaml names, unless the environment names a cluster: a non-empty RAY_ADDRESS runs on
-    it whatever the file says (the environment of one command beats a file, as in Ray's own tools)."""
-    environ = os.environ if environ is None else environ
-    if environ.get(ADDRESS_VARIABLE, "").strip():
-        return EngineChoice("ray", environ[ADDRESS_VARIABLE].strip())
-    if settings.kind == "local":
-        return EngineChoice("local")  # an address kept in the file waits for kind: ray
-    return EngineChoice("ray", settings.address or None)
-
 
 @dataclass(frozen=True)
 class LocalFile:
@@ -107,14 +85,3 @@ class LocalEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_engine(settings: EngineSettings, workers: int = 1) -> Engine:
-    """The engine the settings (or RAY_ADDRESS) name, ready to run; use it in a `with` block.
-    `workers`: the local engine's threads."""
-    choice = choose_engine(settings)
-    if choice.kind == "local":
-        return LocalEngine(workers)
-    from clipvideo.engines.ray_engine import RayEngine  # only here: a local run never imports Ray
-
-    return RayEngine(choice.address, settings.inflight_mb)

@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import functools
 import logging
+import os
 import signal
 import socket
 import tempfile
@@ -44,7 +45,12 @@ RETRIES = 3  # a killed or crashed worker: its task runs again, a model replica 
 TASKS_AHEAD_PER_CPU = 2  # frames: calls in flight per cluster CPU (the next one waits on the node, not the driver)
 CONNECT_TIMEOUT_S = 5.0  # to reach the head node before anything else
 WAIT_S = 1.0  # the longest the stage waits on the cluster without looking whether it is still there
-FREED_WITHIN_S = 1.5  # a finished call's input leaves the object store within this (1.0 s let it hold 2.3x, bench)
+# How often a raylet frees objects, in batches: Ray's system config key, and its default in Ray's C++ config
+# (src/ray/common/ray_config_def.h), which Python cannot read. A finished call's input leaves the object store
+# within FREED_AFTER_PERIODS of them (with 1.0, the store held up to 2.3x the running calls' inputs: bench).
+FREE_PERIOD_KEY = "free_objects_period_milliseconds"
+RAY_DEFAULT_FREE_PERIOD_MS = 1000
+FREED_AFTER_PERIODS = 1.5
 STORED_PER_LANE = 2  # inputs the store may hold per lane, running or not yet freed: 2 x lanes x the largest video
 CODE = Path(clipvideo.__file__).parent  # shipped to every worker with the job
 
@@ -168,14 +174,37 @@ class ReplicaActor:
             return self.replica.finish(prepared)
 
 
+def free_period_s(system_config: Mapping[str, Any], environ: Mapping[str, str]) -> float:
+    """The raylet's period for freeing objects, resolved as Ray resolves it: the cluster's system config (`ray
+    start --system-config`, `ray.init(_system_config=...)`), else RAY_free_objects_period_milliseconds, else
+    Ray's default. A value Ray could not read either leaves the default."""
+    for value in (system_config.get(FREE_PERIOD_KEY), environ.get(f"RAY_{FREE_PERIOD_KEY}")):
+        if value is not None:
+            try:
+                return max(0.0, float(value)) / 1000
+            except (TypeError, ValueError):
+                break
+    return RAY_DEFAULT_FREE_PERIOD_MS / 1000
+
+
+def cluster_system_config() -> Mapping[str, Any]:
+    """The system config of the cluster this process is connected to: what its head node was started with."""
+    try:
+        return ray._private.state.state.get_system_config()
+    except (AttributeError, RayError, RuntimeError, ValueError):  # a private API: a Ray without it has the env var
+        return {}
+
+
 class StoredInputs:
     """The calls' inputs that may be in the object store: those of running calls, and of calls finished less than
-    FREED_WITHIN_S ago (the owner lets go at once, but a raylet frees in batches, once a second by default).
+    `freed_within_s` ago (the owner lets go at once, but a raylet frees in batches, once a second by default).
     Bounding both, in calls and in bytes, bounds the store's use however short the calls are."""
 
-    def __init__(self, most_calls: int, budget: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, most_calls: int, budget: int, freed_within_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.most_calls = most_calls
         self.budget = budget
+        self.freed_within_s = freed_within_s
         self.clock = clock
         self.running_calls = 0
         self.running_bytes = 0
@@ -185,7 +214,7 @@ class StoredInputs:
         """Whether a call with `size` input bytes may start now; one with none always may, as may any one call
         when nothing is held (a video larger than the budget goes alone)."""
         now = self.clock()
-        while self.freeing and now - self.freeing[0][0] >= FREED_WITHIN_S:
+        while self.freeing and now - self.freeing[0][0] >= self.freed_within_s:
             self.freeing.popleft()
         calls = self.running_calls + len(self.freeing)
         held = self.running_bytes + sum(size for _, size in self.freeing)
@@ -206,7 +235,7 @@ class StoredInputs:
         """Seconds until the oldest finished input leaves the store (at most WAIT_S)."""
         if not self.freeing:
             return WAIT_S
-        return min(WAIT_S, max(0.01, self.freeing[0][0] + FREED_WITHIN_S - self.clock()))
+        return min(WAIT_S, max(0.01, self.freeing[0][0] + self.freed_within_s - self.clock()))
 
 
 class RayEngine:
@@ -228,6 +257,8 @@ class RayEngine:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_sigterm)  # ray.init sets its own: the stage decides what SIGTERM does
         self.address = ray.get_runtime_context().gcs_address
+        # read once the cluster is joined: its head node's config, not a guess of Ray's default
+        self.freed_within_s = FREED_AFTER_PERIODS * free_period_s(cluster_system_config(), os.environ)
         self.budget = inflight_mb * 1024 * 1024
         self.work = ""  # what embed ran, for describe()
         self.last_check = time.monotonic()
@@ -284,7 +315,7 @@ class RayEngine:
         waiting: list[T] = []  # taken from `items`, not submitted: the store holds enough
         in_flight: dict[ray.ObjectRef, tuple[int, T, int]] = {}
         free = list(range(len(lanes)))
-        store = StoredInputs(STORED_PER_LANE * len(lanes), self.budget)
+        store = StoredInputs(STORED_PER_LANE * len(lanes), self.budget, self.freed_within_s)
 
         def fill() -> None:
             while free:

@@ -42,53 +42,77 @@ THREAD_STATE = threading.local()
 # (every square size but odd ones) takes a fast path that darkens by about 1.5 levels of 255; gbrp
 # interpolates chroma per pixel, the same bytes as rgb24 with FULL_CHR_H_INT, in a third of the time.
 SCALED_FORMAT = "gbrp"
+THROUGH = "decoding from the start"  # how the fallback plan decodes, as its refusal says
 
 
 class DecodeTimeout(VideoError):
     """Decoding one video took longer than frames.video_timeout_s: a fact about this run, not the video."""
 
 
-# frames.max_decode_megapixels in params.yaml, where sample_frames is called without it (tests, benchmarks)
+# frames.max_decode_megapixels and frames.max_decode_megapixels_per_byte in params.yaml, where sample_frames is
+# called without them (tests, benchmarks)
 MAX_DECODE_MEGAPIXELS = 1_000_000
+MAX_DECODE_MEGAPIXELS_PER_BYTE = 0.05
+# A plan of at most this much work passes whatever its work per byte: a short clip of a still picture is small
+# for its frames (a 10 s 1280x720 title card of 8 KB plans 0.03 a byte). 0.4 to 1.5 s of CPU (docs/security.md).
+FREE_DECODE_MEGAPIXELS = 1_000
 
 
 class DecodeBudget:
-    """What decoding one video may cost, deterministically: a plan (frames x pixels) over
-    frames.max_decode_megapixels is refused before any decoding, and the frames it decodes are counted against
-    the same budget (a picture may grow past the size the stream declared). A wall-clock backstop,
-    frames.video_timeout_s, is checked between decoded packets: one packet's decoding is bounded by the
-    picture-size cap, so the check comes often; a thread cannot be stopped inside a decoder call."""
+    """What decoding one video may cost, deterministically: a plan (frames x pixels) whose work, with what this
+    video has decoded already, is over frames.max_decode_megapixels, or over frames.max_decode_megapixels_per_byte
+    times the file's size (beyond FREE_DECODE_MEGAPIXELS), is refused before any decoding. The frames decoded are
+    counted against the same budget, once per video: a fallback plan gets what is left (a picture may also grow
+    past the size the stream declared). A wall-clock backstop, frames.video_timeout_s, is checked between decoded
+    packets: one packet's decoding is bounded by the picture-size cap and the codec allow-list (docs/security.md),
+    so the check comes often; a thread cannot be stopped inside a decoder call."""
 
     clock = staticmethod(time.monotonic)
 
-    def __init__(self, settings: FramesSettings, max_megapixels: int = MAX_DECODE_MEGAPIXELS) -> None:
+    def __init__(self, settings: FramesSettings, file_bytes: int, max_megapixels: int = MAX_DECODE_MEGAPIXELS,
+                 max_megapixels_per_byte: float = MAX_DECODE_MEGAPIXELS_PER_BYTE) -> None:  # fmt: skip
         self.limit = max_megapixels
+        self.per_byte = max_megapixels_per_byte
+        self.file_bytes = file_bytes
         self.timeout_s = settings.video_timeout_s
         self.deadline = self.clock() + settings.video_timeout_s
         self.planned = ""
-        self.pixels = 0
+        self.pixels = 0  # decoded so far by every plan of this video
         self._lock = threading.Lock()
 
+    def over(self, work: float) -> str | None:
+        """Which limit `work` (megapixels in all) is over, in words; None within both."""
+        if work > self.limit:
+            return f"over frames.max_decode_megapixels={self.limit:,} (params.yaml)"
+        if work > max(FREE_DECODE_MEGAPIXELS, self.per_byte * self.file_bytes):
+            return (f"at {work / self.file_bytes:.3g} megapixels per byte of a {self.file_bytes:,}-byte file, over "
+                    f"frames.max_decode_megapixels_per_byte={self.per_byte:g} (params.yaml)")  # fmt: skip
+        return None
+
+    @property
+    def spent(self) -> float:
+        return self.pixels / 1e6
+
     def plan(self, frames: int, width: int, height: int, how: str) -> None:
-        """Refuse a plan over the budget; else count what it decodes from zero."""
+        """Refuse a plan that, with what was decoded already, is over the budget."""
         work = megapixels(frames, width, height)
         self.planned = f"{work:,.1f} megapixels ({frames:,} frames of {width}x{height}, {how})"
-        if work > self.limit:
-            raise VideoError(
-                f"decoding would cost {self.planned}, over frames.max_decode_megapixels={self.limit:,} (params.yaml)"
-            )
-        self.pixels = 0
+        if self.pixels:
+            self.planned += f" after {self.spent:,.1f} decoded by a plan that failed"
+        limit = self.over(self.spent + work)
+        if limit:
+            raise VideoError(f"decoding would cost {self.planned}, {limit}")
 
     def spend(self, frame: av.VideoFrame) -> None:
         """Count a decoded frame against the budget."""
         with self._lock:
             self.pixels += frame.width * frame.height
-            spent = self.pixels / 1e6
-        if spent > self.limit:
+            spent = self.spent
+        limit = self.over(spent)
+        if limit:
             raise VideoError(
-                f"decoding went over frames.max_decode_megapixels={self.limit:,} (params.yaml) at a "
-                f"{frame.width}x{frame.height} frame: the picture grew past the size the stream declares "
-                f"(planned: {self.planned})"
+                f"decoding went {limit.replace('at ', 'to ', 1)} at a {frame.width}x{frame.height} frame: the picture "
+                f"grew past the size the stream declares (planned: {self.planned})"
             )
 
     def check_time(self) -> None:
@@ -248,8 +272,7 @@ def decode_at_times(
     stream.codec_context.thread_type = "AUTO"
     fps = frame_rate(stream)
     half_frame = 0.5 / fps
-    frames = frames_through(targets[-1], stream_start(stream), fps)
-    budget.plan(frames, stream.width, stream.height, "decoding from the start")
+    budget.plan(through_frames(stream, targets), stream.width, stream.height, THROUGH)
     images: list[np.ndarray] = []
     times: list[float] = []
     last_frame, last_time = None, -math.inf
@@ -272,6 +295,39 @@ def decode_at_times(
     return images, times
 
 
+def seek_plan(path: Path, stream: av.video.stream.VideoStream, targets: np.ndarray, keyframe_only: bool
+              ) -> tuple[PacketIndex, list[int], list[DecodeRun], str] | None:  # fmt: skip
+    """The packet index, the pts picked for each target, the runs that decode them and how, from demuxing alone;
+    None when the index is unusable (the sampler then decodes through)."""
+    index = packet_index(path)
+    if index is None:
+        return None
+    chosen = choose_frames(index, targets, 0.5 / frame_rate(stream), keyframe_only)
+    how = "keyframes only" if keyframe_only else "from the keyframe before each sampled time"
+    return index, chosen, plan_runs(index, chosen), how
+
+
+def through_frames(stream: av.video.stream.VideoStream, targets: np.ndarray) -> int:
+    """Frames the decode-through plan decodes: from the start to the one shown at the last target."""
+    return frames_through(targets[-1], stream_start(stream), frame_rate(stream))
+
+
+def sample_targets(container: av.container.InputContainer, path: Path, count: int) -> np.ndarray:
+    return stream_start(video_stream(container)) + sample_frame_times(checked_duration(container, path), count)
+
+
+def planned_work(path: Path, count: int, mode: str = "exact") -> tuple[int, int, int, str]:
+    """What sampling `path` plans to decode first, without decoding: (frames, width, height, how), the numbers
+    the budget judges (bench/decode_work.py). A seek plan that fails while decoding falls back to decoding
+    through, which this does not foresee."""
+    with open_video(path) as container:
+        stream = video_stream(container)
+        targets = sample_targets(container, path, count)
+        plan = seek_plan(path, stream, targets, mode == "keyframe")
+        frames, how = (through_frames(stream, targets), THROUGH) if plan is None else (planned_frames(plan[2]), plan[3])
+        return frames, stream.width, stream.height, how
+
+
 def sample_with_index(
     path: Path,
     container: av.container.InputContainer,
@@ -282,14 +338,11 @@ def sample_with_index(
     budget: DecodeBudget,
 ) -> tuple[list[np.ndarray], list[float]] | None:
     """Decode only what the targets need, in up to `threads` parts; None when the index is unusable."""
-    index = packet_index(path)
-    if index is None:
-        return None
     stream = video_stream(container)
-    half_frame = 0.5 / frame_rate(stream)
-    chosen = choose_frames(index, targets, half_frame, keyframe_only)
-    runs = plan_runs(index, chosen)
-    how = "keyframes only" if keyframe_only else "from the keyframe before each sampled time"
+    plan = seek_plan(path, stream, targets, keyframe_only)
+    if plan is None:
+        return None
+    index, chosen, runs, how = plan
     packets = planned_frames(runs)
     budget.plan(packets, stream.width, stream.height, how)
     worth_splitting = packets >= MIN_PACKETS_TO_SPLIT or len(runs) >= MIN_RUNS_TO_SPLIT
@@ -313,11 +366,12 @@ def sample_with_index(
 
 
 def sample_frames(path: Path, count: int, size: int, mode: str = "exact", threads: int = 1,
-                  limits: FramesSettings | None = None,
-                  max_megapixels: int = MAX_DECODE_MEGAPIXELS) -> SampledFrames:  # fmt: skip
+                  limits: FramesSettings | None = None, max_megapixels: int = MAX_DECODE_MEGAPIXELS,
+                  max_megapixels_per_byte: float = MAX_DECODE_MEGAPIXELS_PER_BYTE) -> SampledFrames:  # fmt: skip
     """`count` evenly spaced frames over the real duration (fewer for a very short video), within the decode
-    budget `max_megapixels` (frames.max_decode_megapixels) and the time limit of `limits` (settings.yaml's
-    frames section; its defaults when None).
+    budget `max_megapixels` and `max_megapixels_per_byte` of the file (frames.max_decode_megapixels and
+    frames.max_decode_megapixels_per_byte) and the time limit of `limits` (settings.yaml's frames section; its
+    defaults when None).
 
     `exact` returns the frame shown at each target time; `keyframe` the keyframe at or before it
     (approximate: up to one keyframe interval early, but only keyframes are decoded). In keyframe
@@ -325,10 +379,9 @@ def sample_frames(path: Path, count: int, size: int, mode: str = "exact", thread
     once per target (`count` frames, even for a video with fewer keyframes), so a mean over the
     frames weighs that keyframe more than an exact sample would weigh any one frame.
     """
-    budget = DecodeBudget(limits or FramesSettings(), max_megapixels)
     with open_video(path) as container:
-        duration = checked_duration(container, path)
-        targets = stream_start(video_stream(container)) + sample_frame_times(duration, count)
+        budget = DecodeBudget(limits or FramesSettings(), path.stat().st_size, max_megapixels, max_megapixels_per_byte)
+        targets = sample_targets(container, path, count)
         try:
             try:
                 sampled = sample_with_index(path, container, targets, size, mode == "keyframe", threads, budget)

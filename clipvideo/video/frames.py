@@ -35,7 +35,8 @@ from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.system import available_cores
 from clipvideo.core.tables import TableRow, read_table, write_table
 from clipvideo.core.text import plural, shorten
-from clipvideo.engines.engine import LocalFile, open_engine
+from clipvideo.engines.engine import LocalFile
+from clipvideo.engines.factory import open_engine
 from clipvideo.video.decode import DecodeTimeout, sample_frames
 from clipvideo.video.fingerprint import decoder_fingerprint
 from clipvideo.video.probe import VideoError
@@ -67,7 +68,8 @@ def decode_video(path: Path, count: int, params: FramesParams, threads: int,
     `error`), and whether the verdict is final: a video past frames.video_timeout_s is tried again by the next
     run, so it is not cached. Never raises for a bad video. Runs on the engine: it writes nothing."""
     try:
-        frames = sample_frames(path, count, params.size, params.mode, threads, settings, params.max_decode_megapixels)
+        frames = sample_frames(path, count, params.size, params.mode, threads, settings, params.max_decode_megapixels,
+                               params.max_decode_megapixels_per_byte)
     except DecodeTimeout as exc:
         return {"status": Status.ERROR, "reason": str(exc), "n_frames": 0}, None, False
     except VideoError as exc:
@@ -124,7 +126,8 @@ def extract_frames(paths: ProjectPaths, frames_count: int, params: FramesParams,
     # make the bytes.
     decoder = decoder_fingerprint()
     recipe = {"kind": KIND, "frames_count": frames_count, "size": params.size, "mode": params.mode,
-              "max_decode_megapixels": params.max_decode_megapixels, "code": code_digest(FRAMES_CODE),
+              "max_decode_megapixels": params.max_decode_megapixels,
+              "max_decode_megapixels_per_byte": params.max_decode_megapixels_per_byte, "code": code_digest(FRAMES_CODE),
               "decoder": decoder}  # fmt: skip
     with open_engine(engine_settings, settings.workers) as engine:  # first: a cluster that does not answer says so
         sources = frames_keys(found, recipe)

@@ -3,7 +3,8 @@
 The times are the centres of equal slices of the video; each becomes the frame shown at it (exact) or the
 keyframe at or before it; the wanted frames are grouped into decode runs from their keyframes. What a plan
 costs (frames decoded x pixels per frame) is known before any decoding, so a video whose plan is over the
-budget (frames.max_decode_megapixels) is refused without decoding a frame.
+budget (frames.max_decode_megapixels, and frames.max_decode_megapixels_per_byte of its file) is refused without
+decoding a frame.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Probing an untrusted file: only single-file video demuxers on the local disk, from the stream the ffmpeg CLI
-would pick, and only pictures of a size a real video has, so one file costs a bounded amount of memory.
+would pick, only the decoders of real video codecs, and only pictures of a size a real video has, so one file
+costs a bounded amount of memory and one packet a bounded amount of decoding.
 
 Every `av.open` of the project goes through `open_container`.
 """
@@ -25,9 +26,23 @@ SINGLE_FILE_ONLY = {"format_whitelist": ",".join(sorted(VIDEO_DEMUXERS)), "proto
 # from the size the stream declares, before decoding: a 16000x16000 PNG frame alone is 768 MB of RGB.
 MAX_SIDE = 8192
 MAX_PIXELS = 8192 * 4320
+# The decoders a file may use (FFmpeg's names): the video codecs cameras, phones and video sites store, and PNG
+# (a still picture stored as video). A packet of one of them decodes to at most one picture within the size cap
+# below; FFmpeg's hundreds of other decoders (game, screen-capture and image formats with compression schemes of
+# their own) are never opened on an untrusted file. The audio decoders only let FFmpeg's probing read audio
+# streams as before: the sampler never decodes audio.
+VIDEO_DECODERS = frozenset({
+    "h264", "hevc", "vp8", "vp9", "libdav1d", "av1", "mpeg4", "mpeg2video", "mpeg1video", "h263", "flv", "vp6f",
+    "theora", "wmv1", "wmv2", "wmv3", "vc1", "msmpeg4", "mjpeg", "png",
+})  # fmt: skip
+AUDIO_DECODERS = frozenset({"aac", "mp3", "mp3float", "opus", "libopus", "vorbis", "flac", "ac3", "eac3"})
 # The decoders' own cap (FFmpeg checks the width padded to its stride alignment, up to 64 px): it also
-# holds while FFmpeg probes the file and when a picture's size changes mid-stream.
-DECODER_LIMITS = {"max_pixels": str(MAX_PIXELS + 64 * MAX_SIDE)}
+# holds while FFmpeg probes the file and when a picture's size changes mid-stream; and the allow-list, which
+# FFmpeg enforces when it opens a decoder.
+DECODER_LIMITS = {
+    "max_pixels": str(MAX_PIXELS + 64 * MAX_SIDE),
+    "codec_whitelist": ",".join(sorted(VIDEO_DECODERS | AUDIO_DECODERS)),
+}
 
 
 class VideoError(Exception):
@@ -161,6 +176,9 @@ def open_video(path: Path) -> av.container.InputContainer:
             raise VideoError(no_video_reason(container))
         stream = video_stream(container)
         check_frame_size(stream, path)
+        if stream.codec_context.name not in VIDEO_DECODERS:  # FFmpeg would refuse it too, saying less
+            raise VideoError(f"video codec {stream.codec_context.name} is not one the sampler decodes (allowed: "
+                             f"{', '.join(sorted(VIDEO_DECODERS))})")  # fmt: skip
         stream.codec_context.options = {**stream.codec_context.options, **DECODER_LIMITS}
     except VideoError:
         container.close()
