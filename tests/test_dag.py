@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clipvideo.config.variants import train_stage_name
 from clipvideo.core.contracts import DVC_METRICS
 from tests.conftest import REPO, SHRUNK, VARIANTS, refused_command, run_command, stages_that_ran
 
 pytestmark = pytest.mark.slow
 
 NOT_AFTER_FRAMES = {"manifest", "download", "split", "embed_text"}
-PROMPT_STAGES = {"check_params", "embed_text", "train@zeroshot", "evaluate@zeroshot", "report"}
+PROMPT_STAGES = {"check_params", "embed_text", "train_zeroshot@zeroshot", "evaluate@zeroshot", "report"}
 RECIPE = "COLUMNS=120 python -m clipvideo experiments"  # README, "Experiments"
 SWEEP = "dvc exp run -S frames_count=4,32 --queue"  # docs/experiments.md, "A sweep"
 REPAIR = "dvc exp run -S ~frame_count"  # docs/experiments.md: drop a misspelled key, keep the other params
@@ -74,8 +75,8 @@ def test_a_training_seed_reruns_training_and_nothing_upstream(dvc_repo: Path):
     seeded = {name for name, variant in VARIANTS.items() if "train.seed" in variant.params}
     assert seeded == {name for name, variant in VARIANTS.items() if variant.kind in ("linear", "transformer")}
     experiment = run_command(["dvc", "exp", "run", "-S", "train.seed=7"], dvc_repo)
-    assert stages_that_ran(experiment) == {"check_params", "report"} | {f"{s}@{v}" for v in seeded
-                                                                         for s in ("train", "evaluate")}  # fmt: skip
+    assert stages_that_ran(experiment) == {"check_params", "report"} | {
+        name for v in seeded for name in (train_stage_name(v, VARIANTS), f"evaluate@{v}")}
     assert "up to date" in run_command(["dvc", "status", "split", "embed", "check_leakage"], dvc_repo).lower()
 
 
@@ -97,7 +98,7 @@ def test_a_prompt_change_reruns_only_zeroshot_and_the_readme_recipe_shows_it_in_
     assert any("embed_text.prompts=['a clip of {category}'" in line for line in shown)
 
     table = list(csv.reader(io.StringIO(run_command(["dvc", "exp", "show", "--csv", "--no-pager"], dvc_repo))))
-    assert len(table[0]) <= 130, f"dvc exp show has {len(table[0])} columns: {table[0]}"  # docs/experiments.md
+    assert len(table[0]) <= 115, f"dvc exp show has {len(table[0])} columns: {table[0]}"  # docs/experiments.md
     # DVC names a metric by its file only where another file has the same name: near_duplicates stands alone
     metric_columns = [i for i, name in enumerate(table[0]) if name.startswith("metrics/") or name == "near_duplicates"]
     assert len(metric_columns) == len(DVC_METRICS) * len(VARIANTS) + 2  # and metrics/leakage.json's two

@@ -3,7 +3,7 @@
 - docs/configuration.md: every params.yaml and settings.yaml key (type, range, default, meaning) from the
   schemas in clipvideo/config/schema.py;
 - settings.yaml: every setting at its default, with its meaning as the comment (the same schema);
-- dvc.yaml's `vars` and `plots` blocks and docs/models.md's variants table, from variants.yaml.
+- dvc.yaml's train and evaluate stages, its `plots` block and docs/models.md's variants table, from variants.yaml.
 
 `python -m tools.generate --check` changes nothing and exits 1 when a file is stale (CI runs it; a test makes the
 same check).
@@ -24,7 +24,7 @@ from tabulate import tabulate
 
 from clipvideo.config.loading import constraint_text, leaf_fields, load_params
 from clipvideo.config.schema import Params, Settings
-from clipvideo.config.variants import Variant, load_variants
+from clipvideo.config.variants import Variant, load_variants, train_stages
 from clipvideo.core.contracts import CURVE_COLUMNS, PREDICTION_COLUMNS, VARIANT_F1_COLUMNS
 from clipvideo.core.files import write_text_atomic
 from clipvideo.core.paths import ProjectPaths
@@ -134,13 +134,37 @@ def settings_file() -> str:
     return "\n".join(lines) + "\n"
 
 
-def dvc_vars_block(variants: dict[str, Variant]) -> str:
-    """The `vars` entry of dvc.yaml: each variant's params and input slots, in YAML flow style."""
-    lines = ["  - variants:"]
-    for name, variant in variants.items():
-        slots = variant.dvc_slots(name)
-        lines.append(f"      {name}: {{params: [{', '.join(slots['params'])}], input: {slots['input']}, "
-                     f"curve: {slots['curve']}}}")  # fmt: skip
+def yaml_list(items: list[str], indent: int) -> list[str]:
+    return [f"{' ' * indent}- {item}" for item in items]
+
+
+def dvc_variant_stages(variants: dict[str, Variant]) -> str:
+    """dvc.yaml's train stages, one `foreach` per kind and set of params (each declares exactly its variants'
+    params, deps and outs: DVC cannot splice a list into them), and the evaluate stage over every variant."""
+    paths = ProjectPaths()
+    item = "${item}"
+    lines = []
+    for stage, names in train_stages(variants).items():
+        spec = variants[names[0]]
+        inputs = [paths.embeddings_dir, paths.split_table] + ([paths.text_dir] if spec.kind == "zeroshot" else [])
+        lines += [f"  {stage}:", f"    foreach: [{', '.join(names)}]", "    do:",
+                  f"      cmd: python -m stages.train {item}", "      deps:",
+                  *yaml_list(["clipvideo", "stages", "variants.yaml", *(p.as_posix() for p in inputs)], 8),
+                  "      params:", *yaml_list(spec.params, 8), "      outs:"]  # fmt: skip
+        if spec.has_curve:
+            lines += [f"        - {paths.training_curve_file(item).as_posix()}:", "            cache: false"]
+        lines += [f"        - {paths.model_file(item).as_posix()}", ""]
+    lines += [
+        "  evaluate:", f"    foreach: [{', '.join(variants)}]", "    do:",
+        f"      cmd: python -m stages.evaluate {item}",
+        "      deps:", *yaml_list(["clipvideo", "stages", "variants.yaml", paths.model_file(item).as_posix(),
+                                   paths.embeddings_dir.as_posix(), paths.split_table.as_posix()], 8),
+        "      params:", *yaml_list(["evaluate"], 8),
+        "      metrics:                   # a few flat numbers; everything else is in reports/<variant>.json",
+        f"        - {paths.metrics_file(item).as_posix()}:", "            cache: false",
+        "      outs:", f"        - {paths.report_file(item).as_posix()}:", "            cache: false",
+        f"        - {paths.confusion_file(item).as_posix()}:", "            cache: false",
+    ]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -194,7 +218,7 @@ def variants_table(variants: dict[str, Variant], study: Reference) -> str:
 
 
 def yaml_markers(block: str) -> tuple[str, str]:
-    """The comments around a generated block of dvc.yaml (it holds two: `variants` and `plots`)."""
+    """The comments around a generated block of dvc.yaml (it holds two: `plots` and `variant stages`)."""
     return f"# {BEGIN}: {block}", f"# {END}: {block}"
 
 
@@ -219,7 +243,7 @@ def generated_files(root: Path = REPO) -> dict[Path, Callable[[str], str]]:
         root / "docs" / "configuration.md": lambda _: configuration_page(root),
         root / "settings.yaml": lambda _: settings_file(),
         dvc_yaml: lambda text: replace_block(
-            replace_block(text, dvc_vars_block(variants), yaml_markers("variants"), dvc_yaml),
+            replace_block(text, dvc_variant_stages(variants), yaml_markers("variant stages"), dvc_yaml),
             dvc_plots_block(variants),
             yaml_markers("plots"),
             dvc_yaml,
