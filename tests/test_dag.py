@@ -36,6 +36,14 @@ def test_repro_runs_every_stage_and_a_second_repro_is_a_no_op(reproduced_repo: t
     assert "up to date" in again.lower()
 
 
+def test_a_fresh_clone_checks_first_whatever_stage_is_asked_for(dvc_repo: Path, tmp_path: Path):
+    """`dvc repro --dry train@linear` in a fresh clone: check_params, the gate, is the first stage to run."""
+    clone = tmp_path / "clone"
+    run_command(["git", "clone", "-q", str(dvc_repo), str(clone)], tmp_path)
+    planned = re.findall(r"Running stage '([^']+)'", run_command(["dvc", "repro", "--dry", "train@linear"], clone))
+    assert planned[0] == "check_params" and "train@linear" in planned
+
+
 def test_long_work_shows_progress_under_dvc_repro(reproduced_repo: tuple[Path, str]):
     """What a user sees in the first run: a bar over the sample's videos, the frames, the embeddings, and a bar per
     epoch with the loss for every variant trained epoch by epoch (tqdm on stderr, which DVC passes through)."""
@@ -98,7 +106,7 @@ def test_a_prompt_change_reruns_only_zeroshot_and_the_readme_recipe_shows_it_in_
     assert any("embed_text.prompts=['a clip of {category}'" in line for line in shown)
 
     table = list(csv.reader(io.StringIO(run_command(["dvc", "exp", "show", "--csv", "--no-pager"], dvc_repo))))
-    assert len(table[0]) <= 115, f"dvc exp show has {len(table[0])} columns: {table[0]}"  # docs/experiments.md
+    assert len(table[0]) <= 116, f"dvc exp show has {len(table[0])} columns: {table[0]}"  # docs/experiments.md
     # DVC names a metric by its file only where another file has the same name: near_duplicates stands alone
     metric_columns = [i for i, name in enumerate(table[0]) if name.startswith("metrics/") or name == "near_duplicates"]
     assert len(metric_columns) == len(DVC_METRICS) * len(VARIANTS) + 2  # and metrics/leakage.json's two
@@ -173,7 +181,7 @@ def test_a_runtime_setting_or_a_typo_never_becomes_an_experiment_and_the_repair_
 
 
 def test_a_bad_variants_file_stops_dvc_repro_at_check_params_before_any_other_stage(dvc_repo: Path):
-    """With a change that reruns manifest and everything after it, check_params (first in dvc.yaml) still runs
+    """With a change that reruns manifest and everything after it, check_params (the gate of the DAG) still runs
     first and stops the run in one line: nothing downloads or decodes for hours before train@ reads the file."""
     params = dvc_repo / "params.yaml"
     params.write_text(params.read_text().replace("seed: 42", "seed: 7", 1))

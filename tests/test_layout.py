@@ -17,7 +17,7 @@ from clipvideo.config.declared import ALL
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.embed.embedder import EMBED_CODE
 from clipvideo.video.frames import FRAMES_CODE
-from tests.conftest import REPO, VARIANTS
+from tests.conftest import REPO, VARIANTS, write_params
 
 STAGE_MODULES = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem != "__init__")
 HEAVY = ("open_clip", "torchvision", "av", "ray")
@@ -58,6 +58,33 @@ def test_every_stage_declares_to_dvc_exactly_the_params_its_code_reads(dvc_stage
     assert {stage_module(stage) for stage in dvc_stages} == set(STAGE_MODULES) - {"predict"}
     for stage, (params, _) in dvc_stages.items():
         assert params == declared_by_code(stage), f"{stage}: dvc.yaml and stages/{stage_module(stage)}.py differ"
+
+
+def test_every_stage_sits_behind_the_check_params_gate() -> None:
+    """Each stage depends on check_params' output directly or through its inputs, so `dvc repro <any stage>` runs
+    the checks first (DVC's graph: an edge runs from a stage to the stages whose outputs it reads)."""
+    import networkx
+
+    with Repo(str(REPO)) as repo:
+        graph = repo.index.graph
+        gate = next(stage for stage in graph if stage.addressing == "check_params")
+        assert [out.def_path for out in gate.outs] == [ProjectPaths().checked.as_posix()]
+        for stage in graph:
+            if stage is not gate:
+                assert gate in networkx.descendants(graph, stage), f"{stage.addressing} does not wait for the gate"
+
+
+def test_the_gate_writes_its_verdict_alone(tmp_path: Path) -> None:
+    """check_params' output is the same bytes whatever params it passed, so a params change reruns nothing
+    downstream for the gate's sake."""
+    from stages import check_params
+
+    outputs = []
+    for seed in (1, 2):
+        write_params(tmp_path, {"train.seed": seed, "frames_count": 3 + seed})
+        assert check_params.main(["--root", str(tmp_path)]) == 0
+        outputs.append(ProjectPaths(tmp_path).checked.read_bytes())
+    assert outputs[0] == outputs[1] and outputs[0].startswith(b"passed: ")
 
 
 def test_frames_and_embed_depend_on_the_code_that_keys_their_resume_folders(dvc_stages: dict) -> None:
