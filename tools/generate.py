@@ -3,7 +3,9 @@
 - docs/configuration.md: every params.yaml and settings.yaml key (type, range, default, meaning) from the
   schemas in clipvideo/config/schema.py;
 - settings.yaml: every setting at its default, with its meaning as the comment (the same schema);
-- dvc.yaml's train and evaluate stages, its `plots` block and docs/models.md's variants table, from variants.yaml.
+- dvc.yaml's train and evaluate stages, its `plots` block and docs/models.md's variants table, from variants.yaml;
+- each stage's code deps in dvc.yaml: its own module and every library module it imports, transitively, from the
+  import graph (grimp, the graph import-linter checks the layers on).
 
 `python -m tools.generate --check` changes nothing and exits 1 when a file is stale (CI runs it; a test makes the
 same check).
@@ -12,12 +14,14 @@ same check).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import grimp
 import yaml
 from pydantic import BaseModel
 from tabulate import tabulate
@@ -134,6 +138,35 @@ def settings_file() -> str:
     return "\n".join(lines) + "\n"
 
 
+# dvc.yaml's stages written by hand, each with a generated block of code deps; the variant stages are generated whole
+HAND_WRITTEN_STAGES = ("check_params", "manifest", "download", "frames", "embed", "embed_text", "split",
+                       "check_leakage", "report")  # fmt: skip
+
+
+@functools.cache
+def import_graph() -> grimp.ImportGraph:
+    """Every import among the modules of clipvideo and stages, lazy ones inside functions included; imports only
+    for type checkers excluded (they never run)."""
+    return grimp.build_graph("clipvideo", "stages", exclude_type_checking_imports=True, cache_dir=None)
+
+
+def module_path(module: str, root: Path = REPO) -> str:
+    """The file of a module, from the root: a package's is its __init__.py."""
+    path = Path(*module.split("."))
+    return (path / "__init__.py" if (root / path).is_dir() else path.with_suffix(".py")).as_posix()
+
+
+def code_deps(stage_module: str) -> list[str]:
+    """The code a stage runs: `stages/<name>.py` and every library module it imports, transitively (sorted)."""
+    graph = import_graph()
+    modules = {f"stages.{stage_module}", *graph.find_upstream_modules(f"stages.{stage_module}")}
+    return sorted(module_path(module) for module in modules)
+
+
+def code_block(stage_module: str) -> str:
+    return "\n".join(f"      - {path}" for path in code_deps(stage_module))
+
+
 def yaml_list(items: list[str], indent: int) -> list[str]:
     return [f"{' ' * indent}- {item}" for item in items]
 
@@ -149,7 +182,7 @@ def dvc_variant_stages(variants: dict[str, Variant]) -> str:
         inputs = [paths.embeddings_dir, paths.split_table] + ([paths.text_dir] if spec.kind == "zeroshot" else [])
         lines += [f"  {stage}:", f"    foreach: [{', '.join(names)}]", "    do:",
                   f"      cmd: python -m stages.train {item}", "      deps:",
-                  *yaml_list(["clipvideo", "stages", "variants.yaml", *(p.as_posix() for p in inputs)], 8),
+                  *yaml_list([*code_deps("train"), "variants.yaml", *(p.as_posix() for p in inputs)], 8),
                   "      params:", *yaml_list(spec.params, 8), "      outs:"]  # fmt: skip
         if spec.has_curve:
             lines += [f"        - {paths.training_curve_file(item).as_posix()}:", "            cache: false"]
@@ -157,7 +190,7 @@ def dvc_variant_stages(variants: dict[str, Variant]) -> str:
     lines += [
         "  evaluate:", f"    foreach: [{', '.join(variants)}]", "    do:",
         f"      cmd: python -m stages.evaluate {item}",
-        "      deps:", *yaml_list(["clipvideo", "stages", "variants.yaml", paths.model_file(item).as_posix(),
+        "      deps:", *yaml_list([*code_deps("evaluate"), "variants.yaml", paths.model_file(item).as_posix(),
                                    paths.embeddings_dir.as_posix(), paths.split_table.as_posix()], 8),
         "      params:", *yaml_list(["evaluate"], 8),
         "      metrics:                   # a few flat numbers; everything else is in reports/<variant>.json",
@@ -218,7 +251,7 @@ def variants_table(variants: dict[str, Variant], study: Reference) -> str:
 
 
 def yaml_markers(block: str) -> tuple[str, str]:
-    """The comments around a generated block of dvc.yaml (it holds two: `plots` and `variant stages`)."""
+    """The comments around a generated block of dvc.yaml: `plots`, `variant stages`, `code of <stage>`."""
     return f"# {BEGIN}: {block}", f"# {END}: {block}"
 
 
@@ -239,15 +272,18 @@ def generated_files(root: Path = REPO) -> dict[Path, Callable[[str], str]]:
     """Each generated file -> a function of its current text giving the text it should have."""
     variants = load_variants(root / "variants.yaml")
     models_page, dvc_yaml = root / "docs" / "models.md", root / "dvc.yaml"
+
+    def dvc_text(text: str) -> str:
+        text = replace_block(text, dvc_variant_stages(variants), yaml_markers("variant stages"), dvc_yaml)
+        text = replace_block(text, dvc_plots_block(variants), yaml_markers("plots"), dvc_yaml)
+        for stage in HAND_WRITTEN_STAGES:
+            text = replace_block(text, code_block(stage), yaml_markers(f"code of {stage}"), dvc_yaml)
+        return text
+
     return {
         root / "docs" / "configuration.md": lambda _: configuration_page(root),
         root / "settings.yaml": lambda _: settings_file(),
-        dvc_yaml: lambda text: replace_block(
-            replace_block(text, dvc_variant_stages(variants), yaml_markers("variant stages"), dvc_yaml),
-            dvc_plots_block(variants),
-            yaml_markers("plots"),
-            dvc_yaml,
-        ),
+        dvc_yaml: dvc_text,
         models_page: lambda text: replace_block(
             text, variants_table(variants, load_reference(ProjectPaths(root).reference)), MARKDOWN_MARKERS, models_page
         ),
