@@ -234,6 +234,23 @@ def test_plots_draw_each_chart_once_with_its_titles_and_a_csv_in_datasets_reruns
     assert run_command(["git", "status", "--porcelain"], dvc_repo).strip() == ""  # git-ignored as well
 
 
+def test_a_model_registered_as_an_artifact_is_fetched_by_dvc_artifacts_get_and_predicts(dvc_repo: Path, tmp_path: Path):
+    """docs/models.md, "Models as artifacts": every model is declared in dvc.yaml's `artifacts`; an annotated
+    `<variant>@v<semver>` tag registers a commit's, `dvc artifacts get .` fetches it, and predict uses that file."""
+    declared = yaml.safe_load((dvc_repo / "dvc.yaml").read_text())["artifacts"]
+    assert {name: entry["type"] for name, entry in declared.items()} == {name: "model" for name in VARIANTS}
+    for variant in ("linear", "random_frame-mixup"):
+        run_command(["git", "tag", "-a", f"{variant}@v1.0.0", "-m", "baseline", "HEAD"], dvc_repo)
+        fetched = tmp_path / f"{variant}.pt"
+        run_command(["dvc", "artifacts", "get", ".", variant, "--rev", "v1.0.0", "-o", str(fetched)], dvc_repo)
+        assert fetched.read_bytes() == (dvc_repo / "models" / f"{variant}.pt").read_bytes()
+    video = next((dvc_repo / "data" / "sample").glob("*.mp4")).relative_to(dvc_repo).as_posix()
+    (dvc_repo / "models" / "linear.pt").unlink()  # predict reads the fetched file, not the workspace's
+    shown = run_command([sys.executable, "-m", "stages.predict", video, "--model", str(tmp_path / "linear.pt")],
+                        dvc_repo)  # fmt: skip
+    assert "category: " in shown
+
+
 def test_the_readme_predict_example_runs_after_dvc_repro(dvc_repo: Path):
     readme = (REPO / "README.md").read_text()
     video, variant = re.search(r"^python -m stages\.predict (data/\S+) --variant (\S+)", readme, re.M).groups()

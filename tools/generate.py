@@ -3,7 +3,8 @@
 - docs/configuration.md: every params.yaml and settings.yaml key (type, range, default, meaning) from the
   schemas in clipvideo/config/schema.py;
 - settings.yaml: every setting at its default, with its meaning as the comment (the same schema);
-- dvc.yaml's train and evaluate stages, its `plots` block and docs/models.md's variants table, from variants.yaml;
+- dvc.yaml's train and evaluate stages, its `plots` and `artifacts` blocks and docs/models.md's variants table,
+  from variants.yaml;
 - each stage's code deps in dvc.yaml: its own module and every library module it imports, transitively, from the
   import graph (grimp, the graph import-linter checks the layers on).
 
@@ -201,6 +202,15 @@ def dvc_variant_stages(variants: dict[str, Variant]) -> str:
     return "\n".join(lines)
 
 
+def dvc_artifacts_block(variants: dict[str, Variant]) -> str:
+    """dvc.yaml's `artifacts`: every trained model, for `dvc artifacts get` and model-registry tools."""
+    artifacts = {name: {"path": ProjectPaths().model_file(name).as_posix(), "type": "model",
+                        "desc": variant.description, "labels": variant.labels}
+                 for name, variant in variants.items()}  # fmt: skip
+    text = yaml.safe_dump(artifacts, sort_keys=False, width=200, default_flow_style=None)
+    return textwrap.indent(text, "  ").rstrip("\n")
+
+
 # The charts of `dvc plots show` (dvc.yaml's top-level `plots`): id -> title, template, axes. The templates `interval`
 # and `curves` are the project's (.dvc/plots/); `confusion` is DVC's.
 CURVE_CHARTS = {  # CURVE_COLUMNS field -> chart id, title, y label
@@ -251,7 +261,7 @@ def variants_table(variants: dict[str, Variant], study: Reference) -> str:
 
 
 def yaml_markers(block: str) -> tuple[str, str]:
-    """The comments around a generated block of dvc.yaml: `plots`, `variant stages`, `code of <stage>`."""
+    """The comments around a generated block of dvc.yaml: `plots`, `artifacts`, `variant stages`, `code of <stage>`."""
     return f"# {BEGIN}: {block}", f"# {END}: {block}"
 
 
@@ -276,6 +286,7 @@ def generated_files(root: Path = REPO) -> dict[Path, Callable[[str], str]]:
     def dvc_text(text: str) -> str:
         text = replace_block(text, dvc_variant_stages(variants), yaml_markers("variant stages"), dvc_yaml)
         text = replace_block(text, dvc_plots_block(variants), yaml_markers("plots"), dvc_yaml)
+        text = replace_block(text, dvc_artifacts_block(variants), yaml_markers("artifacts"), dvc_yaml)
         for stage in HAND_WRITTEN_STAGES:
             text = replace_block(text, code_block(stage), yaml_markers(f"code of {stage}"), dvc_yaml)
         return text

@@ -20,7 +20,7 @@ from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.text import quoted
 
 VARIANTS_FILE = ProjectPaths().variants  # at the project root, where DVC runs every stage
-VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # becomes a stage name (train@<name>) and file names
+VARIANT_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]*[a-z0-9])?")  # a stage, file and DVC artifact (model) name
 CURVE_KINDS = ("linear", "transformer")  # trained epoch by epoch: a training curve (logreg, zeroshot: fitted at once)
 TORCH_PARAMS = ("train.seed", "train.optim")  # every torch variant declares these; its stage is named after the rest
 
@@ -36,6 +36,19 @@ class Variant(Section):
     @property
     def has_curve(self) -> bool:
         return self.kind in CURVE_KINDS
+
+    @property
+    def description(self) -> str:
+        """What the trained model is, in a line (dvc.yaml's `artifacts`)."""
+        what = {"linear": "linear probe", "transformer": "transformer", "logreg": "logistic regression",
+                "zeroshot": "zero-shot classifier (the category prompts, untrained)"}[self.kind]
+        frames = "one stable frame" if self.one_frame else "every sampled frame"
+        mixup = ", trained with embedding mixup" if self.mixup else ""
+        return f"Video category {what} on the CLIP embeddings of {frames} per video{mixup}"
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.kind, "one-frame" if self.one_frame else "all-frames", *(["mixup"] if self.mixup else [])]
 
     @property
     def train_stage(self) -> str:
@@ -104,7 +117,8 @@ def load_variants(path: Path = VARIANTS_FILE) -> dict[str, Variant]:
         raise ParamsError(variants_error(exc.errors()[0], path.name)) from None
     for name, variant in found.items():
         if not VARIANT_NAME.fullmatch(name):
-            raise ParamsError(f"{path.name}: variant {name!r}: expected lower-case letters, digits, _ and -")
+            raise ParamsError(f"{path.name}: variant {name!r}: expected lower-case letters, digits, _ and - "
+                              "(a letter or digit first and last)")
         unknown = [key for key in variant.params if not has_key(Params, key)]
         if unknown or len(set(variant.params)) != len(variant.params):
             problem = f"{unknown[0]!r} is not a key of params.yaml" if unknown else "a key is listed twice"
