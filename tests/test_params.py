@@ -112,7 +112,7 @@ def test_a_param_in_settings_yaml_says_it_belongs_in_params_yaml(tmp_path):
         load_settings(tmp_path / "settings.yaml")
     assert str(raised.value) == (
         "settings.yaml: unknown top-level key frames_count; frames_count is a DVC param: set it in params.yaml, not "
-        "here (known keys: download, frames, embed, engine, cache)"
+        "here (known keys: download, frames, embed, train, engine, cache)"
     )
 
 

@@ -96,6 +96,11 @@ A few settings can still change what a run writes, by nature of the machine, and
   embeddings' low bits. It is part of the embed runtime fingerprint (with the torch and open_clip versions, TF32
   on CUDA, the CPU's instruction set), which keys the per-video cache and is recorded in
   `data/embeddings/meta.json` (`runtime`): embeddings made on another device are never served from the cache.
+- `train.device` (`auto` takes CUDA when torch finds a GPU) moves the torch variants' training to a GPU: their
+  weights, and so their metrics, may differ from a CPU's in the last bits (other kernels, TF32 where torch
+  allows it), and the CPU's same-bytes guarantee (docs/models.md) does not cover them. Each report records the
+  device (`selection.device` in `reports/<variant>.json`); logreg and zeroshot always run on the CPU. CI has no
+  GPU: the CPU is the tested default.
 - `frames.video_timeout_s` and `download.video_timeout_s` are wall-clock backstops: how long a video takes
   depends on the machine and its load, so they cannot be params. A video past one is an `error` (frames) or
   `failed` (download) for this run only: never cached, tried again by the next run. The deterministic limit on
