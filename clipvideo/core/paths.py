@@ -25,7 +25,7 @@ class ProjectPaths:
 
     @property
     def variants(self) -> Path:
-        """The classifier variants (train@ and evaluate@ stages), defined once."""
+        """The classifier variants (their train and evaluate@ stages), defined once."""
         return self.root / "variants.yaml"
 
     @property
