@@ -3,10 +3,12 @@ pipeline (torch and torchvision match, PyAV, open_clip, ffmpeg: `python -m clipv
 and embed.pretrained exist and fit together (the embed stage's own check: a tag's weights need the network they
 were trained on) -> data/checked.txt.
 
-The first stage of dvc.yaml, declaring the whole params file: any change to params.yaml reruns it, so an
-unknown or misspelled key (`dvc exp run -S +frame_count=8`) stops the run with the one-line message even
-when no other stage would rerun and check it; its output is missing from a fresh clone, so the first run
-there checks before any work. Nothing reads the output, so its rerun reruns nothing else.
+The gate of the DAG: manifest and embed_text depend on its output and every other stage on theirs, so
+`dvc repro <any stage>` runs it first, and its output is missing from a fresh clone, so the first run there checks
+before any work. It declares the whole params file: any change to params.yaml reruns it, so an unknown or
+misspelled key (`dvc exp run -S +frame_count=8`) stops the run with the one-line message even when no other
+stage would rerun and check it. The output is the verdict alone, the same bytes whenever the checks pass, so
+its rerun reruns nothing else.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from clipvideo.cli.stage import StageContext, stage_main
 from clipvideo.config.declared import ALL
 
 DECLARES = (ALL,)
+PASSED = "passed: params.yaml, settings.yaml, variants.yaml, the environment and the encoder\n"
 
 
 def run(context: StageContext) -> str:
@@ -33,9 +36,9 @@ def run(context: StageContext) -> str:
     from clipvideo.embed.encoder import check_embed_params  # open_clip: only once the environment is known to work
 
     check_embed_params(context.params.embed, paths.root)  # the model, its weights, and the network they need
-    checked = f"params.yaml, settings.yaml and variants.yaml ({len(variants)} variants) are valid; {environment}"
-    write_text_atomic(paths.checked, checked + "\n")  # the same bytes on every machine: dvc.lock stays put
-    return f"{checked} -> {paths.checked}"
+    write_text_atomic(paths.checked, PASSED)  # the verdict alone: the same bytes on every machine and every pass
+    return (f"params.yaml, settings.yaml and variants.yaml ({len(variants)} variants) are valid; {environment} "
+            f"-> {paths.checked}")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,13 +19,17 @@ DECLARES = ("frames_count", "frames", "embed", "download")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="a video file, an http(s) url or a YouTube id")
     parser.add_argument("--variant", default="linear", help="which trained classifier to use (default: linear)")
+    parser.add_argument("--model", help="its model file, if not models/<variant>.pt (from `dvc artifacts get`)")
 
 
 def run(context: StageContext) -> str:
+    from pathlib import Path
+
     from clipvideo.modeling.predict import predict_video
 
     args = context.args
-    return predict_video(context.paths, args.source, args.variant, context.params, context.settings)
+    return predict_video(context.paths, args.source, args.variant, context.params, context.settings,
+                         Path(args.model) if args.model else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,8 @@ def run(context: StageContext) -> str:
     from clipvideo.modeling.training import train_variant
 
     variant = context.args.variant
-    return train_variant(context.paths, variant, variant_spec(variant, context.paths.variants), context.params)
+    spec = variant_spec(variant, context.paths.variants)
+    return train_variant(context.paths, variant, spec, context.params, context.settings.train.device)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

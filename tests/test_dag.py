@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clipvideo.config.variants import train_stage_name
 from clipvideo.core.contracts import DVC_METRICS
-from tests.conftest import REPO, SHRUNK, VARIANTS, refused_command, run_command, stages_that_ran
+from tests.conftest import REPO, SHRUNK, VARIANTS, command_result, refused_command, run_command, stages_that_ran
 
 pytestmark = pytest.mark.slow
 
 NOT_AFTER_FRAMES = {"manifest", "download", "split", "embed_text"}
-PROMPT_STAGES = {"check_params", "embed_text", "train@zeroshot", "evaluate@zeroshot", "report"}
+PROMPT_STAGES = {"check_params", "embed_text", "train_zeroshot@zeroshot", "evaluate@zeroshot", "report"}
 RECIPE = "COLUMNS=120 python -m clipvideo experiments"  # README, "Experiments"
 SWEEP = "dvc exp run -S frames_count=4,32 --queue"  # docs/experiments.md, "A sweep"
 REPAIR = "dvc exp run -S ~frame_count"  # docs/experiments.md: drop a misspelled key, keep the other params
@@ -33,6 +34,18 @@ def test_repro_runs_every_stage_and_a_second_repro_is_a_no_op(reproduced_repo: t
     again = run_command(["dvc", "repro"], dvc_repo)
     assert stages_that_ran(again) == set()
     assert "up to date" in again.lower()
+
+
+def test_a_fresh_clone_checks_first_whatever_stage_is_asked_for(dvc_repo: Path, tmp_path: Path):
+    """`dvc repro --dry train@linear` in a fresh clone: check_params, the gate, is the first stage it runs. (DVC's
+    dry run then stops at the next stage, whose input the dry run did not make: it does so in any clone of any
+    chain, so the exit status says nothing here.)"""
+    clone = tmp_path / "clone"
+    run_command(["git", "clone", "-q", str(dvc_repo), str(clone)], tmp_path)
+    dry = command_result(["dvc", "repro", "--dry", "train@linear"], clone)
+    planned = stages_that_ran(dry.stdout + dry.stderr)
+    assert planned == {"check_params"}, dry.stdout + dry.stderr
+    assert "failed to reproduce 'manifest'" in dry.stdout + dry.stderr  # the next stage, waiting for the gate's out
 
 
 def test_long_work_shows_progress_under_dvc_repro(reproduced_repo: tuple[Path, str]):
@@ -74,8 +87,8 @@ def test_a_training_seed_reruns_training_and_nothing_upstream(dvc_repo: Path):
     seeded = {name for name, variant in VARIANTS.items() if "train.seed" in variant.params}
     assert seeded == {name for name, variant in VARIANTS.items() if variant.kind in ("linear", "transformer")}
     experiment = run_command(["dvc", "exp", "run", "-S", "train.seed=7"], dvc_repo)
-    assert stages_that_ran(experiment) == {"check_params", "report"} | {f"{s}@{v}" for v in seeded
-                                                                         for s in ("train", "evaluate")}  # fmt: skip
+    assert stages_that_ran(experiment) == {"check_params", "report"} | {
+        name for v in seeded for name in (train_stage_name(v, VARIANTS), f"evaluate@{v}")}
     assert "up to date" in run_command(["dvc", "status", "split", "embed", "check_leakage"], dvc_repo).lower()
 
 
@@ -97,7 +110,7 @@ def test_a_prompt_change_reruns_only_zeroshot_and_the_readme_recipe_shows_it_in_
     assert any("embed_text.prompts=['a clip of {category}'" in line for line in shown)
 
     table = list(csv.reader(io.StringIO(run_command(["dvc", "exp", "show", "--csv", "--no-pager"], dvc_repo))))
-    assert len(table[0]) <= 130, f"dvc exp show has {len(table[0])} columns: {table[0]}"  # docs/experiments.md
+    assert len(table[0]) <= 173, f"dvc exp show has {len(table[0])} columns: {table[0]}"  # docs/experiments.md
     # DVC names a metric by its file only where another file has the same name: near_duplicates stands alone
     metric_columns = [i for i, name in enumerate(table[0]) if name.startswith("metrics/") or name == "near_duplicates"]
     assert len(metric_columns) == len(DVC_METRICS) * len(VARIANTS) + 2  # and metrics/leakage.json's two
@@ -172,7 +185,7 @@ def test_a_runtime_setting_or_a_typo_never_becomes_an_experiment_and_the_repair_
 
 
 def test_a_bad_variants_file_stops_dvc_repro_at_check_params_before_any_other_stage(dvc_repo: Path):
-    """With a change that reruns manifest and everything after it, check_params (first in dvc.yaml) still runs
+    """With a change that reruns manifest and everything after it, check_params (the gate of the DAG) still runs
     first and stops the run in one line: nothing downloads or decodes for hours before train@ reads the file."""
     params = dvc_repo / "params.yaml"
     params.write_text(params.read_text().replace("seed: 42", "seed: 7", 1))
@@ -223,6 +236,23 @@ def test_plots_draw_each_chart_once_with_its_titles_and_a_csv_in_datasets_reruns
     (dvc_repo / "datasets" / "other.csv").write_text("a,b\n")
     assert json.loads(run_command(["dvc", "status", "--json"], dvc_repo)) == {}
     assert run_command(["git", "status", "--porcelain"], dvc_repo).strip() == ""  # git-ignored as well
+
+
+def test_a_model_registered_as_an_artifact_is_fetched_by_dvc_artifacts_get_and_predicts(dvc_repo: Path, tmp_path: Path):
+    """docs/models.md, "Models as artifacts": every model is declared in dvc.yaml's `artifacts`; an annotated
+    `<variant>@v<semver>` tag registers a commit's, `dvc artifacts get .` fetches it, and predict uses that file."""
+    declared = yaml.safe_load((dvc_repo / "dvc.yaml").read_text())["artifacts"]
+    assert {name: entry["type"] for name, entry in declared.items()} == {name: "model" for name in VARIANTS}
+    for variant in ("linear", "random_frame-mixup"):
+        run_command(["git", "tag", "-a", f"{variant}@v1.0.0", "-m", "baseline", "HEAD"], dvc_repo)
+        fetched = tmp_path / f"{variant}.pt"
+        run_command(["dvc", "artifacts", "get", ".", variant, "--rev", "v1.0.0", "-o", str(fetched)], dvc_repo)
+        assert fetched.read_bytes() == (dvc_repo / "models" / f"{variant}.pt").read_bytes()
+    video = next((dvc_repo / "data" / "sample").glob("*.mp4")).relative_to(dvc_repo).as_posix()
+    (dvc_repo / "models" / "linear.pt").unlink()  # predict reads the fetched file, not the workspace's
+    shown = run_command([sys.executable, "-m", "stages.predict", video, "--model", str(tmp_path / "linear.pt")],
+                        dvc_repo)  # fmt: skip
+    assert "category: " in shown
 
 
 def test_the_readme_predict_example_runs_after_dvc_repro(dvc_repo: Path):

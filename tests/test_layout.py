@@ -16,9 +16,8 @@ from dvc.repo import Repo
 from clipvideo.config.declared import ALL
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.embed.embedder import EMBED_CODE
-from clipvideo.evaluation.reference import REFERENCE_KEYS
 from clipvideo.video.frames import FRAMES_CODE
-from tests.conftest import REPO, VARIANTS
+from tests.conftest import REPO, VARIANTS, write_params
 
 STAGE_MODULES = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem != "__init__")
 HEAVY = ("open_clip", "torchvision", "av", "ray")
@@ -38,28 +37,110 @@ def dvc_stages() -> dict:
         }
 
 
+def stage_module(stage: str) -> str:
+    """The module a DVC stage runs: every train stage (train, train_mixup, train_logreg, ...) runs stages/train.py."""
+    name = stage.partition("@")[0]
+    return "train" if name.startswith("train") else name
+
+
 def declared_by_code(stage: str) -> set[str]:
     """The params a stage module declares to its runner (train: its variant's, from variants.yaml; report: evaluate
-    and the study's protocol keys, and the keys it reads from reference.yaml)."""
-    name, _, variant = stage.partition("@")
+    and the study's protocol keys)."""
+    name, variant = stage_module(stage), stage.partition("@")[2]
     if name == "train":
         return set(VARIANTS[variant].params)
     if name == "report":
-        return {*importlib.import_module("stages.report").declares(None, ProjectPaths(REPO)).keys, *REFERENCE_KEYS}
+        return set(importlib.import_module("stages.report").declares(None, ProjectPaths(REPO)).keys)
     return set(importlib.import_module(f"stages.{name}").DECLARES)
 
 
 def test_every_stage_declares_to_dvc_exactly_the_params_its_code_reads(dvc_stages: dict) -> None:
-    assert {stage.partition("@")[0] for stage in dvc_stages} == set(STAGE_MODULES) - {"predict"}
+    assert {stage_module(stage) for stage in dvc_stages} == set(STAGE_MODULES) - {"predict"}
     for stage, (params, _) in dvc_stages.items():
-        assert params == declared_by_code(stage), f"{stage}: dvc.yaml and stages/{stage.partition('@')[0]}.py differ"
+        assert params == declared_by_code(stage), f"{stage}: dvc.yaml and stages/{stage_module(stage)}.py differ"
+
+
+def test_every_stage_sits_behind_the_check_params_gate() -> None:
+    """Each stage depends on check_params' output directly or through its inputs, so `dvc repro <any stage>` runs
+    the checks first (DVC's graph: an edge runs from a stage to the stages whose outputs it reads)."""
+    import networkx
+
+    with Repo(str(REPO)) as repo:
+        graph = repo.index.graph
+        gate = next(stage for stage in graph if stage.addressing == "check_params")
+        assert [out.def_path for out in gate.outs] == [ProjectPaths().checked.as_posix()]
+        for stage in graph:
+            if stage is not gate:
+                assert gate in networkx.descendants(graph, stage), f"{stage.addressing} does not wait for the gate"
+
+
+def test_the_gate_writes_its_verdict_alone(tmp_path: Path) -> None:
+    """check_params' output is the same bytes whatever params it passed, so a params change reruns nothing
+    downstream for the gate's sake."""
+    from stages import check_params
+
+    outputs = []
+    for seed in (1, 2):
+        write_params(tmp_path, {"train.seed": seed, "frames_count": 3 + seed})
+        assert check_params.main(["--root", str(tmp_path)]) == 0
+        outputs.append(ProjectPaths(tmp_path).checked.read_bytes())
+    assert outputs[0] == outputs[1] and outputs[0].startswith(b"passed: ")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The modules of clipvideo and stages one file imports, anywhere in it (lazy imports inside functions too):
+    `from a.b import c` imports a.b.c when that is a module, else a.b; `import a.b` imports a.b."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = (package + ("." + node.module if node.module else "")) if node.level else node.module
+            submodules = {f"{base}.{alias.name}" for alias in node.names if module_file(f"{base}.{alias.name}")}
+            found |= submodules or {base}
+    return {name for name in found if name.split(".")[0] in ("clipvideo", "stages") and module_file(name)}
+
+
+def module_file(module: str) -> Path | None:
+    path = REPO.joinpath(*module.split("."))
+    return next((p for p in (path.with_suffix(".py"), path / "__init__.py") if p.is_file()), None)
+
+
+def code_closure(stage_module: str) -> set[str]:
+    """stages/<name>.py and the files of every module it imports, transitively, from the source itself."""
+    seen: set[Path] = set()
+    todo = [REPO / "stages" / f"{stage_module}.py"]
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo += [module_file(module) for module in imported_modules(path)]
+    return {path.relative_to(REPO).as_posix() for path in seen}
+
+
+def test_each_stage_depends_on_exactly_the_code_it_imports(dvc_stages: dict) -> None:
+    """The import graph, read here from the source with ast (tools/generate.py reads it with grimp), against
+    dvc.yaml: a stage's code deps are its own module and every library module it imports, transitively, so an edit
+    reruns exactly the stages that run the edited code; no code folder stands in for its files."""
+    for stage, (_, deps) in dvc_stages.items():
+        code = {dep for dep in deps if dep.startswith(("clipvideo", "stages"))}
+        assert code == code_closure(stage_module(stage)), f"{stage}: stale code deps: run `python -m tools.generate`"
+    report = [s for s, (_, deps) in dvc_stages.items() if "clipvideo/evaluation/report.py" in deps]
+    training = {s for s, (_, deps) in dvc_stages.items() if "clipvideo/modeling/training.py" in deps}
+    assert report == ["report"] and training.isdisjoint({"manifest", "download", "split", "frames", "embed"})
 
 
 def test_frames_and_embed_depend_on_the_code_that_keys_their_resume_folders(dvc_stages: dict) -> None:
-    """dvc.yaml's code deps of the two long stages are their own module plus the one list their recipes hash."""
+    """The two long stages' per-video cache keys hash every module of their own packages the stage runs (a dep):
+    an edit there moves the keys as well as rerunning the stage, while an edit elsewhere (the runner, the config)
+    reruns the stage, which serves its cached videos again."""
     for stage, code in (("frames", FRAMES_CODE), ("embed", EMBED_CODE)):
-        listed = {dep for dep in dvc_stages[stage][1] if not dep.startswith("data/") and dep != "encoders"}
-        assert listed == {f"stages/{stage}.py", *(path.relative_to(REPO).as_posix() for path in code)}
+        hashed = {p for source in code for p in (sorted(source.rglob("*.py")) if source.is_dir() else [source])}
+        hashed_names = {p.relative_to(REPO).as_posix() for p in hashed}
+        folders = tuple(p.relative_to(REPO).as_posix() for p in code)
+        runs = {dep for dep in dvc_stages[stage][1] if dep.startswith(folders)}
+        assert runs and runs <= hashed_names, f"{stage}: {sorted(runs - hashed_names)}"
 
 
 def test_stage_modules_are_thin_and_reach_the_library_after_parsing() -> None:

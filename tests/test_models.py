@@ -253,6 +253,8 @@ def test_every_variant_trains_evaluates_and_reruns_identically(embedded, tmp_pat
             lines = curve.read_text().splitlines()
             assert lines[0] == "epoch,loss,f1,val_loss,val_f1" and len(lines) == 6
         assert load_model(embedded.model_file(variant), variant).categories == sorted(found["per_class"])
+        gpu = torch.cuda.is_available() and VARIANTS[variant].has_curve  # train.device: auto, the default
+        assert found["selection"]["device"] == ("cuda" if gpu else "cpu")  # the report says where it trained
     for variant in VARIANTS:  # a rerun with the same params and seed: byte-identical metrics and reports
         assert train.main([*root, variant]) == 0
         assert evaluate.main([*root, variant]) == 0
@@ -273,6 +275,26 @@ def test_every_variant_trains_evaluates_and_reruns_identically(embedded, tmp_pat
     assert all(f"| {variant} |" in summary for variant in VARIANTS)
     assert "zeroshot compares frames with prompt embeddings of an untrained encoder" in summary
     assert "| variant | f1 art_music | f1 food | f1 history | f1 travel |" in summary  # the per-class table
+
+
+def test_train_device_auto_takes_the_gpu_only_where_there_is_one_and_cuda_without_one_is_one_line(
+    tmp_path, embedded, capsys
+):
+    from clipvideo.core.system import torch_device
+
+    assert torch_device("auto", "train.device").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert torch_device("cpu", "train.device").type == "cpu"
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: `cuda` is no error")  # CI has none; the GPU path is checked by hand
+    root = tmp_path / "copy"
+    shutil.copytree(embedded.root, root, ignore=shutil.ignore_patterns("models"))
+    settings = root / "settings.yaml"
+    settings.write_text(settings.read_text().replace("train:\n  device: auto", "train:\n  device: cuda"))
+    assert train.main(["--root", str(root), "linear"]) == 2
+    error = "train: error: settings.yaml: train.device='cuda': no CUDA device is available here\n"
+    assert capsys.readouterr().err == error
+    assert not (root / "models" / "linear.pt").exists()
+    assert train.main(["--root", str(root), "logreg"]) == 0  # fitted in exact arithmetic on the CPU: no device
 
 
 @pytest.mark.parametrize(

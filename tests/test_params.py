@@ -41,8 +41,8 @@ def test_the_committed_settings_file_holds_exactly_the_defaults():
 
 
 def test_generated_files_are_the_ones_the_schemas_and_variants_generate():
-    """docs/configuration.md, settings.yaml, dvc.yaml's vars and docs/models.md's table are generated from the one
-    home of each fact (`python -m tools.generate`), never hand-edited."""
+    """docs/configuration.md, settings.yaml, dvc.yaml's variant stages and docs/models.md's table are generated from
+    the one home of each fact (`python -m tools.generate`), never hand-edited."""
     assert [str(path.relative_to(REPO)) for path in stale_files(REPO)] == []
 
 
@@ -112,7 +112,7 @@ def test_a_param_in_settings_yaml_says_it_belongs_in_params_yaml(tmp_path):
         load_settings(tmp_path / "settings.yaml")
     assert str(raised.value) == (
         "settings.yaml: unknown top-level key frames_count; frames_count is a DVC param: set it in params.yaml, not "
-        "here (known keys: download, frames, embed, engine, cache)"
+        "here (known keys: download, frames, embed, train, engine, cache)"
     )
 
 

@@ -9,22 +9,19 @@ import yaml
 
 from clipvideo.config.declared import Declared
 from clipvideo.config.loading import load_params
-from clipvideo.config.variants import PARAM_SLOTS, Variant, load_variants
+from clipvideo.config.variants import Variant, load_variants, train_stage_name
 from clipvideo.core.errors import ParamsError
 from clipvideo.evaluation.reference import load_reference
 from clipvideo.modeling.data import LabelledSet
 from clipvideo.modeling.training import fit
 from tests.conftest import REPO, VARIANTS, write_params
-from tools.generate import dvc_vars_block, variants_table
+from tools.generate import dvc_variant_stages, variants_table
 
 
 def test_dvc_yaml_and_readme_follow_variants_yaml():
-    dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    declared = next(entry["variants"] for entry in dvc_yaml["vars"] if "variants" in entry)
-    assert declared == {name: variant.dvc_slots(name) for name, variant in VARIANTS.items()}, (
-        "dvc.yaml's variants are stale: run `python -m tools.generate`"
+    assert dvc_variant_stages(VARIANTS) in (REPO / "dvc.yaml").read_text(), (
+        "dvc.yaml's variant stages are stale: run `python -m tools.generate`"
     )
-    assert dvc_vars_block(VARIANTS) in (REPO / "dvc.yaml").read_text()
     table = variants_table(VARIANTS, load_reference(REPO / "reference.yaml"))
     assert table in (REPO / "docs" / "models.md").read_text(), (
         "docs/models.md's variants table is stale: run `python -m tools.generate`"
@@ -32,20 +29,30 @@ def test_dvc_yaml_and_readme_follow_variants_yaml():
 
 
 def test_dvc_makes_a_train_and_an_evaluate_stage_per_variant_declaring_its_params():
-    """What real DVC resolves from dvc.yaml: the stage names, each train stage's params and outputs."""
+    """What real DVC resolves from dvc.yaml: the stage names, each train stage's params, deps and outputs, and no
+    stage listing a dep, an out or a param twice (nor, so, dvc.lock)."""
     from dvc.repo import Repo
 
     with Repo(str(REPO)) as repo:
         stages = {stage.addressing: stage for stage in repo.index.stages}
         for name, variant in VARIANTS.items():
-            assert {f"train@{name}", f"evaluate@{name}"} <= set(stages)
-            declared = {key for dep in stages[f"train@{name}"].params for key in dep.params}
-            assert declared == set(variant.params)
-            # its model, cached; its curve, in git, only when it has one (logreg and zeroshot repeat the model)
-            outs = {out.def_path: out.use_cache for out in stages[f"train@{name}"].outs}
+            train = stages[train_stage_name(name, VARIANTS)]
+            assert f"evaluate@{name}" in stages and train.addressing.startswith("train")
+            declared = [key for dep in train.params for key in dep.params]
+            assert sorted(declared) == sorted(variant.params)
+            data = {dep.def_path for dep in train.deps if dep not in train.params}
+            assert ("data/text" in data) == (variant.kind == "zeroshot")
+            # its model, cached; its curve, in git, only when it has one (logreg and zeroshot, fitted in one go)
+            outs = {out.def_path: out.use_cache for out in train.outs}
             assert outs == {f"models/{name}.pt": True, **({f"plots/train/{name}.csv": False} if variant.has_curve
                                                              else {})}  # fmt: skip
-        assert {s.split("@")[1] for s in stages if s.startswith(("train@", "evaluate@"))} == set(VARIANTS)
+        trained = [s.split("@")[1] for s in stages if s.startswith("train")]
+        evaluated = [s.split("@")[1] for s in stages if s.startswith("evaluate@")]
+        assert sorted(trained) == sorted(VARIANTS) == sorted(evaluated)
+        for address, stage in stages.items():
+            paths = [dep.def_path for dep in stage.deps if dep not in stage.params] + [o.def_path for o in stage.outs]
+            keys = [key for dep in stage.params for key in (dep.params or [])]
+            assert len(paths) == len(set(paths)) and len(keys) == len(set(keys)), address
 
 
 def toy_set(n: int = 12) -> LabelledSet:
@@ -75,10 +82,9 @@ def test_a_variant_reading_a_param_it_does_not_declare_is_named():
         ({"colour": "red"}, "variants.yaml: unknown key linear.colour; a variant takes kind, mixup, one_frame,"),
         ({"params": ["train.seed", "train.optimizer"]}, "variants.yaml: linear.params: 'train.optimizer' is not a key"),
         ({"params": ["train.seed", "train.seed"]}, "variants.yaml: linear.params: a key is listed twice"),
-        (
-            {"params": ["train.seed", "train.optim", "train.mixup", "train.transformer", "frames"][: PARAM_SLOTS + 1]},
-            "variants.yaml: linear.params=['train.seed', 'train.optim', 'train.mixup',",
-        ),
+        ({"params": []}, "variants.yaml: linear.params=[]: expected a list of distinct params.yaml keys"),
+        ({"kind": "logreg", "params": ["train.optim"]},
+         "variants.yaml: logreg and linear would share the train stage train_logreg but read different things"),
         ({"reference_f1_micro": 0.9}, "variants.yaml: unknown key linear.reference_f1_micro; a variant takes kind,"),
     ],
 )

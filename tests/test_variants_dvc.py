@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from clipvideo.config.variants import train_stage_name
 from tests.conftest import VARIANTS, stages_that_ran, write_params
 from tests.conftest import run_command as run
 
 pytestmark = pytest.mark.slow
 
+TRAINED = {"train_transformer@transformer", "train_mixup_transformer@transformer-mixup"}  # dvc.yaml, the stages by kind
 TRANSFORMER_STAGES = {
-    "train@transformer",
-    "train@transformer-mixup",
+    *TRAINED,
     "evaluate@transformer",
     "evaluate@transformer-mixup",
 }
@@ -25,7 +26,7 @@ def test_all_variants_reported_and_transformer_params_rerun_only_transformers(
 ):
     reproduced = dvc_repo
     first = stages_that_ran(reproduced_repo[1])
-    assert {f"train@{v}" for v in VARIANTS} | {f"evaluate@{v}" for v in VARIANTS} <= first
+    assert {train_stage_name(v, VARIANTS) for v in VARIANTS} | {f"evaluate@{v}" for v in VARIANTS} <= first
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], reproduced))
     files = next(iter(shown.values()))["data"]
     assert {Path(name).stem for name in files} == set(VARIANTS) | {"leakage"}
@@ -39,11 +40,11 @@ def test_all_variants_reported_and_transformer_params_rerun_only_transformers(
     write_params(reproduced, {**json.loads(json.dumps(read_overrides(reproduced))), "train.transformer.dropout": 0.3})
     status = json.loads(run(["dvc", "status", "--json"], reproduced))
     # only their own params changed (check_params declares the whole file: it checks every change)
-    assert set(status) == {"check_params", "train@transformer", "train@transformer-mixup"}
+    assert set(status) == {"check_params", *TRAINED}
 
     experiment = run(["dvc", "exp", "run"], reproduced)
     ran = stages_that_ran(experiment)
-    assert {"train@transformer", "train@transformer-mixup"} <= ran <= TRANSFORMER_STAGES | {"check_params", "report"}
+    assert TRAINED <= ran <= TRANSFORMER_STAGES | {"check_params", "report"}
 
     shown = run(["dvc", "exp", "show", "--no-pager", "--md"], reproduced)
     assert "metrics/transformer.json:f1_micro" in shown

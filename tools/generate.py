@@ -3,7 +3,10 @@
 - docs/configuration.md: every params.yaml and settings.yaml key (type, range, default, meaning) from the
   schemas in clipvideo/config/schema.py;
 - settings.yaml: every setting at its default, with its meaning as the comment (the same schema);
-- dvc.yaml's `vars` and `plots` blocks and docs/models.md's variants table, from variants.yaml.
+- dvc.yaml's train and evaluate stages, its `plots` and `artifacts` blocks and docs/models.md's variants table,
+  from variants.yaml;
+- each stage's code deps in dvc.yaml: its own module and every library module it imports, transitively, from the
+  import graph (grimp, the graph import-linter checks the layers on).
 
 `python -m tools.generate --check` changes nothing and exits 1 when a file is stale (CI runs it; a test makes the
 same check).
@@ -12,19 +15,21 @@ same check).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import grimp
 import yaml
 from pydantic import BaseModel
 from tabulate import tabulate
 
 from clipvideo.config.loading import constraint_text, leaf_fields, load_params
 from clipvideo.config.schema import Params, Settings
-from clipvideo.config.variants import Variant, load_variants
+from clipvideo.config.variants import Variant, load_variants, train_stages
 from clipvideo.core.contracts import CURVE_COLUMNS, PREDICTION_COLUMNS, VARIANT_F1_COLUMNS
 from clipvideo.core.files import write_text_atomic
 from clipvideo.core.paths import ProjectPaths
@@ -91,6 +96,11 @@ A few settings can still change what a run writes, by nature of the machine, and
   embeddings' low bits. It is part of the embed runtime fingerprint (with the torch and open_clip versions, TF32
   on CUDA, the CPU's instruction set), which keys the per-video cache and is recorded in
   `data/embeddings/meta.json` (`runtime`): embeddings made on another device are never served from the cache.
+- `train.device` (`auto` takes CUDA when torch finds a GPU) moves the torch variants' training to a GPU: their
+  weights, and so their metrics, may differ from a CPU's in the last bits (other kernels, TF32 where torch
+  allows it), and the CPU's same-bytes guarantee (docs/models.md) does not cover them. Each report records the
+  device (`selection.device` in `reports/<variant>.json`); logreg and zeroshot always run on the CPU. CI has no
+  GPU: the CPU is the tested default.
 - `frames.video_timeout_s` and `download.video_timeout_s` are wall-clock backstops: how long a video takes
   depends on the machine and its load, so they cannot be params. A video past one is an `error` (frames) or
   `failed` (download) for this run only: never cached, tried again by the next run. The deterministic limits on
@@ -134,14 +144,76 @@ def settings_file() -> str:
     return "\n".join(lines) + "\n"
 
 
-def dvc_vars_block(variants: dict[str, Variant]) -> str:
-    """The `vars` entry of dvc.yaml: each variant's params and input slots, in YAML flow style."""
-    lines = ["  - variants:"]
-    for name, variant in variants.items():
-        slots = variant.dvc_slots(name)
-        lines.append(f"      {name}: {{params: [{', '.join(slots['params'])}], input: {slots['input']}, "
-                     f"curve: {slots['curve']}}}")  # fmt: skip
+# dvc.yaml's stages written by hand, each with a generated block of code deps; the variant stages are generated whole
+HAND_WRITTEN_STAGES = ("check_params", "manifest", "download", "frames", "embed", "embed_text", "split",
+                       "check_leakage", "report")  # fmt: skip
+
+
+@functools.cache
+def import_graph() -> grimp.ImportGraph:
+    """Every import among the modules of clipvideo and stages, lazy ones inside functions included; imports only
+    for type checkers excluded (they never run)."""
+    return grimp.build_graph("clipvideo", "stages", exclude_type_checking_imports=True, cache_dir=None)
+
+
+def module_path(module: str, root: Path = REPO) -> str:
+    """The file of a module, from the root: a package's is its __init__.py."""
+    path = Path(*module.split("."))
+    return (path / "__init__.py" if (root / path).is_dir() else path.with_suffix(".py")).as_posix()
+
+
+def code_deps(stage_module: str) -> list[str]:
+    """The code a stage runs: `stages/<name>.py` and every library module it imports, transitively (sorted)."""
+    graph = import_graph()
+    modules = {f"stages.{stage_module}", *graph.find_upstream_modules(f"stages.{stage_module}")}
+    return sorted(module_path(module) for module in modules)
+
+
+def code_block(stage_module: str) -> str:
+    return "\n".join(f"      - {path}" for path in code_deps(stage_module))
+
+
+def yaml_list(items: list[str], indent: int) -> list[str]:
+    return [f"{' ' * indent}- {item}" for item in items]
+
+
+def dvc_variant_stages(variants: dict[str, Variant]) -> str:
+    """dvc.yaml's train stages, one `foreach` per kind and set of params (each declares exactly its variants'
+    params, deps and outs: DVC cannot splice a list into them), and the evaluate stage over every variant."""
+    paths = ProjectPaths()
+    item = "${item}"
+    lines = []
+    for stage, names in train_stages(variants).items():
+        spec = variants[names[0]]
+        inputs = [paths.embeddings_dir, paths.split_table] + ([paths.text_dir] if spec.kind == "zeroshot" else [])
+        lines += [f"  {stage}:", f"    foreach: [{', '.join(names)}]", "    do:",
+                  f"      cmd: python -m stages.train {item}", "      deps:",
+                  *yaml_list([*code_deps("train"), "variants.yaml", *(p.as_posix() for p in inputs)], 8),
+                  "      params:", *yaml_list(spec.params, 8), "      outs:"]  # fmt: skip
+        if spec.has_curve:
+            lines += [f"        - {paths.training_curve_file(item).as_posix()}:", "            cache: false"]
+        lines += [f"        - {paths.model_file(item).as_posix()}", ""]
+    lines += [
+        "  evaluate:", f"    foreach: [{', '.join(variants)}]", "    do:",
+        f"      cmd: python -m stages.evaluate {item}",
+        "      deps:", *yaml_list([*code_deps("evaluate"), "variants.yaml", paths.model_file(item).as_posix(),
+                                   paths.embeddings_dir.as_posix(), paths.split_table.as_posix()], 8),
+        "      params:", *yaml_list(["evaluate"], 8),
+        "      metrics:                   # a few flat numbers; everything else is in reports/<variant>.json",
+        f"        - {paths.metrics_file(item).as_posix()}:", "            cache: false",
+        "      outs:", f"        - {paths.report_file(item).as_posix()}:", "            cache: false",
+        f"        - {paths.confusion_file(item).as_posix()}:", "            cache: false",
+    ]  # fmt: skip
     return "\n".join(lines)
+
+
+def dvc_artifacts_block(variants: dict[str, Variant]) -> str:
+    """dvc.yaml's `artifacts`: every trained model, for `dvc artifacts get` and model-registry tools."""
+    artifacts = {name: {"path": ProjectPaths().model_file(name).as_posix(), "type": "model",
+                        "desc": variant.description, "labels": variant.labels}
+                 for name, variant in variants.items()}  # fmt: skip
+    text = yaml.safe_dump(artifacts, sort_keys=False, width=200, default_flow_style=None)
+    return textwrap.indent(text, "  ").rstrip("\n")
 
 
 # The charts of `dvc plots show` (dvc.yaml's top-level `plots`): id -> title, template, axes. The templates `interval`
@@ -194,7 +266,7 @@ def variants_table(variants: dict[str, Variant], study: Reference) -> str:
 
 
 def yaml_markers(block: str) -> tuple[str, str]:
-    """The comments around a generated block of dvc.yaml (it holds two: `variants` and `plots`)."""
+    """The comments around a generated block of dvc.yaml: `plots`, `artifacts`, `variant stages`, `code of <stage>`."""
     return f"# {BEGIN}: {block}", f"# {END}: {block}"
 
 
@@ -215,15 +287,19 @@ def generated_files(root: Path = REPO) -> dict[Path, Callable[[str], str]]:
     """Each generated file -> a function of its current text giving the text it should have."""
     variants = load_variants(root / "variants.yaml")
     models_page, dvc_yaml = root / "docs" / "models.md", root / "dvc.yaml"
+
+    def dvc_text(text: str) -> str:
+        text = replace_block(text, dvc_variant_stages(variants), yaml_markers("variant stages"), dvc_yaml)
+        text = replace_block(text, dvc_plots_block(variants), yaml_markers("plots"), dvc_yaml)
+        text = replace_block(text, dvc_artifacts_block(variants), yaml_markers("artifacts"), dvc_yaml)
+        for stage in HAND_WRITTEN_STAGES:
+            text = replace_block(text, code_block(stage), yaml_markers(f"code of {stage}"), dvc_yaml)
+        return text
+
     return {
         root / "docs" / "configuration.md": lambda _: configuration_page(root),
         root / "settings.yaml": lambda _: settings_file(),
-        dvc_yaml: lambda text: replace_block(
-            replace_block(text, dvc_vars_block(variants), yaml_markers("variants"), dvc_yaml),
-            dvc_plots_block(variants),
-            yaml_markers("plots"),
-            dvc_yaml,
-        ),
+        dvc_yaml: dvc_text,
         models_page: lambda text: replace_block(
             text, variants_table(variants, load_reference(ProjectPaths(root).reference)), MARKDOWN_MARKERS, models_page
         ),

@@ -250,6 +250,14 @@ class EmbedSettings(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
 
 
+class TrainSettings(Section):
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="where the torch variants train: auto takes CUDA when torch finds a GPU; a GPU's weights and "
+        "metrics may differ from the CPU's in the last bits (the device is recorded in each report)",
+    )
+
+
 class CacheSettings(Section):
     enabled: bool = Field(True, description="false: this run neither reads nor writes the per-video cache")
     dir: OptionalText = Field(
@@ -274,6 +282,7 @@ class Settings(Section):
     download: DownloadSettings = DownloadSettings()
     frames: FramesSettings = FramesSettings()
     embed: EmbedSettings = EmbedSettings()
+    train: TrainSettings = TrainSettings()
     engine: EngineSettings = EngineSettings()
     cache: CacheSettings = CacheSettings()
 

@@ -1,7 +1,7 @@
 """The classifier variants, defined once in variants.yaml: what each one is and which params it declares.
 
-The code reads them from here; dvc.yaml's `vars` block (the stages' slots) and docs/models.md's table are
-generated from them (`python -m tools.generate`), and tests fail when either drifts. No torch here.
+The code reads them from here; dvc.yaml's train and evaluate stages and docs/models.md's table are generated
+from them (`python -m tools.generate`), and tests fail when either drifts. No torch here.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.text import quoted
 
 VARIANTS_FILE = ProjectPaths().variants  # at the project root, where DVC runs every stage
-PARAM_SLOTS = 4  # dvc.yaml names each variant's params in this many fixed slots (it cannot splice a list)
-VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # becomes a stage name (train@<name>) and file names
+VARIANT_NAME = re.compile(r"[a-z0-9]([a-z0-9_-]*[a-z0-9])?")  # a stage, file and DVC artifact (model) name
 CURVE_KINDS = ("linear", "transformer")  # trained epoch by epoch: a training curve (logreg, zeroshot: fitted at once)
+TORCH_PARAMS = ("train.seed", "train.optim")  # every torch variant declares these; its stage is named after the rest
 
 
 class Variant(Section):
@@ -31,23 +31,56 @@ class Variant(Section):
     kind: Literal["linear", "transformer", "logreg", "zeroshot"]
     mixup: bool
     one_frame: bool
-    params: Annotated[list[str], Expect(f"a list of 1 to {PARAM_SLOTS} distinct params.yaml keys")] = Field(
-        min_length=1, max_length=PARAM_SLOTS
-    )
+    params: Annotated[list[str], Expect("a list of distinct params.yaml keys")] = Field(min_length=1)
 
     @property
     def has_curve(self) -> bool:
         return self.kind in CURVE_KINDS
 
-    def dvc_slots(self, name: str) -> dict[str, Any]:
-        """What dvc.yaml's `vars` holds for the variant: its params in exactly PARAM_SLOTS slots (DVC records a
-        repeated key once), its one extra input (the others repeat data/split.csv, read anyway) and its training
-        curve (a variant without one repeats its model: DVC merges a repeated out, the model's own entry wins)."""
-        padded = self.params + [self.params[-1]] * (PARAM_SLOTS - len(self.params))
-        paths = ProjectPaths()
-        extra = paths.text_dir if self.kind == "zeroshot" else paths.split_table  # zeroshot: the prompt embeddings
-        curve = paths.training_curve_file(name) if self.has_curve else paths.model_file(name)
-        return {"params": padded, "input": extra.as_posix(), "curve": curve.as_posix()}
+    @property
+    def description(self) -> str:
+        """What the trained model is, in a line (dvc.yaml's `artifacts`)."""
+        what = {"linear": "linear probe", "transformer": "transformer", "logreg": "logistic regression",
+                "zeroshot": "zero-shot classifier (the category prompts, untrained)"}[self.kind]
+        frames = "one stable frame" if self.one_frame else "every sampled frame"
+        mixup = ", trained with embedding mixup" if self.mixup else ""
+        return f"Video category {what} on the CLIP embeddings of {frames} per video{mixup}"
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.kind, "one-frame" if self.one_frame else "all-frames", *(["mixup"] if self.mixup else [])]
+
+    @property
+    def train_stage(self) -> str:
+        """The foreach stage of dvc.yaml that trains it: one per kind and set of params, since DVC cannot splice a
+        list into `params` (`train` for the torch variants declaring TORCH_PARAMS alone, `train_mixup`,
+        `train_mixup_transformer`, ..., `train_logreg`, `train_zeroshot`)."""
+        if not self.has_curve:
+            return f"train_{self.kind}"
+        extra = sorted(re.sub(r"[^a-z0-9]+", "_", key.removeprefix("train.")) for key in self.params
+                       if key not in TORCH_PARAMS)  # fmt: skip
+        return "_".join(["train", *extra])
+
+
+def train_stages(found: dict[str, Variant]) -> dict[str, list[str]]:
+    """Each train stage of dvc.yaml -> the variants it trains (foreach), in variants.yaml's order; one stage holds
+    variants of one kind class declaring the same params, so each declares exactly its own."""
+    stages: dict[str, list[str]] = {}
+    for name, variant in found.items():
+        stages.setdefault(variant.train_stage, []).append(name)
+    for stage, names in stages.items():
+        first = found[names[0]]
+        for name in names[1:]:
+            if (found[name].has_curve, found[name].kind == "zeroshot", set(found[name].params)) != (
+                first.has_curve, first.kind == "zeroshot", set(first.params)):  # fmt: skip
+                raise ParamsError(f"variants.yaml: {name} and {names[0]} would share the train stage {stage} but "
+                                  "read different things; rename a params key or a kind")  # fmt: skip
+    return stages
+
+
+def train_stage_name(name: str, found: dict[str, Variant]) -> str:
+    """The DVC address of a variant's train stage (`train@linear`, `train_logreg@logreg`)."""
+    return f"{found[name].train_stage}@{name}"
 
 
 class VariantsFile(Section):
@@ -84,11 +117,13 @@ def load_variants(path: Path = VARIANTS_FILE) -> dict[str, Variant]:
         raise ParamsError(variants_error(exc.errors()[0], path.name)) from None
     for name, variant in found.items():
         if not VARIANT_NAME.fullmatch(name):
-            raise ParamsError(f"{path.name}: variant {name!r}: expected lower-case letters, digits, _ and -")
+            raise ParamsError(f"{path.name}: variant {name!r}: expected lower-case letters, digits, _ and - "
+                              "(a letter or digit first and last)")
         unknown = [key for key in variant.params if not has_key(Params, key)]
         if unknown or len(set(variant.params)) != len(variant.params):
             problem = f"{unknown[0]!r} is not a key of params.yaml" if unknown else "a key is listed twice"
             raise ParamsError(f"{path.name}: {name}.params: {problem}")
+    train_stages(found)  # two variants named to one train stage must read the same
     return found
 
 

@@ -25,7 +25,7 @@ class ProjectPaths:
 
     @property
     def variants(self) -> Path:
-        """The classifier variants (train@ and evaluate@ stages), defined once."""
+        """The classifier variants (their train and evaluate@ stages), defined once."""
         return self.root / "variants.yaml"
 
     @property
@@ -34,8 +34,8 @@ class ProjectPaths:
 
     @property
     def checked(self) -> Path:
-        """check_params' record of what it checked; no stage reads it. Absent from a fresh clone (DVC caches it, git
-        ignores it), so the first `dvc repro` there runs the checks before any work."""
+        """check_params' verdict, the gate: manifest and embed_text depend on it (no code reads it). Absent from a
+        fresh clone (DVC caches it, git ignores it), so the first `dvc repro` there runs the checks before any work."""
         return self.data / "checked.txt"
 
     @property

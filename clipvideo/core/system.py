@@ -8,8 +8,12 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from clipvideo.core.errors import PipelineError
+from clipvideo.core.errors import ParamsError, PipelineError
+
+if TYPE_CHECKING:
+    import torch
 
 # A GPU's decoding threads: the CPU side must keep up with thousands of images a second (the local engine's
 # loader threads, a Ray GPU replica's CPUs).
@@ -26,6 +30,18 @@ REPRODUCIBLE_CPU = {"MKL_CBWR": "AVX2,STRICT", "ATEN_CPU_CAPABILITY": "avx2"}
 def reproducible_cpu() -> None:
     """For a process that trains or evaluates on CPU, before torch is imported (both are read once)."""
     os.environ.update(REPRODUCIBLE_CPU)
+
+
+def torch_device(setting: str, key: str) -> torch.device:
+    """The torch device a `<key>: auto | cpu | cuda` setting names here: auto takes CUDA when torch finds a GPU;
+    cuda without one is a one-line error naming the key (torch imported only here: core stays light)."""
+    import torch
+
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ParamsError(f"settings.yaml: {key}='cuda': no CUDA device is available here")
+    return torch.device(setting)
 
 
 def available_cores() -> int:

@@ -24,7 +24,7 @@ from torchvision.io import decode_jpeg
 from clipvideo.config.schema import EmbedParams
 from clipvideo.core.cache import sha256_file
 from clipvideo.core.errors import ParamsError
-from clipvideo.core.system import MAX_DECODE_THREADS_PER_GPU, available_cores
+from clipvideo.core.system import MAX_DECODE_THREADS_PER_GPU, available_cores, torch_device
 from clipvideo.embed.store import encoder_seed
 
 # What open_clip logs when it builds a model without weights; describe() says so in the stage's own words.
@@ -89,11 +89,7 @@ def under_root(model: str, pretrained: str, root: Path) -> tuple[str, str]:
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("settings.yaml: embed.device='cuda': no CUDA device is available here")
-    return torch.device(device)
+    return torch_device(device, "embed.device")
 
 
 def checked_weights(name: str, pretrained: str) -> str | None:

@@ -15,8 +15,6 @@ import yaml
 
 from clipvideo.core.errors import ParamsError
 
-REFERENCE_KEYS = ("protocol", "n_test", "f1_micro")  # what the report reads: the DVC params it declares from the file
-
 
 @dataclass(frozen=True)
 class Reference:

@@ -142,4 +142,4 @@ def predict_proba_tensors(model: nn.Module, x: torch.Tensor, m: torch.Tensor, ba
         for i in range(0, len(x), batch_size)
     ]
     model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+    return torch.cat(out).cpu().numpy() if out else np.zeros((0, 0))

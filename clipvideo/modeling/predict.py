@@ -67,10 +67,14 @@ def video_embeddings(video: Path, paths: ProjectPaths, params: Params, settings:
     return np.concatenate([result.features for result in results]), encoder
 
 
-def predict_video(paths: ProjectPaths, source: str, variant: str, params: Params, settings: Settings) -> str:
-    """Print the category and the probability of every category; returns the summary line."""
+def predict_video(paths: ProjectPaths, source: str, variant: str, params: Params, settings: Settings,
+                  model: Path | None = None) -> str:  # fmt: skip
+    """Print the category and the probability of every category; returns the summary line. `model`: another
+    file than models/<variant>.pt, such as one `dvc artifacts get` fetched from a commit or experiment."""
     spec = variant_spec(variant, paths.variants)
-    model_file = paths.model_file(variant)
+    if model is not None and not model.is_file():
+        raise PipelineError(f"{model}: no such model file (--model)")
+    model_file = model or paths.model_file(variant)
     saved = load_model(model_file, variant)
     identity_now = encoder_identity(params.embed, paths.root)  # files by content: a replaced one differs
     frames_now = frames_made_with(params.frames_count, params.frames)

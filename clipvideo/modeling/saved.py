@@ -46,7 +46,10 @@ def save_model(path: Path, variant: str, kind: str, model: nn.Module, categories
 
 def load_model(path: Path, variant: str) -> SavedModel:
     if not path.is_file():
-        raise PipelineError(f"{path}: no trained model for variant {variant!r}; run `dvc repro train@{variant}` first")
+        from clipvideo.config.variants import train_stage_name, variants
+
+        stage = train_stage_name(variant, variants(path.parent.parent / "variants.yaml"))  # models/ is at the root
+        raise PipelineError(f"{path}: no trained model for variant {variant!r}; run `dvc repro {stage}` first")
     try:
         record = torch.load(path, weights_only=True)
         model = build_model(record["kind"], record["dim"], len(record["categories"]), record["options"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from clipvideo.config.variants import Variant
 from clipvideo.core.contracts import CURVE_COLUMNS
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.paths import ProjectPaths
+from clipvideo.core.system import torch_device
 from clipvideo.core.tables import write_table
 from clipvideo.embed.store import (
     ENCODER_KEYS,
@@ -59,6 +61,7 @@ class TrainConfig:
     seed: int
     mixup_alpha: float | None = None  # None: no mixup
     name: str = ""  # the variant, for the progress bar
+    device: str = "cpu"  # where the model and the tensors live (the batch order is drawn on the CPU either way)
 
 
 @contextmanager
@@ -103,7 +106,7 @@ def mixup_batch(
     Returns the mixed frames and mask, the permutation (labels mix the same way) and lam.
     """
     lam = float(rng.beta(alpha, alpha))
-    perm = torch.randperm(len(frames), generator=generator)
+    perm = torch.randperm(len(frames), generator=generator).to(frames.device)
     return lam * frames + (1 - lam) * frames[perm], mask | mask[perm], perm, lam
 
 
@@ -143,9 +146,13 @@ def train_classifier(
     """
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    x, m = as_tensors(frames, mask)
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    held = as_tensors(val.frames, val.mask) if val is not None and len(val.labels) else None
+    device = torch.device(config.device)
+    model.to(device)
+    x, m = (t.to(device) for t in as_tensors(frames, mask))
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
+    held = None
+    if val is not None and len(val.labels):
+        held = tuple(t.to(device) for t in as_tensors(val.frames, val.mask))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history: list[dict[str, Any]] = []
     kept: dict[str, torch.Tensor] = {}
@@ -153,7 +160,7 @@ def train_classifier(
     with tqdm(total=config.epochs, desc=f"train {config.name}", unit="epoch", leave=False, mininterval=0) as bar:
         for epoch in range(1, config.epochs + 1):
             model.train()
-            order = torch.randperm(len(y), generator=generator)
+            order = torch.randperm(len(y), generator=generator).to(device)
             total_loss = 0.0
             for start in range(0, len(y), config.batch_size):
                 batch = order[start : start + config.batch_size]
@@ -186,7 +193,7 @@ def train_classifier(
             bar.set_postfix(shown, refresh=False)
             bar.update()
     model.load_state_dict(kept)
-    model.eval()
+    model.to("cpu").eval()  # saved and evaluated on the CPU, wherever it trained
     return history
 
 
@@ -253,7 +260,8 @@ def zeroshot_classifier(paths: ProjectPaths, data: LabelledSet, frames_encoder: 
 
 
 def fit(spec: Variant, data: LabelledSet, frames: np.ndarray, mask: np.ndarray, params: Params | Declared,
-        name: str = "", val: Held | None = None) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+        name: str = "", val: Held | None = None, device: str = "cpu",
+        ) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
     """The fitted module, the options needed to rebuild it, and its training curve (logreg and torch kinds).
 
     `params` lets through only the keys the variant declares, so reading any other fails here, not silently.
@@ -274,6 +282,7 @@ def fit(spec: Variant, data: LabelledSet, frames: np.ndarray, mask: np.ndarray, 
         seed=params.train.seed,
         mixup_alpha=params.train.mixup.alpha if spec.mixup else None,
         name=name,
+        device=device,
     )
     return model, options, train_classifier(model, frames, mask, data.labels, config, val)
 
@@ -285,9 +294,22 @@ def held_out(spec: Variant, data: LabelledSet | None) -> Held | None:
     return Held(*variant_inputs(spec, data.frames, data.mask, data.ids), data.labels)
 
 
-def train_variant(paths: ProjectPaths, name: str, spec: Variant, params: Declared) -> str:
+def training_device(spec: Variant, setting: str) -> str:
+    """Where the variant trains: settings.yaml's train.device for the torch kinds (logreg and zeroshot are fitted in
+    exact arithmetic on the CPU). On CUDA, cuBLAS gets the workspace its deterministic mode needs."""
+    if not spec.has_curve:
+        return "cpu"
+    device = torch_device(setting, "train.device").type
+    if device == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return device
+
+
+def train_variant(paths: ProjectPaths, name: str, spec: Variant, params: Declared, device_setting: str = "cpu") -> str:
     """models/<name>.pt and, for a variant trained epoch by epoch, plots/train/<name>.csv from the train split's
-    embeddings, keeping the epoch best on the val split's; returns the summary line."""
+    embeddings, keeping the epoch best on the val split's; returns the summary line. The device it trained on is
+    recorded in the model's selection, which evaluate copies into reports/<name>.json."""
+    device = training_device(spec, device_setting)
     embeddings = load_embeddings(paths.embeddings_dir)
     data = split_set(paths, "train", embeddings)
     val_data = split_set(paths, "val", embeddings, required=False)
@@ -298,10 +320,10 @@ def train_variant(paths: ProjectPaths, name: str, spec: Variant, params: Declare
         model, options = zeroshot_classifier(paths, data, encoder), {}
         history = [fit_record(model, *as_tensors(frames, mask), data.labels, val)]
     else:
-        model, options, history = fit(spec, data, frames, mask, params, name, val)
+        model, options, history = fit(spec, data, frames, mask, params, name, val, device)
     kept = history[best_epoch(history) - 1]
     selection = {"epoch": kept["epoch"], "epochs": len(history), "val_videos": 0 if val is None else len(val.labels),
-                 "val_f1_micro": kept["val_f1"]}  # fmt: skip
+                 "val_f1_micro": kept["val_f1"], "device": device}  # fmt: skip
     save_model(paths.model_file(name), name, spec.kind, model, data.categories, options, encoder, selection)
     if spec.has_curve:
         write_table(paths.training_curve_file(name), CURVE_COLUMNS, history)
@@ -312,6 +334,6 @@ def train_variant(paths: ProjectPaths, name: str, spec: Variant, params: Declare
         else f"no val videos: kept the last of {len(history)} epochs"
     )
     return (
-        f"{name}: {len(data.ids)} train videos{dropped}, {chosen}, train loss {kept['loss']:.4f}, "
+        f"{name}: {len(data.ids)} train videos{dropped} on {device}, {chosen}, train loss {kept['loss']:.4f}, "
         f"train f1 {kept['f1']:.3f} -> {paths.model_file(name)}"
     )
