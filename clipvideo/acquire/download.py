@@ -1,5 +1,8 @@
 """The download step: every valid manifest row -> data/videos/<id>.<ext> and data/videos.csv.
 
+Local files of the folder source and a CSV's relative paths are not copied: their videos.csv path is the file
+where it lies (the frames step checks its bytes against the id, a digest of them).
+
 Resumable (both outputs are `persist: true` in dvc.yaml): a video whose complete file is already in
 data/videos/ is never fetched again, `failed` rows are retried, `unavailable` ones are skipped unless
 settings.yaml's download.retry_unavailable is set. data/videos.csv is checkpointed while the step runs, so a
@@ -29,6 +32,7 @@ from clipvideo.acquire.fetch import (
     check_cookies,
     copy_local,
     existing_video,
+    in_place,
     is_remote,
     local_source,
     reason_text,
@@ -70,7 +74,8 @@ def ok_row(row: Row, fetched: Fetched, root: Path, duration: str | None = None) 
             duration = f"{video_duration(fetched.path):.3f}"
         except VideoError:
             duration = ""  # the frames stage records why it cannot decode it
-    path = fetched.path.relative_to(root).as_posix()
+    where = fetched.path
+    path = (where.relative_to(root) if where.is_relative_to(root) else where).as_posix()  # in place: as listed
     return {**empty_row(row), "status": Status.OK, "reason": "", "path": path, "bytes": fetched.bytes,
             "duration_s": duration}  # fmt: skip
 
@@ -135,7 +140,8 @@ def checkpoint(paths: ProjectPaths, manifest: list[Row], done: dict[str, Row], p
 
 def settled_verdict(row: Row, paths: ProjectPaths, previous: dict[str, Row], settings: DownloadSettings
                     ) -> tuple[Row | None, str]:  # fmt: skip
-    """The row's verdict without fetching, and why: `settled` (invalid, a local copy), `here` (an earlier run
+    """The row's verdict without fetching, and why: `settled` (invalid, a local copy), `in place` (a local file
+    outside data/sample/, which the manifest judged and frames checks against its id), `here` (an earlier run
     fetched it), `skipped` (unavailable before, and for an address download.allow_private_networks refused:
     refused by the setting as it is now); or (None, `fetch`)."""
     try:
@@ -144,6 +150,8 @@ def settled_verdict(row: Row, paths: ProjectPaths, previous: dict[str, Row], set
         if not is_safe_id(row["id"]):
             raise FetchError(Status.INVALID, f"unsafe id {row['id'][:40]!r}")
         if not is_remote(row["url"]):
+            if not (paths.root / row["url"]).resolve().is_relative_to(paths.sample_videos.resolve()):
+                return ok_row(row, in_place(row["url"], paths.root), paths.root), "in place"  # never copied
             source = local_source(row["url"], paths.root, paths.sample_videos)
             return ok_row(row, copy_local(source, paths.videos_dir, row["id"]), paths.root), "settled"
         remote_target(row["url"], row["id"])
@@ -207,7 +215,8 @@ def download_videos(paths: ProjectPaths, params: DownloadParams, settings: Downl
     fetched = sum(done[row["id"]]["status"] == Status.OK for row in to_fetch)
     print(
         f"  {fetched} fetched now (of {len(to_fetch)} attempted), {how['here']} already here, "
-        f"{how['skipped']} skipped as unavailable before, "
+        + (f"{how['in place']} read in place, " if how["in place"] else "")
+        + f"{how['skipped']} skipped as unavailable before, "
         f"{plural(removed, 'video')} removed (no longer in the manifest)"
         + (f", {plural(strays, 'other file')} removed from {paths.videos_dir.name}/" if strays else "")
     )

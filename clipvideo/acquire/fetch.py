@@ -226,6 +226,16 @@ def local_source(url: str, root: Path, allowed_dir: Path) -> Path:
     return source
 
 
+def in_place(url: str, root: Path) -> Fetched:
+    """A local video the manifest listed where it lies (folder source, a CSV's relative path): not copied."""
+    source = root / url
+    if source.suffix.lower() not in VIDEO_SUFFIXES:
+        raise FetchError("invalid", f"not a video file name (expected {', '.join(VIDEO_SUFFIXES)}): {url[:80]!r}")
+    if not source.is_file():
+        raise FetchError("unavailable", f"file not found: {url}")
+    return Fetched(source, source.stat().st_size)
+
+
 def copy_local(source: Path, dest_dir: Path, video_id: str) -> Fetched:
     dest = dest_dir / f"{video_id}{source.suffix.lower()}"
     with atomic_path(dest) as tmp:

@@ -30,7 +30,7 @@ from clipvideo.core.contracts import (
 )
 from clipvideo.core.errors import DiskFullError, PipelineError
 from clipvideo.core.files import atomic_directory, link_or_copy, write_json_atomic
-from clipvideo.core.ids import is_safe_id
+from clipvideo.core.ids import URL_ID, is_safe_id
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.system import available_cores
 from clipvideo.core.tables import TableRow, read_table, write_table
@@ -48,13 +48,14 @@ KIND = "frames"
 
 
 def video_path(row: TableRow, paths: ProjectPaths) -> Path:
-    """The row's video file, checked to be a file inside data/videos/."""
+    """The row's video file, checked to be a file inside data/videos/, or a local file read in place (folder
+    source, a CSV's relative path), whose id must be a digest of its bytes (checked in frames_keys)."""
     where = f"{paths.videos_table}:{row.line}: id {row['id']!r}"
     if not is_safe_id(row["id"]):
         raise PipelineError(f"{where}: not a manifest id (11-character YouTube id or 16 hex digits)")
     path = (paths.root / row["path"]).resolve()
     videos_dir = paths.videos_dir.resolve()
-    if not row["path"] or path == videos_dir or not path.is_relative_to(videos_dir):
+    if not row["path"] or path == videos_dir or not (path.is_relative_to(videos_dir) or URL_ID.fullmatch(row["id"])):
         raise PipelineError(f"{where}: path {row['path']!r} is not a file inside data/videos/")
     if not path.is_file():
         raise PipelineError(f"{where}: {row['path']} does not exist; rerun the download stage")
@@ -90,9 +91,14 @@ class Source:
     key: str  # the cache key: this video's bytes with these params and this code
 
 
-def frames_keys(sources: list[tuple[str, Path]], recipe: dict[str, Any]) -> list[Source]:
-    """Every video's cache key; hashing reads each video once (threads: hashlib releases the GIL)."""
+def frames_keys(sources: list[tuple[str, Path]], recipe: dict[str, Any], videos_dir: Path) -> list[Source]:
+    """Every video's cache key; hashing reads each video once (threads: hashlib releases the GIL). A video read
+    in place (outside `videos_dir`) must have the bytes its id is a digest of."""
     digests = sha256_files([path for _, path in sources], "frames: hashing videos", unit="video")
+    for (video_id, path), digest in zip(sources, digests, strict=True):
+        if not path.is_relative_to(videos_dir) and digest[: len(video_id)] != video_id:
+            raise PipelineError(f"{path}: its bytes are not those of id {video_id} (changed since the manifest "
+                                "listed it?); rerun the pipeline (dvc repro)")  # fmt: skip
     return [Source(video_id, path, entry_key({**recipe, "video": digest}))
             for (video_id, path), digest in zip(sources, digests, strict=True)]  # fmt: skip
 
@@ -127,7 +133,7 @@ def extract_frames(paths: ProjectPaths, frames_count: int, params: FramesParams,
               "max_decode_megapixels": params.max_decode_megapixels, "code": code_digest(FRAMES_CODE),
               "decoder": decoder}  # fmt: skip
     with open_engine(engine_settings, settings.workers) as engine:  # first: a cluster that does not answer says so
-        sources = frames_keys(found, recipe)
+        sources = frames_keys(found, recipe, paths.videos_dir.resolve())
         entries = {key: cache.get(KIND, key) for key in dict.fromkeys(source.key for source in sources)}
         todo = list({source.key: source for source in sources if entries[source.key] is None}.values())  # one a key
         # local: split long videos on spare cores; a Ray task holds one CPU
