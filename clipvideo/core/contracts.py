@@ -30,6 +30,8 @@ VIDEO_STATUSES = (Status.OK, Status.UNAVAILABLE, Status.FAILED, Status.INVALID)
 FRAME_STATUSES = (Status.OK, Status.SHORT, Status.ERROR)
 USABLE_FRAMES = (Status.OK, Status.SHORT)  # a frames row embed and the models use
 
+# The video file names the pipeline stores or reads in place (the demuxers decode.py allows decide the rest).
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 SOURCE_COLUMNS = ("link", "title", "category")  # the Kaggle CSV's columns the manifest reads (it has more)
 # series: the key that keeps a series on one side of the split (clipvideo.acquire.series; "" for the sample's single
 # videos, which are their own group)

@@ -25,6 +25,7 @@ from clipvideo.core.contracts import (
     FRAMES_DECODER_KEY,
     USABLE_FRAMES,
     VIDEO_STATUSES,
+    VIDEO_SUFFIXES,
     VIDEOS_COLUMNS,
     Status,
 )
@@ -55,7 +56,8 @@ def video_path(row: TableRow, paths: ProjectPaths) -> Path:
         raise PipelineError(f"{where}: not a manifest id (11-character YouTube id or 16 hex digits)")
     path = (paths.root / row["path"]).resolve()
     videos_dir = paths.videos_dir.resolve()
-    if not row["path"] or path == videos_dir or not (path.is_relative_to(videos_dir) or URL_ID.fullmatch(row["id"])):
+    in_place = bool(URL_ID.fullmatch(row["id"])) and Path(row["path"]).suffix.lower() in VIDEO_SUFFIXES
+    if not row["path"] or path == videos_dir or not (path.is_relative_to(videos_dir) or in_place):
         raise PipelineError(f"{where}: path {row['path']!r} is not a file inside data/videos/")
     if not path.is_file():
         raise PipelineError(f"{where}: {row['path']} does not exist; rerun the download stage")
