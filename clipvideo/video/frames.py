@@ -105,6 +105,13 @@ def frames_keys(sources: list[tuple[str, Path]], recipe: dict[str, Any], videos_
             for (video_id, path), digest in zip(sources, digests, strict=True)]  # fmt: skip
 
 
+def frames_recipe(frames_count: int, params: FramesParams, decoder: dict[str, Any]) -> dict[str, Any]:
+    """Everything but the video that decides a frames cache entry (predict keys its entries the same way)."""
+    return {"kind": KIND, "frames_count": frames_count, "size": params.size, "mode": params.mode,
+            "max_decode_megapixels": params.max_decode_megapixels, "code": code_digest(FRAMES_CODE),
+            "decoder": decoder}  # fmt: skip
+
+
 def frames_made_with(frames_count: int, params: FramesParams) -> dict[str, Any]:
     """The FRAMES_SETTINGS_KEYS values of these params: what data/frames/settings.json records, and what predict
     checks a model's embeddings against."""
@@ -131,9 +138,7 @@ def extract_frames(paths: ProjectPaths, frames_count: int, params: FramesParams,
     # The decode budget decides which videos are refused, so it is part of the key; so are the libraries that
     # make the bytes.
     decoder = decoder_fingerprint()
-    recipe = {"kind": KIND, "frames_count": frames_count, "size": params.size, "mode": params.mode,
-              "max_decode_megapixels": params.max_decode_megapixels, "code": code_digest(FRAMES_CODE),
-              "decoder": decoder}  # fmt: skip
+    recipe = frames_recipe(frames_count, params, decoder)
     with open_engine(engine_settings, settings.workers) as engine:  # first: a cluster that does not answer says so
         sources = frames_keys(found, recipe, paths.videos_dir.resolve())
         entries = {key: cache.get(KIND, key) for key in dict.fromkeys(source.key for source in sources)}
