@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from clipvideo.cli.stage import StageContext, stage_main
 
@@ -21,7 +20,7 @@ DECLARES = ("frames_count", "frames", "embed", "download")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sources", nargs="+", metavar="PATH", help="video files, folders, http(s) urls, YouTube ids")
     parser.add_argument("--variant", default="linear", help="which trained classifier to use (default: linear)")
-    parser.add_argument("--out", type=Path, help="write one row per video to this CSV (predictions.csv)")
+    parser.add_argument("--out", help="write one row per video to this CSV (predictions.csv)")
 
 
 def run(context: StageContext) -> str:

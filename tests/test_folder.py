@@ -147,24 +147,25 @@ def test_a_csv_names_local_videos_relative_to_itself(tmp_path):
 @pytest.mark.slow
 def test_the_folder_source_runs_dvc_repro_and_one_new_video_costs_one(tmp_path, tiny_model_config):
     """dvc repro to the end on a folder; a video added to it reruns frames and embed for that video only."""
-    videos = labelled_folder(tmp_path / "labelled videos", per_category=5)
+    videos = labelled_folder(tmp_path / "labelled videos", per_category=6)
     render(videos / "food" / UNICODE, "food", 11)
     (videos / "travel" / "notes.txt").write_text("not a video")
     root = tmp_path / "repo"
     root.mkdir()
     copy_project(root)
     write_params(root, {**SHRUNK, "embed.model": str(tiny_model_config), "dataset.source": "folder",
-                        "dataset.folder": str(videos), "dataset.categories": None})  # fmt: skip
+                        "dataset.folder": str(videos), "dataset.categories": None, "split.test_size": 0.25,
+                        "split.val_size": 0.15})  # fmt: skip
     run_command(["git", "init", "-q"], root)
     run_command(["dvc", "init", "-q"], root)
     shutil.copytree(Path(__file__).resolve().parents[1] / ".dvc" / "plots", root / ".dvc" / "plots")
     first = run_command(["dvc", "repro"], root)
     assert "report" in stages_that_ran(first)
-    assert "16 videos decoded, 0 reused" in first
+    assert "19 videos decoded, 0 reused" in first
     assert not os.listdir(root / "data" / "sample")
 
     render(videos / "history" / "new one.mp4", "history", 30)
     again = run_command(["dvc", "repro"], root)
     assert {"manifest", "download", "frames", "embed"} <= stages_that_ran(again)
-    assert "1 video decoded, 16 reused from the cache" in again
-    assert "1 video embedded, 16 reused from the cache" in again
+    assert "1 video decoded, 19 reused from the cache" in again
+    assert "1 video embedded, 19 reused from the cache" in again

@@ -44,6 +44,9 @@ FRAMES_COLUMNS = ("id", "status", "reason", "n_frames")
 SPLIT_COLUMNS = ("id", "category", "split", "group")  # group: the series key, or the id
 EMBEDDINGS_INDEX_COLUMNS = ("id", "n_frames")  # data/embeddings/index.csv: the array's rows and their masks
 PREDICTION_COLUMNS = ("id", "actual", "predicted")  # plots/confusion/<variant>.csv and reports' predictions
+# `python -m stages.predict ... --out predictions.csv`: then one `p_<category>` column per category of the model
+# (prefixed: a category may be named `path`); status as frames.csv's, or `error` for a url that cannot be fetched
+PREDICT_OUT_COLUMNS = ("path", "status", "reason", "predicted", "variant")
 CURVE_COLUMNS = ("epoch", "loss", "f1", "val_loss", "val_f1")  # plots/train/<variant>.csv
 # plots/f1_micro.csv, ranked on val: the metric, then its interval as <metric>_low, <metric>_high (as in the reports;
 # the plot template .dvc/plots/interval.json finds the bounds by these names)

@@ -25,7 +25,7 @@ from clipvideo.acquire.links import LinkError, parse_link
 from clipvideo.config.schema import Params, Settings
 from clipvideo.config.variants import variant_spec
 from clipvideo.core.cache import Entry, VideoCache, entry_key, open_cache, sha256_file
-from clipvideo.core.contracts import USABLE_FRAMES, VIDEO_SUFFIXES, Status
+from clipvideo.core.contracts import PREDICT_OUT_COLUMNS, USABLE_FRAMES, VIDEO_SUFFIXES, Status
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.ids import is_safe_id
 from clipvideo.core.paths import ProjectPaths
@@ -45,8 +45,6 @@ from clipvideo.video.frames import decode_video, frames_made_with, frames_recipe
 # Printed under the answer of a model trained on an untrained encoder's embeddings (the default sample run).
 UNTRAINED_NOTE = ("note: the encoder has random weights (embed.pretrained: none), so this answer only shows that the "
                   "pipeline runs; a correct one needs pretrained weights (embed.pretrained: openai)")  # fmt: skip
-# predictions.csv: then one `p_<category>` column per category of the model (a category may be named `path`).
-PREDICTION_TABLE_COLUMNS = ("path", "status", "reason", "predicted", "variant")
 
 
 @dataclass
@@ -173,7 +171,7 @@ def checked_model(paths: ProjectPaths, variant: str, params: Params) -> SavedMod
 
 
 def predict_videos(paths: ProjectPaths, sources: list[str], variant: str, params: Params, settings: Settings,
-                   out: Path | None = None) -> str:  # fmt: skip
+                   out: str | None = None) -> str:  # fmt: skip
     """Classify every video; one video without `out`: print its category and probabilities (an unreadable one is
     an error), else a table (and `out`, a CSV). Returns the summary line."""
     saved = checked_model(paths, variant, params)
@@ -193,9 +191,9 @@ def predict_videos(paths: ProjectPaths, sources: list[str], variant: str, params
     rows = [prediction_row(saved, variant, paths, video) for video in videos]
     if single:
         return print_one(videos[0], rows[0], saved, pretrained, variant)
-    columns = [*PREDICTION_TABLE_COLUMNS, *(f"p_{category}" for category in saved.categories)]
+    columns = [*PREDICT_OUT_COLUMNS, *(f"p_{category}" for category in saved.categories)]
     if out is not None:
-        write_table(out, columns, rows)
+        write_table(Path(out), columns, rows)
     shown = [[shorten(r["path"], 50), r["status"], r["predicted"] or shorten(r["reason"], 50),
               r.get(f"p_{r['predicted']}", "")] for r in rows]  # fmt: skip
     print(tabulate(shown, headers=["video", "status", "predicted (or why not)", "probability"], tablefmt="simple"))
