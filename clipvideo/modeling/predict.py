@@ -196,7 +196,8 @@ def predict_videos(paths: ProjectPaths, sources: list[str], variant: str, params
         write_table(Path(out), columns, rows)
     shown = [[shorten(r["path"], 50), r["status"], r["predicted"] or shorten(r["reason"], 50),
               r.get(f"p_{r['predicted']}", "")] for r in rows]  # fmt: skip
-    print(tabulate(shown, headers=["video", "status", "predicted (or why not)", "probability"], tablefmt="simple"))
+    print(tabulate(shown, headers=["video", "status", "predicted (or why not)", "probability"], tablefmt="simple",
+                   disable_numparse=True))
     if not pretrained:
         print(UNTRAINED_NOTE)
     classified = sum(bool(row["predicted"]) for row in rows)
