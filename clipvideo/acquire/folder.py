@@ -12,6 +12,7 @@ A symlink (file or folder) whose target lies outside the folder is refused unles
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from clipvideo.core.errors import PipelineError
 from clipvideo.core.text import clipped, escaped, printable, quoted
 
 NOT_A_FILE = "not a regular file"
+NOT_READABLE = "not readable"
 
 
 def folder_root(dataset: DatasetParams, root: Path) -> Path:
@@ -56,8 +58,8 @@ def inside(path: Path, top: Path) -> bool:
 
 
 def walk(folder: Path, top: Path, allow_outside: bool) -> Iterator[tuple[Path, str]]:
-    """Every non-hidden file under `folder`, sorted, with "" or why it is refused; symlinked folders are
-    followed once (a loop is not walked twice) when their target may be read."""
+    """Every non-hidden file under `folder`, in a stable order, with "" or why it is refused (an unreadable
+    folder too); symlinked folders are followed once (a loop is not walked twice) when their target may be read."""
     seen: set[Path] = set()
     stack = [folder]
     while stack:
@@ -65,7 +67,11 @@ def walk(folder: Path, top: Path, allow_outside: bool) -> Iterator[tuple[Path, s
         if current.resolve() in seen:
             continue
         seen.add(current.resolve())
-        entries = sorted(current.iterdir(), key=lambda p: p.name, reverse=True)
+        try:
+            entries = sorted(current.iterdir(), key=lambda p: p.name)
+        except OSError as exc:  # permissions: the folder is a row, the walk goes on
+            yield current, f"{NOT_READABLE}: {exc.strerror}"
+            continue
         for entry in entries:
             if entry.name.startswith("."):
                 continue
@@ -78,6 +84,8 @@ def walk(folder: Path, top: Path, allow_outside: bool) -> Iterator[tuple[Path, s
                 yield entry, f"{NOT_A_FILE} (a device, socket, pipe or broken link)"
             elif entry.suffix.lower() not in VIDEO_SUFFIXES:
                 yield entry, f"{NOT_A_VIDEO} (expected {', '.join(VIDEO_SUFFIXES)})"
+            elif not os.access(entry, os.R_OK):
+                yield entry, f"{NOT_READABLE}: permission denied"
             else:
                 yield entry, ""
 
