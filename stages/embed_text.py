@@ -11,16 +11,18 @@ from collections.abc import Sequence
 
 from clipvideo.cli.stage import StageContext, stage_main
 
-DECLARES = ("embed", "embed_text", "dataset.categories")
+DECLARES = ("embed", "embed_text", "dataset.categories", "dataset.source", "dataset.folder")
 
 
 def run(context: StageContext) -> str:
+    from clipvideo.acquire.folder import source_categories
     from clipvideo.config.encoders import check_encoder_files
     from clipvideo.embed.prompts import embed_category_prompts
 
     params = context.params
     check_encoder_files(params.embed, context.paths.root)
-    return embed_category_prompts(context.paths, params.dataset.categories, params.embed_text, params.embed,
+    categories = source_categories(params.dataset, context.paths.root)  # null: the folder's subfolders
+    return embed_category_prompts(context.paths, categories, params.embed_text, params.embed,
                                   context.settings.embed)  # fmt: skip
 
 

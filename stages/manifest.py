@@ -1,7 +1,8 @@
 """manifest: list every source video once, valid or invalid with a reason -> data/manifest.csv.
 
-The source is `dataset.source`: the offline sample (rendered with ffmpeg into data/sample/) or the Kaggle CSV
-(`dataset.csv`, fetched with kagglehub when missing). Rows are judged by their text alone.
+The source is `dataset.source`: the offline sample (rendered with ffmpeg into data/sample/), the Kaggle CSV
+(`dataset.csv`, fetched with kagglehub when missing), any CSV of links (`csv`), or a folder with one subfolder
+per category (`folder`). Rows are judged by their text; local videos are hashed (their id), never decoded.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""predict: classify one new video (a file, an http(s) url or a YouTube id) with a trained variant.
+"""predict: classify new videos (files, folders walked recursively, http(s) urls, YouTube ids) with a trained variant.
 
-Runs the pipeline's own steps on it: the same frame sampling (frames_count, frames.*), frame store, encoder
-and float16 embeddings as the frames and embed stages, then the saved model. Prints the category and the
-probability of every category. Not a DVC stage: it writes nothing.
+Runs the pipeline's own steps on each: the same frame sampling (frames_count, frames.*), frame store, encoder
+and float16 embeddings as the frames and embed stages (through the per-video cache), then the saved model. One
+video: prints its category and the probability of every category. Several, or --out: a table, and with --out a
+CSV with one row per video (path, status, reason, predicted, variant, p_<category>...). Not a DVC stage.
 """
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ DECLARES = ("frames_count", "frames", "embed", "download")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="a video file, an http(s) url or a YouTube id")
+    parser.add_argument("sources", nargs="+", metavar="PATH", help="video files, folders, http(s) urls, YouTube ids")
     parser.add_argument("--variant", default="linear", help="which trained classifier to use (default: linear)")
     parser.add_argument("--model", help="its model file, if not models/<variant>.pt (from `dvc artifacts get`)")
+    parser.add_argument("--out", help="write one row per video to this CSV (predictions.csv)")
 
 
 def run(context: StageContext) -> str:
     from pathlib import Path
 
-    from clipvideo.modeling.predict import predict_video
+    from clipvideo.modeling.predict import predict_videos
 
     args = context.args
-    return predict_video(context.paths, args.source, args.variant, context.params, context.settings,
-                         Path(args.model) if args.model else None)
+    model = Path(args.model) if args.model else None
+    return predict_videos(context.paths, args.sources, args.variant, context.params, context.settings, args.out, model)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

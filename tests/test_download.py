@@ -190,7 +190,8 @@ def test_sigkill_mid_download_then_rerun_loses_nothing(tmp_path: Path, mp4: byte
 
 
 def test_no_row_can_reach_outside_data(tmp_path: Path, mp4: bytes) -> None:
-    """A hand-edited manifest cannot turn ids or urls into paths or non-http fetches."""
+    """A hand-edited manifest cannot turn ids or urls into paths or non-http fetches: a local file outside
+    data/sample/ is read (in place) only when the id is a digest of its bytes."""
     outside = tmp_path / "outside.mp4"
     outside.write_bytes(mp4)
     with serving({"/good.mp4": Video(mp4)}) as server:
@@ -205,7 +206,7 @@ def test_no_row_can_reach_outside_data(tmp_path: Path, mp4: bytes) -> None:
             (url_id("file:///etc/passwd"), "file:///etc/passwd"),
             (url_id("../outside.mp4"), "../outside.mp4"),
             (url_id(str(outside)), str(outside)),
-            (url_id("data/videos/x.mp4"), "data/videos/x.mp4"),  # local files come only from data/sample/
+            (url_id("data/videos/x.mp4"), "data/videos/x.mp4"),  # local files: data/sample/, or in place by content
             (url_id("ftp://127.0.0.1/x.mp4"), "ftp://127.0.0.1/x.mp4"),
             (parse_link(good).id, good),
         ]

@@ -27,7 +27,8 @@ from clipvideo.config.loading import load_params, load_settings
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.system import ffmpeg_binary, run_ffmpeg
-from clipvideo.modeling.predict import local_or_fetched
+from clipvideo.modeling.predict import Video as PredictVideo
+from clipvideo.modeling.predict import fetch
 from stages import download
 from tests.conftest import REPO, write_params
 from tests.loopback import Body, Redirect, Video, serving
@@ -290,10 +291,11 @@ def test_predict_refuses_a_private_url_in_one_line(tmp_path: Path, mp4: bytes) -
     write_params(tmp_path, {**FAST, "download.allow_private_networks": False})
     params, settings = load_params(tmp_path / "params.yaml"), load_settings(tmp_path / "settings.yaml")
     with serving({"/new.mp4": Video(mp4)}) as server:
-        with pytest.raises(PipelineError) as error:
-            local_or_fetched(server.url("/new.mp4"), tmp_path, ProjectPaths(tmp_path), params, settings)
+        video = PredictVideo(server.url("/new.mp4"), None)
+        fetch(video, tmp_path, ProjectPaths(tmp_path), params, settings)
         assert server.total() == 0
-    assert str(error.value).endswith(
+    assert (video.path, video.status) == (None, "error")
+    assert video.reason == (
         "cannot download (refused: 127.0.0.1 is a loopback address (download.allow_private_networks is off))"
     )
 

@@ -13,7 +13,7 @@ from clipvideo.modeling.classifiers import predict_proba, variant_inputs
 from clipvideo.modeling.data import split_set
 from clipvideo.modeling.saved import load_model
 from stages import predict, train
-from tests.conftest import SHRUNK, VARIANTS, build_embedded_project, write_params
+from tests.conftest import SHRUNK, VARIANTS, build_embedded_project, cache_entries, write_params
 from tests.loopback import Video, serving
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
@@ -71,6 +71,8 @@ def test_predict_a_url_over_loopback_http(trained, capsys):
 
 
 def test_bad_inputs_get_one_line(trained, tmp_path, capsys):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "sub" / "notes.txt").write_text("not a video")
     garbage = tmp_path / "broken.mp4"
     garbage.write_bytes(b"not a video at all" * 100)
     _, video = a_test_video(trained)
@@ -78,8 +80,8 @@ def test_bad_inputs_get_one_line(trained, tmp_path, capsys):
     playlist = tmp_path / "playlist.mp4"  # FFmpeg alone would read it as the video it names
     playlist.write_text("ffconcat version 1.0\nfile stored.mp4\n")
     cases = [
-        ([str(tmp_path / "missing.mp4")], "missing.mp4: no such file"),
-        ([str(tmp_path)], f"{tmp_path}: is a directory; expected a video file, an http(s) url or a YouTube id"),
+        ([str(tmp_path / "missing.mp4")], "missing.mp4: no such file or folder"),
+        ([str(tmp_path / "empty")], f"{tmp_path / 'empty'}: no video file under it (expected .mp4, "),
         ([str(garbage)], "broken.mp4: unreadable video"),
         ([str(playlist)], "playlist.mp4: unreadable video (not a video: an ffconcat playlist that refers to other"),
         ([video, "--variant", "nonsense"], "unknown variant 'nonsense'"),
@@ -130,3 +132,34 @@ def test_a_relative_model_config_is_found_under_root(trained, tiny_model_config,
     assert predict.main(["--root", str(root), video]) == 0
     printed = printed_probabilities(capsys.readouterr().out)
     assert printed == pytest.approx(pipeline_probabilities(trained, "linear", video_id), abs=1e-4)
+
+
+def test_predict_a_folder_of_12_videos_writes_12_rows_and_reuses_the_cache(trained, tmp_path, capsys):
+    """A nested folder with odd names, a truncated video and a text file: one row per video, the unreadable one
+    with its status and reason; the sample's videos come from the per-video cache, not decoded or embedded again."""
+    stored = sorted(trained.videos_dir.glob("*.mp4"))
+    new = tmp_path / "new videos"
+    for index, video in enumerate(stored[:11]):
+        folder = new / f"part {index % 2}" / "été"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(video, folder / f"clip {index} ✓.mp4")
+    truncated = new / "truncated.mp4"
+    truncated.write_bytes(stored[0].read_bytes()[:2000])
+    (new / "notes.txt").write_text("not a video")
+    frames_before, embeddings_before = cache_entries(trained.root, "frames"), cache_entries(trained.root, "embeddings")
+    out = tmp_path / "predictions.csv"
+    assert predict.main(["--root", str(trained.root), str(new), "--out", str(out)]) == 0
+    assert "11 of 12 videos classified (linear)" in capsys.readouterr().out
+    with out.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12
+    categories = load_model(trained.model_file("linear"), "linear").categories
+    assert list(rows[0]) == ["path", "status", "reason", "predicted", "variant", *(f"p_{c}" for c in categories)]
+    bad = next(row for row in rows if row["path"] == str(truncated))
+    assert (bad["status"], bad["predicted"]) == ("error", "") and bad["reason"]
+    for row in rows:
+        if row is not bad:
+            assert row["status"] == "ok" and row["variant"] == "linear" and row["predicted"] in categories
+            assert sum(float(row[f"p_{c}"]) for c in categories) == pytest.approx(1, abs=1e-3)
+    assert cache_entries(trained.root, "frames") == frames_before + 1  # only the truncated video's verdict
+    assert cache_entries(trained.root, "embeddings") == embeddings_before

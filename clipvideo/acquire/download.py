@@ -1,5 +1,8 @@
 """The download step: every valid manifest row -> data/videos/<id>.<ext> and data/videos.csv.
 
+Local videos of the folder source and a CSV's relative paths are not copied: their videos.csv path is the file
+where it lies, once its bytes are checked against its id (a digest of them; the frames step checks again).
+
 Resumable (both outputs are `persist: true` in dvc.yaml): a video whose complete file is already in
 data/videos/ is never fetched again, `failed` rows are retried, `unavailable` ones are skipped unless
 settings.yaml's download.retry_unavailable is set. data/videos.csv is checkpointed while the step runs, so a
@@ -36,10 +39,11 @@ from clipvideo.acquire.fetch import (
 )
 from clipvideo.acquire.network import AddressPolicy, refused_address
 from clipvideo.config.schema import DownloadParams, DownloadSettings
+from clipvideo.core.cache import sha256_files
 from clipvideo.core.checkpoint import Checkpoint
 from clipvideo.core.contracts import MANIFEST_COLUMNS, MANIFEST_STATUSES, VIDEO_STATUSES, VIDEOS_COLUMNS, Status
 from clipvideo.core.errors import PipelineError
-from clipvideo.core.ids import is_safe_id
+from clipvideo.core.ids import URL_ID, is_safe_id
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.tables import read_table, write_table
 from clipvideo.core.text import plural
@@ -70,7 +74,8 @@ def ok_row(row: Row, fetched: Fetched, root: Path, duration: str | None = None) 
             duration = f"{video_duration(fetched.path):.3f}"
         except VideoError:
             duration = ""  # the frames stage records why it cannot decode it
-    path = fetched.path.relative_to(root).as_posix()
+    where = fetched.path
+    path = (where.relative_to(root) if where.is_relative_to(root) else where).as_posix()  # in place: as listed
     return {**empty_row(row), "status": Status.OK, "reason": "", "path": path, "bytes": fetched.bytes,
             "duration_s": duration}  # fmt: skip
 
@@ -133,9 +138,37 @@ def checkpoint(paths: ProjectPaths, manifest: list[Row], done: dict[str, Row], p
     write_table(paths.videos_table, VIDEOS_COLUMNS, rows)
 
 
-def settled_verdict(row: Row, paths: ProjectPaths, previous: dict[str, Row], settings: DownloadSettings
-                    ) -> tuple[Row | None, str]:  # fmt: skip
-    """The row's verdict without fetching, and why: `settled` (invalid, a local copy), `here` (an earlier run
+def in_place_digests(manifest: list[Row], paths: ProjectPaths) -> dict[str, str]:
+    """url -> SHA-256 of the local videos read in place (valid rows naming a video file outside data/), hashed
+    in threads with a progress bar: each must still be the bytes the manifest made its id from."""
+    data = paths.data.resolve()
+    local = []
+    for row in manifest:
+        if row["status"] == Status.VALID and URL_ID.fullmatch(row["id"]) and not is_remote(row["url"]):
+            with contextlib.suppress(FetchError):
+                source = local_source(row["url"], paths.root, None)
+                if not source.resolve().is_relative_to(data):
+                    local.append((row["url"], source))
+    if not local:
+        return {}
+    digests = sha256_files([source for _, source in local], "download: checking local videos", unit="video")
+    return {url: digest for (url, _), digest in zip(local, digests, strict=True)}
+
+
+def in_place_row(row: Row, paths: ProjectPaths, digest: str) -> Row:
+    """A local video read where it lies (folder source, a CSV's relative path): `ok` without a copy, only if its
+    bytes are those its id names; a hand-edited manifest cannot make the pipeline read another file."""
+    if digest[: len(row["id"])] != row["id"]:
+        raise FetchError(Status.INVALID, f"{row['url'][:80]!r}: its bytes are not those of id {row['id']} (changed "
+                                         "since the manifest listed it? rerun the manifest stage)")  # fmt: skip
+    source = paths.root / row["url"]
+    return ok_row(row, Fetched(source, source.stat().st_size), paths.root)
+
+
+def settled_verdict(row: Row, paths: ProjectPaths, previous: dict[str, Row], settings: DownloadSettings,
+                    digests: dict[str, str]) -> tuple[Row | None, str]:  # fmt: skip
+    """The row's verdict without fetching, and why: `settled` (invalid, a local copy), `in place` (a local video
+    outside data/, with its digest in `digests`), `here` (an earlier run
     fetched it), `skipped` (unavailable before, and for an address download.allow_private_networks refused:
     refused by the setting as it is now); or (None, `fetch`)."""
     try:
@@ -144,6 +177,8 @@ def settled_verdict(row: Row, paths: ProjectPaths, previous: dict[str, Row], set
         if not is_safe_id(row["id"]):
             raise FetchError(Status.INVALID, f"unsafe id {row['id'][:40]!r}")
         if not is_remote(row["url"]):
+            if row["url"] in digests:
+                return in_place_row(row, paths, digests[row["url"]]), "in place"
             source = local_source(row["url"], paths.root, paths.sample_videos)
             return ok_row(row, copy_local(source, paths.videos_dir, row["id"]), paths.root), "settled"
         remote_target(row["url"], row["id"])
@@ -187,11 +222,12 @@ def download_videos(paths: ProjectPaths, params: DownloadParams, settings: Downl
     previous = {} if videos.open() else previous_rows(paths)
     wanted = {row["id"] for row in manifest if row["status"] == Status.VALID and is_safe_id(row["id"])}
     removed, strays = prune(paths, wanted)
+    digests = in_place_digests(manifest, paths)
     done: dict[str, Row] = {}
     to_fetch: list[Row] = []
     how: Counter[str] = Counter()
     for row in manifest:
-        verdict, why = settled_verdict(row, paths, previous, settings)
+        verdict, why = settled_verdict(row, paths, previous, settings, digests)
         how[why] += 1
         if verdict is None:
             to_fetch.append(row)
@@ -207,7 +243,8 @@ def download_videos(paths: ProjectPaths, params: DownloadParams, settings: Downl
     fetched = sum(done[row["id"]]["status"] == Status.OK for row in to_fetch)
     print(
         f"  {fetched} fetched now (of {len(to_fetch)} attempted), {how['here']} already here, "
-        f"{how['skipped']} skipped as unavailable before, "
+        + (f"{how['in place']} read in place, " if how["in place"] else "")
+        + f"{how['skipped']} skipped as unavailable before, "
         f"{plural(removed, 'video')} removed (no longer in the manifest)"
         + (f", {plural(strays, 'other file')} removed from {paths.videos_dir.name}/" if strays else "")
     )

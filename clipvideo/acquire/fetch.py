@@ -38,12 +38,12 @@ from clipvideo.acquire.network import (
 from clipvideo.acquire.programs import guard_programs
 from clipvideo.acquire.worker import WorkerFailed, WorkerPool, WorkerStopped, WorkerTimeout
 from clipvideo.config.schema import DownloadParams, DownloadSettings
+from clipvideo.core.contracts import VIDEO_SUFFIXES
 from clipvideo.core.errors import ParamsError
 from clipvideo.core.files import TMP_SUFFIX, atomic_path
 from clipvideo.core.ids import YOUTUBE_ID, is_safe_id
 from clipvideo.core.text import shorten
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 MAX_REASON_CHARS = 500
 # The network is judged unreachable when this many first attempts (fewer if fewer videos) reach no host.
 HEALTH_VERDICT_AFTER = 8
@@ -214,10 +214,11 @@ def remote_target(url: str, video_id: str) -> str:
     return link.url
 
 
-def local_source(url: str, root: Path, allowed_dir: Path) -> Path:
-    """The local file a manifest url names, only if it lies inside `allowed_dir`."""
-    source = (root / url).resolve()
-    if not source.is_relative_to(allowed_dir.resolve()):
+def local_source(url: str, root: Path, allowed_dir: Path | None) -> Path:
+    """The local file a manifest url names, only if it lies inside `allowed_dir`; None: wherever it lies (the
+    folder source, a CSV's relative path: the manifest judged the path, the frames step checks the bytes)."""
+    source = root / url
+    if allowed_dir is not None and not source.resolve().is_relative_to(allowed_dir.resolve()):
         raise FetchError("invalid", f"local path outside {allowed_dir.name}/: {url[:80]!r}")
     if source.suffix.lower() not in VIDEO_SUFFIXES:
         raise FetchError("invalid", f"not a video file name (expected {', '.join(VIDEO_SUFFIXES)}): {url[:80]!r}")

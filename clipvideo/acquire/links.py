@@ -23,6 +23,10 @@ EMPTY_CATEGORY = "empty category"
 UNKNOWN_CATEGORY = "unknown category"
 DUPLICATE = "duplicate"
 CONFLICTING_LABELS = "conflicting labels"
+# A CSV's local paths (csv source) and a folder's files (folder source).
+OUTSIDE_PATH = "outside the folder"
+NOT_A_VIDEO = "not a video file name"
+MISSING_FILE = "file not found"
 
 
 class LinkError(ValueError):

@@ -1,25 +1,35 @@
 """The manifest step: every source row once, `valid` or `invalid` with a reason -> data/manifest.csv.
 
-The source is the offline sample (rendered here with real ffmpeg) or the Kaggle CSV (fetched with kagglehub
-when missing). Rows are judged by their text alone; nothing here touches a video.
+The source is the offline sample (rendered here with real ffmpeg), the Kaggle CSV (fetched with kagglehub
+when missing), any CSV of links, or a folder per category (acquire.folder). Rows are judged by their text
+alone, except local files, which are hashed (their id is a digest of their bytes); nothing here decodes a video.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import shutil
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tabulate import tabulate
 from tqdm import tqdm
 
+from clipvideo.acquire.fetch import VIDEO_SUFFIXES
+from clipvideo.acquire.folder import folder_rows, source_categories
 from clipvideo.acquire.links import (
     CONFLICTING_LABELS,
     DUPLICATE,
     EMPTY_CATEGORY,
+    MALFORMED_ID,
+    MAX_LINK_CHARS,
+    MISSING_FILE,
+    NOT_A_VIDEO,
+    OUTSIDE_PATH,
     UNKNOWN_CATEGORY,
+    Link,
     LinkError,
     parse_link,
     reason_kind,
@@ -27,10 +37,11 @@ from clipvideo.acquire.links import (
 from clipvideo.acquire.sample import SampleVideo, generate_sample
 from clipvideo.acquire.series import series_key
 from clipvideo.config.schema import DatasetParams, SampleParams
+from clipvideo.core.cache import sha256_file
 from clipvideo.core.contracts import MANIFEST_COLUMNS, MAX_TEXT_CHARS, SOURCE_COLUMNS, Status
 from clipvideo.core.errors import PipelineError
 from clipvideo.core.files import atomic_path
-from clipvideo.core.ids import url_id
+from clipvideo.core.ids import YOUTUBE_ID, url_id
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.tables import field_limit, write_table
 from clipvideo.core.text import clipped, escaped, printable, quoted, shorten
@@ -59,13 +70,45 @@ def read_source_csv(path: Path) -> list[dict[str, str]]:
         raise PipelineError(f"{path}{line}: not a readable CSV ({exc})") from None
 
 
-def conflicting_labels(source: list[dict[str, str]]) -> dict[str, str]:
+LinkParser = Callable[[str], Link]
+
+
+def relative_links(csv_path: Path, root: Path, allow_outside: bool) -> LinkParser:
+    """parse_link, plus paths relative to the CSV's folder (the csv source): a local video file, read in place,
+    whose id is a digest of its bytes (as in the folder source). A path that leaves the CSV's folder (`..`, an
+    absolute path, a symlink) is refused unless dataset.allow_outside_links is true."""
+    base = csv_path.parent
+    top = base.resolve()
+
+    @functools.cache
+    def parse(link: str) -> Link:
+        text = link.strip()
+        if "://" in text or YOUTUBE_ID.fullmatch(text) or not text:
+            return parse_link(link)
+        if not text.isprintable() or len(text) > MAX_LINK_CHARS:
+            raise LinkError(MALFORMED_ID, f"{quoted(text)}: not a printable path of at most {MAX_LINK_CHARS} chars")
+        path = base / text
+        if not allow_outside and (Path(text).is_absolute() or not path.resolve().is_relative_to(top)):
+            raise LinkError(OUTSIDE_PATH, f"{quoted(text)} leaves the CSV's folder (dataset.allow_outside_links "
+                                          "is false)")  # fmt: skip
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise LinkError(NOT_A_VIDEO, f"{quoted(text)}; expected a YouTube id, an http(s) url or a video file "
+                                         f"({', '.join(VIDEO_SUFFIXES)})")  # fmt: skip
+        if not path.is_file():
+            raise LinkError(MISSING_FILE, f"{quoted(text)} is not a file next to {csv_path.name}")
+        url = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+        return Link(sha256_file(path)[:16], url)
+
+    return parse
+
+
+def conflicting_labels(source: list[dict[str, str]], parse: LinkParser = parse_link) -> dict[str, str]:
     """id -> which rows label it how, for every video that rows label with different categories: such a video has
     no true label, so all its rows are `invalid` (counted under CONFLICTING_LABELS), not the first one's."""
     labels: dict[str, dict[str, int]] = {}
     for number, record in enumerate(source, start=1):
         try:
-            video_id = parse_link(record.get("link") or "").id
+            video_id = parse(record.get("link") or "").id
         except LinkError:
             continue
         labels.setdefault(video_id, {}).setdefault((record.get("category") or "").strip(), number)
@@ -76,14 +119,15 @@ def conflicting_labels(source: list[dict[str, str]]) -> dict[str, str]:
     }
 
 
-def youtube_rows(source: list[dict[str, str]], categories: list[str]) -> list[dict[str, str]]:
+def youtube_rows(source: list[dict[str, str]], categories: list[str], parse: LinkParser = parse_link
+                 ) -> list[dict[str, str]]:  # fmt: skip
     """Manifest rows for the CSV rows, in order: valid, or invalid with the first reason that applies.
 
     An invalid row gets the id `row-<n>` (n counts data rows from 1): ids stay unique, and such an id
     can never pass `is_safe_id`, so it never becomes a path.
     """
     known = set(categories)
-    conflicts = conflicting_labels(source)
+    conflicts = conflicting_labels(source, parse)
     first_row: dict[str, tuple[int, str]] = {}
     rows = []
     for number, record in enumerate(source, start=1):
@@ -92,7 +136,7 @@ def youtube_rows(source: list[dict[str, str]], categories: list[str]) -> list[di
         title = clipped(" ".join(printable(record.get("title") or "").split()), MAX_TEXT_CHARS)
         series = series_key(record.get("title") or "", record.get("description") or "")
         try:
-            parsed = parse_link(link)
+            parsed = parse(link)
             if not category:
                 raise LinkError(EMPTY_CATEGORY, "expected one of " + ", ".join(categories))
             if parsed.id in conflicts:
@@ -138,11 +182,11 @@ def remove_sample(paths: ProjectPaths) -> None:
         shutil.rmtree(paths.sample_videos)
 
 
-def build_sample_manifest(paths: ProjectPaths, dataset: DatasetParams, sample: SampleParams) -> list[dict]:
+def build_sample_manifest(paths: ProjectPaths, categories: list[str], sample: SampleParams) -> list[dict]:
     """Render the synthetic sample under data/sample/ (a progress bar: about 1.5 s a video) and list it."""
     remove_sample(paths)
-    videos = generate_sample(paths.sample_videos, dataset.categories, sample, sample.seed)
-    total = len(dataset.categories) * sample.videos_per_category
+    videos = generate_sample(paths.sample_videos, categories, sample, sample.seed)
+    total = len(categories) * sample.videos_per_category
     rendered = tqdm(videos, total=total, desc="manifest: rendering the sample", unit="video")
     return sample_rows(rendered, paths.root)
 
@@ -171,15 +215,24 @@ def fetch_with_kagglehub(csv_path: Path, configured: str) -> None:
     print(f"manifest: fetched {KAGGLE_DATASET} with kagglehub -> {configured}")
 
 
-def build_youtube_manifest(paths: ProjectPaths, dataset: DatasetParams) -> list[dict]:
-    """Judge every row of the Kaggle CSV offline; data/sample/ is left empty (it is a DVC out)."""
+def build_csv_manifest(paths: ProjectPaths, dataset: DatasetParams, categories: list[str]) -> list[dict]:
+    """Judge every row of the CSV offline (youtube: the Kaggle CSV, fetched when missing; csv: any CSV, whose
+    relative paths name local videos); data/sample/ is left empty (it is a DVC out)."""
     csv_path = paths.root / dataset.csv
     if not csv_path.is_file():
+        if dataset.source != "youtube":
+            raise PipelineError(f"params.yaml: dataset.csv={dataset.csv!r}: no such file (expected a CSV with "
+                                "columns link,category)")  # fmt: skip
         fetch_with_kagglehub(csv_path, dataset.csv)
-    rows = youtube_rows(read_source_csv(csv_path), dataset.categories)
+    parse = relative_links(csv_path, paths.root, dataset.allow_outside_links) if dataset.source == "csv" else parse_link
+    rows = youtube_rows(read_source_csv(csv_path), categories, parse)
+    empty_sample(paths)
+    return rows
+
+
+def empty_sample(paths: ProjectPaths) -> None:
     remove_sample(paths)
     paths.sample_videos.mkdir(parents=True)
-    return rows
 
 
 def counts_table(rows: list[dict], categories: list[str]) -> str:
@@ -202,11 +255,15 @@ def counts_table(rows: list[dict], categories: list[str]) -> str:
 
 def make_manifest(paths: ProjectPaths, dataset: DatasetParams, sample: SampleParams) -> str:
     """The manifest of the source params.yaml names; prints the counts, returns the summary line."""
+    categories = source_categories(dataset, paths.root)
     if dataset.source == "sample":
-        rows = build_sample_manifest(paths, dataset, sample)
+        rows = build_sample_manifest(paths, categories, sample)
+    elif dataset.source == "folder":
+        rows = folder_rows(dataset, paths.root, categories)
+        empty_sample(paths)
     else:
-        rows = build_youtube_manifest(paths, dataset)
+        rows = build_csv_manifest(paths, dataset, categories)
     write_table(paths.manifest, MANIFEST_COLUMNS, rows)
-    print(counts_table(rows, dataset.categories))
+    print(counts_table(rows, categories))
     valid = sum(row["status"] == Status.VALID for row in rows)
     return f"{len(rows)} rows ({valid} valid) -> {paths.manifest}"

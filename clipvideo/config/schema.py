@@ -79,10 +79,32 @@ class Section(BaseModel):
 
 
 # ----------------------------------------------------------------------------------------- params.yaml
+OptionalNames = Annotated[
+    list[str] | None,
+    AfterValidator(lambda v: v if v is None else distinct_names(v)),
+    Expect("null or a list of at least 2 distinct names made of letters, digits and underscores"),
+]
+
+
 class DatasetParams(Section):
-    source: Literal["sample", "youtube"] = Field(description="the offline generated sample, or the Kaggle CSV")
-    csv: Text = Field(description="the Kaggle CSV (youtube source); fetched with kagglehub when missing")
-    categories: Names = Field(description="the classes; rows of other categories are `invalid`")
+    source: Literal["sample", "youtube", "csv", "folder"] = Field(
+        description="the offline generated sample, the Kaggle CSV (`youtube`), any CSV of links (`csv`), or a "
+        "folder with one subfolder per category (`folder`)"
+    )
+    csv: Text = Field(
+        description="youtube and csv sources: a CSV with columns link, category (and title, description); a link "
+        "is a YouTube id, an http(s) url or a path relative to the CSV; youtube: fetched with kagglehub when missing"
+    )
+    folder: Text = Field(
+        description="folder source: `<folder>/<category>/<video files, in subfolders too>`, read in place (a DVC "
+        "dependency by content)"
+    )
+    allow_outside_links: bool = Field(
+        description="read files that a symlink in the folder (or a CSV's relative path) reaches outside it"
+    )
+    categories: OptionalNames = Field(
+        description="the classes; rows of other categories are `invalid`; null: the folder source's subfolders"
+    )
 
 
 class SampleParams(Section):

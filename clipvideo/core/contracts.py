@@ -30,6 +30,8 @@ VIDEO_STATUSES = (Status.OK, Status.UNAVAILABLE, Status.FAILED, Status.INVALID)
 FRAME_STATUSES = (Status.OK, Status.SHORT, Status.ERROR)
 USABLE_FRAMES = (Status.OK, Status.SHORT)  # a frames row embed and the models use
 
+# The video file names the pipeline stores or reads in place (the demuxers decode.py allows decide the rest).
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 SOURCE_COLUMNS = ("link", "title", "category")  # the Kaggle CSV's columns the manifest reads (it has more)
 # series: the key that keeps a series on one side of the split (clipvideo.acquire.series; "" for the sample's single
 # videos, which are their own group)
@@ -42,6 +44,9 @@ FRAMES_COLUMNS = ("id", "status", "reason", "n_frames")
 SPLIT_COLUMNS = ("id", "category", "split", "group")  # group: the series key, or the id
 EMBEDDINGS_INDEX_COLUMNS = ("id", "n_frames")  # data/embeddings/index.csv: the array's rows and their masks
 PREDICTION_COLUMNS = ("id", "actual", "predicted")  # plots/confusion/<variant>.csv and reports' predictions
+# `python -m stages.predict ... --out predictions.csv`: then one `p_<category>` column per category of the model
+# (prefixed: a category may be named `path`); status as frames.csv's, or `error` for a url that cannot be fetched
+PREDICT_OUT_COLUMNS = ("path", "status", "reason", "predicted", "variant")
 CURVE_COLUMNS = ("epoch", "loss", "f1", "val_loss", "val_f1")  # plots/train/<variant>.csv
 # plots/f1_micro.csv, ranked on val: the metric, then its interval as <metric>_low, <metric>_high (as in the reports;
 # the plot template .dvc/plots/interval.json finds the bounds by these names)

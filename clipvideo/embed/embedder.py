@@ -243,6 +243,11 @@ def write_embeddings(out_dir: Path, videos: Sequence[FramesFile], entries: dict[
     return sum(v.n_frames for v in videos)
 
 
+def embed_recipe(identity: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
+    """Everything but the frames that decides an embeddings cache entry (predict keys its entries the same way)."""
+    return {"kind": KIND, **identity, "code": code_digest(EMBED_CODE), "runtime": runtime}
+
+
 def frames_files(paths: ProjectPaths, recipe: dict[str, Any]) -> list[FramesFile]:
     """The usable rows of data/frames.csv, each with its frames file and its embeddings' cache key."""
     usable = []
@@ -272,7 +277,7 @@ def embed_frames(paths: ProjectPaths, embed: EmbedParams, settings: EmbedSetting
     # first: a cluster that does not answer says so; and the device the model runs on is part of every key
     with open_engine(engine_settings) as engine:
         runtime = encoder_runtime(model_device(engine, embed, settings.device), embed.precision)
-        recipe = {"kind": KIND, **identity, "code": code_digest(EMBED_CODE), "runtime": runtime}
+        recipe = embed_recipe(identity, runtime)
         videos = frames_files(paths, recipe)
         keys = dict.fromkeys(v.key for v in videos)  # identical frames: looked up (and embedded) once
         entries = {key: entry for key in keys if (entry := cache.get(KIND, key)) is not None}

@@ -25,12 +25,13 @@ from clipvideo.core.contracts import (
     FRAMES_DECODER_KEY,
     USABLE_FRAMES,
     VIDEO_STATUSES,
+    VIDEO_SUFFIXES,
     VIDEOS_COLUMNS,
     Status,
 )
 from clipvideo.core.errors import DiskFullError, PipelineError
 from clipvideo.core.files import atomic_directory, link_or_copy, write_json_atomic
-from clipvideo.core.ids import is_safe_id
+from clipvideo.core.ids import URL_ID, is_safe_id
 from clipvideo.core.paths import ProjectPaths
 from clipvideo.core.system import available_cores
 from clipvideo.core.tables import TableRow, read_table, write_table
@@ -49,13 +50,15 @@ KIND = "frames"
 
 
 def video_path(row: TableRow, paths: ProjectPaths) -> Path:
-    """The row's video file, checked to be a file inside data/videos/."""
+    """The row's video file, checked to be a file inside data/videos/, or a local file read in place (folder
+    source, a CSV's relative path), whose id must be a digest of its bytes (checked in frames_keys)."""
     where = f"{paths.videos_table}:{row.line}: id {row['id']!r}"
     if not is_safe_id(row["id"]):
         raise PipelineError(f"{where}: not a manifest id (11-character YouTube id or 16 hex digits)")
     path = (paths.root / row["path"]).resolve()
     videos_dir = paths.videos_dir.resolve()
-    if not row["path"] or path == videos_dir or not path.is_relative_to(videos_dir):
+    in_place = bool(URL_ID.fullmatch(row["id"])) and Path(row["path"]).suffix.lower() in VIDEO_SUFFIXES
+    if not row["path"] or path == videos_dir or not (path.is_relative_to(videos_dir) or in_place):
         raise PipelineError(f"{where}: path {row['path']!r} is not a file inside data/videos/")
     if not path.is_file():
         raise PipelineError(f"{where}: {row['path']} does not exist; rerun the download stage")
@@ -92,11 +95,24 @@ class Source:
     key: str  # the cache key: this video's bytes with these params and this code
 
 
-def frames_keys(sources: list[tuple[str, Path]], recipe: dict[str, Any]) -> list[Source]:
-    """Every video's cache key; hashing reads each video once (threads: hashlib releases the GIL)."""
+def frames_keys(sources: list[tuple[str, Path]], recipe: dict[str, Any], videos_dir: Path) -> list[Source]:
+    """Every video's cache key; hashing reads each video once (threads: hashlib releases the GIL). A video read
+    in place (outside `videos_dir`) must have the bytes its id is a digest of."""
     digests = sha256_files([path for _, path in sources], "frames: hashing videos", unit="video")
+    for (video_id, path), digest in zip(sources, digests, strict=True):
+        if not path.is_relative_to(videos_dir) and digest[: len(video_id)] != video_id:
+            raise PipelineError(f"{path}: its bytes are not those of id {video_id} (changed since the manifest "
+                                "listed it?); rerun the pipeline (dvc repro)")  # fmt: skip
     return [Source(video_id, path, entry_key({**recipe, "video": digest}))
             for (video_id, path), digest in zip(sources, digests, strict=True)]  # fmt: skip
+
+
+def frames_recipe(frames_count: int, params: FramesParams, decoder: dict[str, Any]) -> dict[str, Any]:
+    """Everything but the video that decides a frames cache entry (predict keys its entries the same way)."""
+    return {"kind": KIND, "frames_count": frames_count, "size": params.size, "mode": params.mode,
+            "max_decode_megapixels": params.max_decode_megapixels,
+            "max_decode_megapixels_per_byte": params.max_decode_megapixels_per_byte, "code": code_digest(FRAMES_CODE),
+            "decoder": decoder}  # fmt: skip
 
 
 def frames_made_with(frames_count: int, params: FramesParams) -> dict[str, Any]:
@@ -125,12 +141,9 @@ def extract_frames(paths: ProjectPaths, frames_count: int, params: FramesParams,
     # The decode budget decides which videos are refused, so it is part of the key; so are the libraries that
     # make the bytes.
     decoder = decoder_fingerprint()
-    recipe = {"kind": KIND, "frames_count": frames_count, "size": params.size, "mode": params.mode,
-              "max_decode_megapixels": params.max_decode_megapixels,
-              "max_decode_megapixels_per_byte": params.max_decode_megapixels_per_byte, "code": code_digest(FRAMES_CODE),
-              "decoder": decoder}  # fmt: skip
+    recipe = frames_recipe(frames_count, params, decoder)
     with open_engine(engine_settings, settings.workers) as engine:  # first: a cluster that does not answer says so
-        sources = frames_keys(found, recipe)
+        sources = frames_keys(found, recipe, paths.videos_dir.resolve())
         entries = {key: cache.get(KIND, key) for key in dict.fromkeys(source.key for source in sources)}
         todo = list({source.key: source for source in sources if entries[source.key] is None}.values())  # one a key
         # local: split long videos on spare cores; a Ray task holds one CPU
