@@ -39,11 +39,32 @@ def bench_video(minutes: float, width: int = 640, height: int = 360, fps: int = 
     hue = f",hue=h={variant * 37 % 360}" if variant else ""
     with atomic_path(path) as tmp:
         args = [
-            "-f", "lavfi", "-i", f"testsrc2=s={width}x{height}:r={fps},noise=alls=8:allf=t{hue}",
-            "-t", str(minutes * 60), "-c:v", "libx264", "-preset", "veryfast", "-crf", "26",
-            "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-            "-movflags", "+faststart", "-f", "mp4", str(tmp),
-        ]  # fmt: skip
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=s={width}x{height}:r={fps},noise=alls=8:allf=t{hue}",
+            "-t",
+            str(minutes * 60),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "26",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            str(gop),
+            "-keyint_min",
+            str(gop),
+            "-sc_threshold",
+            "0",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+            str(tmp),
+        ]
         run_ffmpeg(args, timeout_s=3600)
     return path
 
@@ -80,8 +101,11 @@ def scratch_copy(target: Path) -> Path:
     not ignored; so no outputs, caches or virtual environment), committed in a git repository of its own."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.splitlines()  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     for name in listed:
         if (REPO / name).is_file():  # not one deleted in the working tree
             (target / name).parent.mkdir(parents=True, exist_ok=True)
@@ -99,8 +123,12 @@ def revision_copy(revision: str, target: Path) -> Path:
 
 def commit_tree(target: Path, message: str) -> Path:
     """`target` made a git repository of its own, everything in it committed (DVC needs one)."""
-    identity = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost", "GIT_COMMITTER_NAME": "bench",
-                "GIT_COMMITTER_EMAIL": "bench@localhost"}  # fmt: skip
+    identity = {
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@localhost",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@localhost",
+    }
     for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", message]):
         timed_run(command, target, {**os.environ, **identity})
     return target
@@ -127,9 +155,14 @@ def video_row(project: Path, video: Path, category: str, duration_s: float | str
     """data/videos.csv's row of `video` (a file under the project's data/videos/), as the download stage
     writes it for a downloaded video."""
     return {
-        "id": video.stem, "category": category, "status": "ok", "reason": "",
-        "path": video.relative_to(project).as_posix(), "bytes": video.stat().st_size, "duration_s": duration_s,
-    }  # fmt: skip
+        "id": video.stem,
+        "category": category,
+        "status": "ok",
+        "reason": "",
+        "path": video.relative_to(project).as_posix(),
+        "bytes": video.stat().st_size,
+        "duration_s": duration_s,
+    }
 
 
 def read_videos(project: Path) -> list[TableRow]:

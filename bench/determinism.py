@@ -24,8 +24,15 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ["linear", "linear-mixup", "transformer", "transformer-mixup", "random_frame", "random_frame-mixup",
-            "logreg"]  # fmt: skip
+VARIANTS = [
+    "linear",
+    "linear-mixup",
+    "transformer",
+    "transformer-mixup",
+    "random_frame",
+    "random_frame-mixup",
+    "logreg",
+]
 ENV_KEYS = (
     "OPENBLAS_CORETYPE",
     "ATEN_CPU_CAPABILITY",
@@ -107,8 +114,14 @@ def combinations(quick: bool) -> list[dict[str, str]]:
     # what else a machine without AVX-512 changes: MKL's code path (torch's matmuls), numpy's SIMD loops
     rows.append({"MKL_ENABLE_INSTRUCTIONS": "AVX2"})
     rows.append({"NPY_DISABLE_CPU_FEATURES": NUMPY_AVX512})
-    rows.append({"OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-                 "NPY_DISABLE_CPU_FEATURES": NUMPY_AVX2})  # fmt: skip
+    rows.append(
+        {
+            "OPENBLAS_CORETYPE": "Haswell",
+            "ATEN_CPU_CAPABILITY": "avx2",
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+            "NPY_DISABLE_CPU_FEATURES": NUMPY_AVX2,
+        }
+    )
     return rows
 
 
@@ -125,8 +138,12 @@ def run_one(row: dict[str, str], variants: list[str], epochs: int) -> dict[str, 
 def label(row: dict[str, str]) -> list[str]:
     numpy_off = row.get("NPY_DISABLE_CPU_FEATURES", "")
     numpy_level = "no AVX" if "AVX2" in numpy_off else "no AVX-512" if numpy_off else "-"
-    return [row.get("OPENBLAS_CORETYPE") or "-", row.get("ATEN_CPU_CAPABILITY") or "-",
-            row.get("MKL_ENABLE_INSTRUCTIONS") or "-", numpy_level]  # fmt: skip
+    return [
+        row.get("OPENBLAS_CORETYPE") or "-",
+        row.get("ATEN_CPU_CAPABILITY") or "-",
+        row.get("MKL_ENABLE_INSTRUCTIONS") or "-",
+        numpy_level,
+    ]
 
 
 def main() -> None:
@@ -157,8 +174,7 @@ def main() -> None:
                 seen.append(digest)
             cells.append("ABCDEFGHIJ"[seen.index(digest)])
         table.append([*label(row), threads, *cells])
-    headers = ["OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "numpy SIMD", "threads",
-               *columns]  # fmt: skip
+    headers = ["OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "numpy SIMD", "threads", *columns]
     print(tabulate(table, headers=headers, tablefmt="github"))
     print("\ndistinct outputs: " + ", ".join(f"{c} {len(s)}" for c, s in classes.items()))
 

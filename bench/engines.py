@@ -201,10 +201,18 @@ def engine_rows(root: Path, before: Path, cluster: LocalCluster, repeat: int) ->
     for engine in engines:
         total_wall, total_cpu = sum(wall[engine].values()), sum(cpu[engine].values())
         peak = f"{peaks[engine] / 1e6:.0f}" if engine in peaks else "-"
-        rows.append([
-            engine, f"{wall[engine]['frames']:.1f}", f"{wall[engine]['embed']:.1f}", f"{total_wall:.1f}",
-            f"{total_wall / local_wall:.2f}x", f"{total_cpu:.1f}", f"{total_cpu / local_cpu:.2f}x", peak,
-        ])  # fmt: skip
+        rows.append(
+            [
+                engine,
+                f"{wall[engine]['frames']:.1f}",
+                f"{wall[engine]['embed']:.1f}",
+                f"{total_wall:.1f}",
+                f"{total_wall / local_wall:.2f}x",
+                f"{total_cpu:.1f}",
+                f"{total_cpu / local_cpu:.2f}x",
+                peak,
+            ]
+        )
     return rows
 
 
@@ -242,10 +250,20 @@ def batching_rows(frames_counts: list[int], images: int, work: Path, repeat: int
             rates[label] = (total / wall, total / cpu, forwards)
             print(f"  done: frames_count {count}, {label}", file=sys.stderr, flush=True)
         (per, per_cpu, per_forwards), (across, across_cpu, across_forwards) = rates["per video"], rates["across videos"]
-        rows.append([
-            count, len(jpegs), per_forwards, f"{per:.1f}", f"{per_cpu:.1f}", across_forwards,
-            f"{across:.1f}", f"{across_cpu:.1f}", f"{across / per:.2f}x", f"{across_cpu / per_cpu:.2f}x",
-        ])  # fmt: skip
+        rows.append(
+            [
+                count,
+                len(jpegs),
+                per_forwards,
+                f"{per:.1f}",
+                f"{per_cpu:.1f}",
+                across_forwards,
+                f"{across:.1f}",
+                f"{across_cpu:.1f}",
+                f"{across / per:.2f}x",
+                f"{across_cpu / per_cpu:.2f}x",
+            ]
+        )
     return rows
 
 
@@ -268,18 +286,38 @@ def main() -> None:
             with local_cluster(nodes=1, cpus_per_node=cpus, worker_niceness=0) as cluster:
                 rows = engine_rows(minute, before, cluster, args.repeat)
             print(f"frames + embed on {args.videos} x 1-min videos, one process per stage (best of {args.repeat}):\n")
-            headers = ["engine", "frames s", "embed s", "total s", "vs local", "CPU s", "CPU vs local",
-                       "object store peak MB"]  # fmt: skip
+            headers = [
+                "engine",
+                "frames s",
+                "embed s",
+                "total s",
+                "vs local",
+                "CPU s",
+                "CPU vs local",
+                "object store peak MB",
+            ]
             print(table(headers, rows))
             bound = cpus * TASKS_AHEAD_PER_CPU * largest
-            print(f"\nthe bound: cluster CPUs x in-flight tasks per CPU x largest video = {cpus} x "
-                  f"{TASKS_AHEAD_PER_CPU} x {largest / 1e6:.1f} MB = {bound / 1e6:.0f} MB")  # fmt: skip
+            print(
+                f"\nthe bound: cluster CPUs x in-flight tasks per CPU x largest video = {cpus} x "
+                f"{TASKS_AHEAD_PER_CPU} x {largest / 1e6:.1f} MB = {bound / 1e6:.0f} MB"
+            )
         if not args.skip_batching:
             (work / "batching").mkdir()
             rows = batching_rows([4, 16, 100], args.images, work / "batching", args.repeat)
             print(f"\nembed loop, ViT-B-32 fp32, forward batches of 64, images/s (best of {args.repeat}):\n")
-            headers = ["frames_count", "videos", "per video: forwards", "img/s", "img/CPU-s", "across videos: forwards",
-                       "img/s", "img/CPU-s", "speedup", "speedup (CPU)"]  # fmt: skip
+            headers = [
+                "frames_count",
+                "videos",
+                "per video: forwards",
+                "img/s",
+                "img/CPU-s",
+                "across videos: forwards",
+                "img/s",
+                "img/CPU-s",
+                "speedup",
+                "speedup (CPU)",
+            ]
             print(table(headers, rows))
     print(f"\nmachine after: {machine()}")
     print("rerun: python bench/engines.py " + " ".join(sys.argv[1:]))

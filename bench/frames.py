@@ -50,10 +50,28 @@ def ffmpeg_per_frame(path: Path, count: int) -> None:
     """One ffmpeg process per target: input seeking (accurate by default), one scaled RGB frame out."""
     for time in sample_frame_times(video_duration(path), count):
         subprocess.run(
-            [ffmpeg_binary(), "-v", "error", "-nostdin", "-ss", f"{time:.3f}", "-i", str(path), "-frames:v", "1",
-             "-vf", f"scale=-2:{SIZE}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            [
+                ffmpeg_binary(),
+                "-v",
+                "error",
+                "-nostdin",
+                "-ss",
+                f"{time:.3f}",
+                "-i",
+                str(path),
+                "-frames:v",
+                "1",
+                "-vf",
+                f"scale=-2:{SIZE}",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "-",
+            ],
+            check=True,
+            capture_output=True,
+        )
 
 
 def methods(count: int) -> dict[str, object]:

@@ -57,8 +57,28 @@ def generated_video(index: int) -> Path:
     duration = rng.uniform(10, 60)
     source = f"testsrc2=s=320x240:r=24,hue=h={rng.randrange(360)},noise=alls={rng.randrange(2, 12)}:allf=t"
     with atomic_path(path) as tmp:
-        run_ffmpeg(["-f", "lavfi", "-i", source, "-t", f"{duration:.1f}", "-c:v", "libx264", "-preset", "ultrafast",
-                    "-pix_fmt", "yuv420p", "-g", "48", "-f", "mp4", str(tmp)], timeout_s=600)  # fmt: skip
+        run_ffmpeg(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                source,
+                "-t",
+                f"{duration:.1f}",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "48",
+                "-f",
+                "mp4",
+                str(tmp),
+            ],
+            timeout_s=600,
+        )
     return path
 
 
@@ -149,13 +169,26 @@ def main() -> None:
         fresh = scratch_copy(base / "fresh")
         set_videos(fresh, more)
         seconds, frames_counts, embed_counts = frames_and_embed(fresh)
-        rows.append(["fresh clone, from nothing", len(more), f"{seconds:.1f}", f"{seconds / baseline:.2f}",
-                     frames_counts, embed_counts])  # fmt: skip
+        rows.append(
+            [
+                "fresh clone, from nothing",
+                len(more),
+                f"{seconds:.1f}",
+                f"{seconds / baseline:.2f}",
+                frames_counts,
+                embed_counts,
+            ]
+        )
         same = locked(fresh) == incremental
-        print(table(["case", "videos", "frames + embed s", "vs from nothing", "decoded / reused",
-                     "embedded / reused"], rows))  # fmt: skip
-        print(f"\nmd5s of {', '.join(OUTS)} in dvc.lock, +{ADDED} reached incrementally vs from nothing: "
-              f"{'identical' if same else 'DIFFERENT'}")  # fmt: skip
+        print(
+            table(
+                ["case", "videos", "frames + embed s", "vs from nothing", "decoded / reused", "embedded / reused"], rows
+            )
+        )
+        print(
+            f"\nmd5s of {', '.join(OUTS)} in dvc.lock, +{ADDED} reached incrementally vs from nothing: "
+            f"{'identical' if same else 'DIFFERENT'}"
+        )
 
         paths = sorted((project / "data" / "videos").glob("*.mp4"))
         size = sum(p.stat().st_size for p in paths)
@@ -165,16 +198,20 @@ def main() -> None:
         hash_s = time.perf_counter() - hashed
         rate = size / 1e6 / hash_s
         real = REAL_VIDEOS * REAL_MEGABYTES
-        print(f"\nhashing {len(paths)} videos ({size / 1e6:.0f} MB, page cache): {hash_s:.2f} s, {rate:.0f} MB/s; "
-              f"{REAL_VIDEOS} videos of {REAL_MEGABYTES:g} MB ({real / 1e3:.0f} GB) would take about "
-              f"{real / rate:.0f} s at that rate (one thread; the stage hashes with one thread a core)")  # fmt: skip
+        print(
+            f"\nhashing {len(paths)} videos ({size / 1e6:.0f} MB, page cache): {hash_s:.2f} s, {rate:.0f} MB/s; "
+            f"{REAL_VIDEOS} videos of {REAL_MEGABYTES:g} MB ({real / 1e3:.0f} GB) would take about "
+            f"{real / rate:.0f} s at that rate (one thread; the stage hashes with one thread a core)"
+        )
         cache = cache_root(project, None)
         data = project / "data"
-        print(f"\ndisk (DVC's default cache.type here: copies): per-video cache {megabytes(cache):.1f} MB "
-              f"({megabytes(cache / 'frames'):.1f} frames, {megabytes(cache / 'embeddings'):.1f} embeddings); "
-              f"data/frames {megabytes(data / 'frames'):.1f} MB ({linked_share(project):.0%} of its files linked to "
-              f"the cache); data/embeddings {megabytes(data / 'embeddings'):.1f} MB; DVC's cache of the outputs "
-              f"{megabytes(project / '.dvc' / 'cache' / 'files'):.1f} MB")  # fmt: skip
+        print(
+            f"\ndisk (DVC's default cache.type here: copies): per-video cache {megabytes(cache):.1f} MB "
+            f"({megabytes(cache / 'frames'):.1f} frames, {megabytes(cache / 'embeddings'):.1f} embeddings); "
+            f"data/frames {megabytes(data / 'frames'):.1f} MB ({linked_share(project):.0%} of its files linked to "
+            f"the cache); data/embeddings {megabytes(data / 'embeddings'):.1f} MB; DVC's cache of the outputs "
+            f"{megabytes(project / '.dvc' / 'cache' / 'files'):.1f} MB"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

@@ -38,9 +38,14 @@ def main() -> None:
     embeddings = load_embeddings(paths.embeddings_dir)
     train, test = split_set(paths, "train", embeddings), split_set(paths, "test", embeddings)
     rows = [["grouped (data/split.csv)", len(test.ids), len(near_duplicates(test, train, threshold))]]
-    both = LabelledSet(train.ids + test.ids, np.concatenate([train.frames, test.frames]),
-                       np.concatenate([train.mask, test.mask]), np.concatenate([train.labels, test.labels]),
-                       train.categories, 0)  # fmt: skip
+    both = LabelledSet(
+        train.ids + test.ids,
+        np.concatenate([train.frames, test.frames]),
+        np.concatenate([train.mask, test.mask]),
+        np.concatenate([train.labels, test.labels]),
+        train.categories,
+        0,
+    )
     everyone = np.arange(len(both.ids))
     for seed in range(args.splits):
         left, right = train_test_split(everyone, test_size=len(test.ids), random_state=seed, stratify=both.labels)

@@ -32,6 +32,8 @@ PEAK_RSS = (
     "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
 )
+
+
 def help_seconds(project: Path, repeat: int = 5) -> float:
     """Best wall time of `python -m stages.train linear --help` in the project (a light stage's start)."""
     return min(timed_run([sys.executable, "-m", "stages.train", "linear", "--help"], project)[0] for _ in range(repeat))
@@ -49,8 +51,11 @@ def peak_memory(stage: str, root: Path) -> tuple[float, float]:
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", PEAK_RSS, sys.executable, "-m", f"stages.{stage}", "--root", str(root)],
-        cwd=REPO, check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return time.perf_counter() - started, int(result.stdout.strip().splitlines()[-1]) / 1024
 
 
@@ -84,8 +89,12 @@ def main() -> None:
         rows = [["this working tree", *pipeline_times(project)]]
         if args.baseline:
             rows.insert(0, [args.baseline, *pipeline_times(revision_copy(args.baseline, base / "baseline"))])
-            rows.append(["ratio (this / baseline)", *(f"{float(a) / float(b):.2f}x" for a, b in
-                                                      zip(rows[1][1:], rows[0][1:], strict=True))])  # fmt: skip
+            rows.append(
+                [
+                    "ratio (this / baseline)",
+                    *(f"{float(a) / float(b):.2f}x" for a, b in zip(rows[1][1:], rows[0][1:], strict=True)),
+                ]
+            )
         headers = ["code", "dvc repro s (from nothing)", "no-op repro s", "train linear --help s (best of 5)"]
         print(table(headers, rows))
         videos = sum(1 for row in read_videos(project) if row["status"] == "ok")

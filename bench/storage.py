@@ -104,8 +104,9 @@ def main() -> None:
                 continue  # nothing to train
             frames, mask = variant_inputs(spec, data.frames, data.mask, data.ids)
             declared = Declared(params, spec.params, f"variants.yaml: {name}")
-            seconds = timed(lambda spec=spec, frames=frames, mask=mask, declared=declared: fit(
-                spec, data, frames, mask, declared))  # fmt: skip
+            seconds = timed(
+                lambda spec=spec, frames=frames, mask=mask, declared=declared: fit(spec, data, frames, mask, declared)
+            )
             if spec.kind == "logreg":
                 timings.append([name, "until converged", f"{seconds:.1f}", "-"])
             else:

@@ -37,8 +37,10 @@ def run(context: StageContext) -> str:
 
     check_embed_params(context.params.embed, paths.root)  # the model, its weights, and the network they need
     write_text_atomic(paths.checked, PASSED)  # the verdict alone: the same bytes on every machine and every pass
-    return (f"params.yaml, settings.yaml and variants.yaml ({len(variants)} variants) are valid; {environment} "
-            f"-> {paths.checked}")  # fmt: skip
+    return (
+        f"params.yaml, settings.yaml and variants.yaml ({len(variants)} variants) are valid; {environment} "
+        f"-> {paths.checked}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,8 +22,7 @@ def run(context: StageContext) -> str:
     params = context.params
     check_encoder_files(params.embed, context.paths.root)
     categories = source_categories(params.dataset, context.paths.root)  # null: the folder's subfolders
-    return embed_category_prompts(context.paths, categories, params.embed_text, params.embed,
-                                  context.settings.embed)  # fmt: skip
+    return embed_category_prompts(context.paths, categories, params.embed_text, params.embed, context.settings.embed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

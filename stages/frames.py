@@ -18,8 +18,9 @@ def run(context: StageContext) -> str:
     from clipvideo.video.frames import extract_frames
 
     params, settings = context.params, context.settings
-    return extract_frames(context.paths, params.frames_count, params.frames, settings.frames, settings.engine,
-                          settings.cache)  # fmt: skip
+    return extract_frames(
+        context.paths, params.frames_count, params.frames, settings.frames, settings.engine, settings.cache
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -83,7 +83,6 @@ def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
-
 def write_params(root: Path, overrides: dict[str, Any]) -> Path:
     """The repo's params.yaml and settings.yaml with dotted-key overrides, written under root, and its
     variants.yaml and reference.yaml unless root has them.
@@ -193,8 +192,11 @@ def copy_project(dest: Path) -> None:
     """The project as it stands (tracked or new files), without tests, benchmarks, outputs or lock."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.splitlines()  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     for name in listed:
         if name.startswith(OUTPUTS_AND_TOOLING) or name in GENERATED_BY_TESTS:
             continue

@@ -175,8 +175,21 @@ def test_two_queued_experiments_share_the_cache_without_a_torn_or_duplicated_ent
     and write the same entries. Afterwards every entry is whole, once, and each experiment's frames are the bytes
     a run from nothing gives."""
     for epochs in (3, 4):
-        run_command(["dvc", "exp", "run", "--queue", "--name", f"epochs{epochs}", "-S", "frames_count=3",
-                     "-S", f"train.optim.epochs={epochs}"], dvc_repo)  # fmt: skip
+        run_command(
+            [
+                "dvc",
+                "exp",
+                "run",
+                "--queue",
+                "--name",
+                f"epochs{epochs}",
+                "-S",
+                "frames_count=3",
+                "-S",
+                f"train.optim.epochs={epochs}",
+            ],
+            dvc_repo,
+        )
     run_command(["dvc", "queue", "start", "-j", "2"], dvc_repo)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -191,8 +204,11 @@ def test_two_queued_experiments_share_the_cache_without_a_torn_or_duplicated_ent
     assert len(keys) == len(set(keys)) and list(cache.root.rglob("*.tmp")) == []
     for key in keys:
         assert cache.get("frames", key) is not None  # whole: the payload matches its record
-    three_frames = [k for k in keys if json.loads((cache.root / "frames" / k[:2] / f"{k}.json").read_text())
-                    ["record"].get("n_frames") == 3]  # fmt: skip
+    three_frames = [
+        k
+        for k in keys
+        if json.loads((cache.root / "frames" / k[:2] / f"{k}.json").read_text())["record"].get("n_frames") == 3
+    ]
     assert len(three_frames) == 12  # the 12 videos at frames_count=3: written by both experiments, stored once
     locked = []
     for name in ("epochs3", "epochs4"):

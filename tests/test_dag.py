@@ -88,7 +88,8 @@ def test_a_training_seed_reruns_training_and_nothing_upstream(dvc_repo: Path):
     assert seeded == {name for name, variant in VARIANTS.items() if variant.kind in ("linear", "transformer")}
     experiment = run_command(["dvc", "exp", "run", "-S", "train.seed=7"], dvc_repo)
     assert stages_that_ran(experiment) == {"check_params", "report"} | {
-        name for v in seeded for name in (train_stage_name(v, VARIANTS), f"evaluate@{v}")}
+        name for v in seeded for name in (train_stage_name(v, VARIANTS), f"evaluate@{v}")
+    }
     assert "up to date" in run_command(["dvc", "status", "split", "embed", "check_leakage"], dvc_repo).lower()
 
 
@@ -119,8 +120,11 @@ def test_a_prompt_change_reruns_only_zeroshot_and_the_readme_recipe_shows_it_in_
 
 def experiment_rows(shown: list[str], metric: str = "f1_micro") -> dict[str, list[str]]:
     """`python -m clipvideo experiments`' rows: name -> its values (val's choice with a `*`); not the params lines."""
-    footer = "* the best val_f1_micro of the row" if metric == "val_f1_micro" else (
-        f"* the variant the row chose on val (val_f1_micro); {metric} is the test set's")
+    footer = (
+        "* the best val_f1_micro of the row"
+        if metric == "val_f1_micro"
+        else (f"* the variant the row chose on val (val_f1_micro); {metric} is the test set's")
+    )
     assert shown[-1] == footer
     return {line.split()[0]: line.split()[1:] for line in shown[2:-1] if not line.startswith("    ")}
 
@@ -148,8 +152,12 @@ def test_the_sweep_recipe_queues_one_experiment_per_value_and_the_table_marks_th
     assert len(rows) == 4  # workspace, the baseline commit, two experiments
     values = [line.strip() for line in shown if line.startswith("    ")]
     assert sorted(values) == ["frames_count=2", "frames_count=3", "frames_count=4", "frames_count=4"]
-    by_val = experiment_rows(run_command([sys.executable, "-m", "clipvideo", "experiments", "--metric",
-                                          "val_f1_micro"], dvc_repo).splitlines(), "val_f1_micro")  # fmt: skip
+    by_val = experiment_rows(
+        run_command(
+            [sys.executable, "-m", "clipvideo", "experiments", "--metric", "val_f1_micro"], dvc_repo
+        ).splitlines(),
+        "val_f1_micro",
+    )
     for name, row in by_val.items():  # the star is the row's best on val, wherever it shows
         best = max(float(value.rstrip("*")) for value in row)
         assert [value.endswith("*") for value in row] == [float(value.rstrip("*")) == best for value in row]
@@ -194,8 +202,9 @@ def test_a_bad_variants_file_stops_dvc_repro_at_check_params_before_any_other_st
     refused = refused_command(["dvc", "repro"], dvc_repo)
     assert stages_that_ran(refused) == {"check_params"}
     errors = [line for line in refused.splitlines() if line.startswith("check_params: error:")]
-    assert errors == ["check_params: error: variants.yaml: logreg.kind='svm': expected one of linear, transformer, "
-                      "logreg, zeroshot"]  # fmt: skip
+    assert errors == [
+        "check_params: error: variants.yaml: logreg.kind='svm': expected one of linear, transformer, logreg, zeroshot"
+    ]
 
 
 def spec_axis_title(spec: dict, channel: str) -> str | None:
@@ -217,8 +226,12 @@ def test_plots_draw_each_chart_once_with_its_titles_and_a_csv_in_datasets_reruns
     confusion = [f"confusion_{v}" for v in VARIANTS]
     assert sorted(shown) == sorted(["f1_micro", "train_loss", "train_f1", "val_f1", *confusion, *PNGS])
     assert not (dvc_repo / "plots" / "train" / "logreg.csv").exists()
-    definitions = {k: v for entry in yaml.safe_load((dvc_repo / "dvc.yaml").read_text())["plots"]
-                   if isinstance(entry, dict) for k, v in entry.items()}  # fmt: skip
+    definitions = {
+        k: v
+        for entry in yaml.safe_load((dvc_repo / "dvc.yaml").read_text())["plots"]
+        if isinstance(entry, dict)
+        for k, v in entry.items()
+    }
     for chart in ("f1_micro", "train_loss", "train_f1", "val_f1", *confusion):
         spec = shown[chart][0]["content"]
         assert spec["title"]["text"] == definitions[chart]["title"]
@@ -229,8 +242,9 @@ def test_plots_draw_each_chart_once_with_its_titles_and_a_csv_in_datasets_reruns
     # `dvc plots diff` puts two revisions' f1_micro on one chart (the template sets them side by side)
     diff = ["dvc", "plots", "diff", "HEAD", "workspace", "--targets", "f1_micro", "--json"]
     points = json.loads(run_command(diff, dvc_repo))["data"]["f1_micro"][0]["content"]["data"]["values"]
-    assert {(point["rev"], point["variant"]) for point in points} == {(r, v) for r in ("HEAD", "workspace")
-                                                                      for v in VARIANTS}  # fmt: skip
+    assert {(point["rev"], point["variant"]) for point in points} == {
+        (r, v) for r in ("HEAD", "workspace") for v in VARIANTS
+    }
 
     (dvc_repo / "datasets" / "youtube" / "youtube.csv").write_text("link,title,description,category\n")
     (dvc_repo / "datasets" / "other.csv").write_text("a,b\n")
@@ -250,8 +264,9 @@ def test_a_model_registered_as_an_artifact_is_fetched_by_dvc_artifacts_get_and_p
         assert fetched.read_bytes() == (dvc_repo / "models" / f"{variant}.pt").read_bytes()
     video = next((dvc_repo / "data" / "sample").glob("*.mp4")).relative_to(dvc_repo).as_posix()
     (dvc_repo / "models" / "linear.pt").unlink()  # predict reads the fetched file, not the workspace's
-    shown = run_command([sys.executable, "-m", "stages.predict", video, "--model", str(tmp_path / "linear.pt")],
-                        dvc_repo)  # fmt: skip
+    shown = run_command(
+        [sys.executable, "-m", "stages.predict", video, "--model", str(tmp_path / "linear.pt")], dvc_repo
+    )
     assert "category: " in shown
 
 

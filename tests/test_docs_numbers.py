@@ -37,13 +37,17 @@ def test_the_readme_and_models_page_quote_the_committed_choice_range_and_zerosho
     n_test = int(re.search(r"Test videos: (\d+) ", (REPO / "metrics" / "summary.md").read_text())[1])
 
     readme = flat((REPO / "README.md").read_text())
-    row = (f"| offline sample (default) | {n_test} test videos, untrained encoder | chosen on val: {chosen}, "
-           f"{f1[chosen]:.3f} on test; trained variants {span}; zeroshot {f1['zeroshot']:.3f} |")  # fmt: skip
+    row = (
+        f"| offline sample (default) | {n_test} test videos, untrained encoder | chosen on val: {chosen}, "
+        f"{f1[chosen]:.3f} on test; trained variants {span}; zeroshot {f1['zeroshot']:.3f} |"
+    )
     assert row in readme
     models = flat((REPO / "docs" / "models.md").read_text())
-    assert (f"On the offline sample ({n_test} test videos, untrained encoder) val chose {chosen}, whose test f1_micro "
-            f"is {f1[chosen]:.3f}; the trained variants score {span} on test, and zeroshot {f1['zeroshot']:.3f}: "
-            f"one video is {1 / n_test:.3f} of f1_micro there") in models  # fmt: skip
+    assert (
+        f"On the offline sample ({n_test} test videos, untrained encoder) val chose {chosen}, whose test f1_micro "
+        f"is {f1[chosen]:.3f}; the trained variants score {span} on test, and zeroshot {f1['zeroshot']:.3f}: "
+        f"one video is {1 / n_test:.3f} of f1_micro there"
+    ) in models
 
 
 def test_the_experiments_table_shows_the_committed_metrics_for_the_workspace_and_its_commit() -> None:

@@ -34,15 +34,25 @@ def expected_fix() -> str:
     ("torch_version", "torchvision_version", "fix"),
     [
         ("2.14.1", "0.28.0", "uv sync --locked --extra dev --reinstall-package torch --reinstall-package torchvision"),
-        ("2.14.1+cpu", "0.28.0+cpu", "uv pip install torch==2.14.1+cpu torchvision==0.29.1+cpu --index-url "
-                                     "https://download.pytorch.org/whl/cpu"),
-        ("2.14.1+cpu", "0.29.1+cpu", "uv pip install --reinstall --no-deps torch==2.14.1+cpu torchvision==0.29.1+cpu "
-                                     "--index-url https://download.pytorch.org/whl/cpu"),
-        ("2.14.1+cu130", "0.29.2+cu132", "uv sync --locked --extra dev --reinstall-package torch "
-                                         "--reinstall-package torchvision"),
+        (
+            "2.14.1+cpu",
+            "0.28.0+cpu",
+            "uv pip install torch==2.14.1+cpu torchvision==0.29.1+cpu --index-url https://download.pytorch.org/whl/cpu",
+        ),
+        (
+            "2.14.1+cpu",
+            "0.29.1+cpu",
+            "uv pip install --reinstall --no-deps torch==2.14.1+cpu torchvision==0.29.1+cpu "
+            "--index-url https://download.pytorch.org/whl/cpu",
+        ),
+        (
+            "2.14.1+cu130",
+            "0.29.2+cu132",
+            "uv sync --locked --extra dev --reinstall-package torch --reinstall-package torchvision",
+        ),
         (None, None, "uv sync --locked --extra dev --reinstall-package torch --reinstall-package torchvision"),
     ],
-)  # fmt: skip
+)
 def test_the_fix_puts_back_the_locked_builds_or_the_torchvision_built_for_a_cpu_torch(
     torch_version: str | None, torchvision_version: str | None, fix: str
 ) -> None:
@@ -59,8 +69,13 @@ def test_doctor_finds_a_working_environment_here() -> None:
 
 
 def test_doctor_names_the_fix_for_a_torchvision_that_does_not_match(broken_torchvision: dict) -> None:
-    result = subprocess.run([sys.executable, "-m", "clipvideo", "doctor"], capture_output=True, text=True, cwd=REPO,
-                            env={**os.environ, **broken_torchvision})  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "clipvideo", "doctor"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **broken_torchvision},
+    )
     assert result.returncode == 1
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
     assert failed[0] == (
@@ -75,8 +90,13 @@ def test_doctor_reports_a_broken_torch_once_and_what_needs_it(tmp_path: Path) ->
     package = tmp_path / "shadow" / "torch"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("raise ImportError('libtorch_cpu.so: cannot open shared object file')\n")
-    result = subprocess.run([sys.executable, "-m", "clipvideo", "doctor"], capture_output=True, text=True, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(package.parent)})  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "clipvideo", "doctor"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(package.parent)},
+    )
     assert result.returncode == 1
     assert [line for line in result.stdout.splitlines() if line.startswith("FAIL")] == [
         f"FAIL  torch {installed('torch')} does not import (ImportError: libtorch_cpu.so: cannot open shared object "

@@ -51,9 +51,12 @@ def with_frames_count(paths: ProjectPaths, tiny_model_config: Path, count: int, 
 
 
 def test_a_crashed_run_resumes_per_video_and_gives_the_same_bytes(
-    framed: ProjectPaths, tiny_model_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    framed: ProjectPaths,
+    tiny_model_config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     """12 videos of 16 frames: 3 forward batches of 64, 4 videos each. A crash in the second keeps the 4 videos
     of the first in the cache; the rerun embeds the other 8 and writes the bytes of an uninterrupted run."""
     with_frames_count(framed, tiny_model_config, 16, **{"cache.dir": str(tmp_path / "reference-cache")})

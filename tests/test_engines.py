@@ -184,9 +184,12 @@ def test_a_killed_ray_worker_or_stage_loses_and_duplicates_no_video(
 
     # frames: a worker dies while decoding; Ray runs its task again on another worker
     kill_a_worker_mid_run(
-        "frames", killed.root, ray_cluster, "ray::with_local_files",
+        "frames",
+        killed.root,
+        ray_cluster,
+        "ray::with_local_files",
         lambda: cache_entries(killed.root, "frames"),
-    )  # fmt: skip
+    )
     assert leftovers(killed.root) == []
 
     # embed: the stage itself dies; the rerun on the cluster reuses its finished videos, and then a model

@@ -60,8 +60,17 @@ def hostile(tmp_path: Path) -> tuple[Path, Path]:
     (travel / "link.mp4").symlink_to(outside)
     shutil.copyfile(food / "food clip a.mp4", videos / "history" / "copied from food.mp4")  # two labels
     (food / ".DS_Store").write_bytes(b"\0\1")
-    write_params(root, {**SHRUNK, "dataset.source": "folder", "dataset.folder": str(videos),
-                        "dataset.categories": None, "download.min_videos": 2, "frames.min_videos": 2})  # fmt: skip
+    write_params(
+        root,
+        {
+            **SHRUNK,
+            "dataset.source": "folder",
+            "dataset.folder": str(videos),
+            "dataset.categories": None,
+            "download.min_videos": 2,
+            "frames.min_videos": 2,
+        },
+    )
     return root, videos
 
 
@@ -69,8 +78,10 @@ def test_a_hostile_folder_is_listed_read_in_place_and_decoded(hostile, capsys):
     root, videos = hostile
     paths = ProjectPaths(root)
     assert manifest.main(["--root", str(root)]) == 0
-    rows = {Path(row["url"]).relative_to(videos).as_posix() if row["status"] == "valid" else row["url"]: row
-            for row in read_rows(paths.manifest)}  # fmt: skip
+    rows = {
+        Path(row["url"]).relative_to(videos).as_posix() if row["status"] == "valid" else row["url"]: row
+        for row in read_rows(paths.manifest)
+    }
     valid = {name: row for name, row in rows.items() if row["status"] == "valid"}
     assert {f"food/{UNICODE}", "food/Case.mp4", "food/case.mp4", f"food/{LONG}", "travel/truncated.mp4"} <= set(valid)
     assert all(re.fullmatch(r"[0-9a-f]{16}", row["id"]) for row in valid.values())
@@ -101,8 +112,16 @@ def test_a_hostile_folder_is_listed_read_in_place_and_decoded(hostile, capsys):
 
 def test_outside_links_are_read_when_the_setting_allows(hostile):
     root, videos = hostile
-    write_params(root, {**SHRUNK, "dataset.source": "folder", "dataset.folder": str(videos),
-                        "dataset.categories": None, "dataset.allow_outside_links": True})  # fmt: skip
+    write_params(
+        root,
+        {
+            **SHRUNK,
+            "dataset.source": "folder",
+            "dataset.folder": str(videos),
+            "dataset.categories": None,
+            "dataset.allow_outside_links": True,
+        },
+    )
     assert manifest.main(["--root", str(root)]) == 0
     link = next(row for row in read_rows(ProjectPaths(root).manifest) if row["url"].endswith("link.mp4"))
     assert link["status"] == "valid"
@@ -120,8 +139,10 @@ def test_an_empty_or_missing_category_is_one_line(tmp_path, capsys, change, mess
     videos = labelled_folder(tmp_path / "videos", per_category=1)
     change(videos)
     categories = None if "sport" in message else list(HUES)
-    write_params(tmp_path, {**SHRUNK, "dataset.source": "folder", "dataset.folder": str(videos),
-                            "dataset.categories": categories})  # fmt: skip
+    write_params(
+        tmp_path,
+        {**SHRUNK, "dataset.source": "folder", "dataset.folder": str(videos), "dataset.categories": categories},
+    )
     assert manifest.main(["--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(message, err[0]), err
@@ -131,8 +152,14 @@ def test_a_csv_names_local_videos_relative_to_itself(tmp_path):
     folder = tmp_path / "project" / "datasets" / "csv"
     render(folder / "clips" / "a b.mp4", "food", 1)
     render(tmp_path / "outside.mp4", "food", 2)
-    lines = ["link,title,category", "clips/a b.mp4,A,food", "../../../outside.mp4,B,food", "clips/none.mp4,C,food",
-             "dQw4w9WgXcQ,D,travel", "clips/a b.mp4,E,travel"]  # fmt: skip
+    lines = [
+        "link,title,category",
+        "clips/a b.mp4,A,food",
+        "../../../outside.mp4,B,food",
+        "clips/none.mp4,C,food",
+        "dQw4w9WgXcQ,D,travel",
+        "clips/a b.mp4,E,travel",
+    ]
     (folder / "videos.csv").write_text("\n".join(lines) + "\n")
     root = tmp_path / "project"
     write_params(root, {**SHRUNK, "dataset.source": "csv", "dataset.csv": "datasets/csv/videos.csv"})
@@ -153,9 +180,18 @@ def test_the_folder_source_runs_dvc_repro_and_one_new_video_costs_one(tmp_path, 
     root = tmp_path / "repo"
     root.mkdir()
     copy_project(root)
-    write_params(root, {**SHRUNK, "embed.model": str(tiny_model_config), "dataset.source": "folder",
-                        "dataset.folder": str(videos), "dataset.categories": None, "split.test_size": 0.25,
-                        "split.val_size": 0.15})  # fmt: skip
+    write_params(
+        root,
+        {
+            **SHRUNK,
+            "embed.model": str(tiny_model_config),
+            "dataset.source": "folder",
+            "dataset.folder": str(videos),
+            "dataset.categories": None,
+            "split.test_size": 0.25,
+            "split.val_size": 0.15,
+        },
+    )
     run_command(["git", "init", "-q"], root)
     run_command(["dvc", "init", "-q"], root)
     shutil.copytree(Path(__file__).resolve().parents[1] / ".dvc" / "plots", root / ".dvc" / "plots")

@@ -13,8 +13,18 @@ from PIL import Image
 from clipvideo.evaluation import gallery
 from clipvideo.video.store import SampledFrames, save_frames
 
-COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (128, 0, 0),
-           (0, 128, 0), (0, 0, 128), (128, 128, 0)]  # fmt: skip
+COLOURS = [
+    (255, 0, 0),
+    (0, 255, 0),
+    (0, 0, 255),
+    (255, 255, 0),
+    (0, 255, 255),
+    (255, 0, 255),
+    (128, 0, 0),
+    (0, 128, 0),
+    (0, 0, 128),
+    (128, 128, 0),
+]
 
 
 def store_frames(frames_dir: Path, video_id: str, colours: list[tuple[int, int, int]], size: int = 32) -> None:

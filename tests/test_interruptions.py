@@ -206,8 +206,13 @@ def test_dvc_repro_killed_in_frames_resumes_and_locks_what_an_uninterrupted_run_
     dvc_run(["dvc", "repro", "download"], root)
     paths = ProjectPaths(root)
 
-    process = subprocess.Popen(["dvc", "repro", "frames"], cwd=root, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        ["dvc", "repro", "frames"],
+        cwd=root,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while frames_finished(paths) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -222,8 +227,16 @@ def test_dvc_repro_killed_in_frames_resumes_and_locks_what_an_uninterrupted_run_
     locked = frames_lock(root)
     assert leftovers(root) == []
 
-    write_params(root, {**shrunk_params, "frames_count": 32, "frames.size": 128, "frames.workers": 1,
-                        "cache.dir": str(tmp_path / "empty-cache")})  # fmt: skip
+    write_params(
+        root,
+        {
+            **shrunk_params,
+            "frames_count": 32,
+            "frames.size": 128,
+            "frames.workers": 1,
+            "cache.dir": str(tmp_path / "empty-cache"),
+        },
+    )
     clean = dvc_run(["dvc", "repro", "--force", "--single-item", "--no-run-cache", "frames"], root)
     assert "12 videos decoded, 0 reused from the cache" in clean and "Running stage 'frames'" in clean
     assert frames_lock(root) == locked

@@ -149,9 +149,14 @@ def test_stage_modules_are_thin_and_reach_the_library_after_parsing() -> None:
         source = (REPO / "stages" / f"{name}.py").read_text()
         assert len(source.splitlines()) <= 50, f"stages/{name}.py has {len(source.splitlines())} lines"
         top = [node for node in ast.parse(source).body if isinstance(node, ast.ImportFrom)]
-        assert {node.module for node in top} <= {"__future__", "collections.abc", "clipvideo.cli.stage",
-                                                  "clipvideo.core.paths", "clipvideo.config.declared",
-                                                  "clipvideo.core.system"}  # fmt: skip
+        assert {node.module for node in top} <= {
+            "__future__",
+            "collections.abc",
+            "clipvideo.cli.stage",
+            "clipvideo.core.paths",
+            "clipvideo.config.declared",
+            "clipvideo.core.system",
+        }
 
 
 def test_help_answers_without_importing_torch() -> None:
@@ -198,8 +203,11 @@ def test_every_csv_column_tuple_lives_in_the_contracts_module() -> None:
 def test_tests_reach_a_stage_only_through_its_main_and_bench_never() -> None:
     """Stage internals are not an API: tests call `main` (or the command line); bench never imports stages."""
     for path in (REPO / "bench").glob("*.py"):
-        assert "stages" not in {n.module.split(".")[0] for n in ast.walk(ast.parse(path.read_text()))
-                                if isinstance(n, ast.ImportFrom) and n.module}, path  # fmt: skip
+        assert "stages" not in {
+            n.module.split(".")[0]
+            for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.ImportFrom) and n.module
+        }, path
     for path in (REPO / "tests").glob("*.py"):
         tree = ast.parse(path.read_text())
         stage_names = set()

@@ -27,8 +27,13 @@ def with_series(tmp_path_factory: pytest.TempPathFactory, tiny_model_config: Pat
 
     root = tmp_path_factory.mktemp("series") / "project"
     root.mkdir()
-    overrides = {"sample.videos_per_category": 4, "sample.series_per_category": 1, "split.seed": 14,
-                 "split.test_size": 0.25, "split.val_size": 0.25}  # the series of art_music alone in test
+    overrides = {
+        "sample.videos_per_category": 4,
+        "sample.series_per_category": 1,
+        "split.seed": 14,
+        "split.test_size": 0.25,
+        "split.val_size": 0.25,
+    }  # the series of art_music alone in test
     write_params(root, {**SHRUNK, "embed.model": str(tiny_model_config), **overrides, "download.min_videos": 4})
     for stage in (manifest, download, frames, embed, split):
         assert stage.main(["--root", str(root)]) == 0
@@ -47,8 +52,11 @@ def test_the_grouped_split_leaves_no_near_duplicate_and_a_random_split_does(with
     copy = ProjectPaths(tmp_path / "random")
     shutil.copytree(with_series.root, copy.root)
     train, test = train_test_split(rows, test_size=0.5, random_state=0, stratify=[r["category"] for r in rows])
-    write_table(copy.split_table, SPLIT_COLUMNS, [{**r, "split": "train"} for r in train] +
-                [{**r, "split": "test"} for r in test])  # fmt: skip
+    write_table(
+        copy.split_table,
+        SPLIT_COLUMNS,
+        [{**r, "split": "train"} for r in train] + [{**r, "split": "test"} for r in test],
+    )
     check_leakage(copy, THRESHOLD)
     pairs = json.loads(copy.leakage_report.read_text())["pairs"]
     group = {row["id"]: row["group"] for row in rows}

@@ -151,8 +151,12 @@ def test_stage_runs_as_a_module(tmp_path: Path) -> None:
     youtube_project(tmp_path, source)
     done = subprocess.run(
         [sys.executable, "-m", "stages.manifest", "--root", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert "malformed id" in done.stdout and "2 rows (1 valid)" in done.stdout
 
 
@@ -199,8 +203,10 @@ def test_nul_and_control_characters_never_reach_the_console_or_the_manifest(tmp_
     assert not any(c in out + manifest_text for c in "\x00\x1b\x07")
     rows = read_csv(paths.manifest)
     assert rows[0]["title"] == "title[31m red" and rows[0]["category"] == "travel" and rows[0]["status"] == "valid"
-    assert [(row["status"], row["category"]) for row in rows[1:3]] == [("invalid", "fo\\x1bod\\x07"),
-                                                                        ("invalid", "fo\\nod")]  # fmt: skip
+    assert [(row["status"], row["category"]) for row in rows[1:3]] == [
+        ("invalid", "fo\\x1bod\\x07"),
+        ("invalid", "fo\\nod"),
+    ]
     assert rows[2]["reason"] == "unknown category: 'fo\\nod', expected one of food, art_music, travel, history"
     assert rows[3]["url"] == "https://example.org/\\x00\\x1b[2J" and rows[3]["status"] == "invalid"
 
@@ -223,8 +229,14 @@ def test_a_long_title_is_cut_at_the_manifest_and_the_download_reads_it(tmp_path:
 
 def test_the_counts_fit_a_terminal_and_a_category_named_total_is_not_the_total(tmp_path: Path, capsys) -> None:
     """Every reason kind at once: one wide table wrapped in an 80-column terminal and ran its headers together."""
-    rows = [("i9E_Blai8vk", "a", "food"), ("i9E_Blai8vk", "b", "food"), ("r284c", "c", "food"),
-            ("ftp://x/y", "d", "food"), ("HzRMV2keMcU", "e", ""), ("_64diyTtjwQ", "f", "total")]  # fmt: skip
+    rows = [
+        ("i9E_Blai8vk", "a", "food"),
+        ("i9E_Blai8vk", "b", "food"),
+        ("r284c", "c", "food"),
+        ("ftp://x/y", "d", "food"),
+        ("HzRMV2keMcU", "e", ""),
+        ("_64diyTtjwQ", "f", "total"),
+    ]
     youtube_project(tmp_path, write_source(tmp_path / "videos.csv", rows))
     assert manifest.main(["--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -167,8 +167,10 @@ def test_the_epoch_kept_is_the_best_on_val_and_test_is_never_read():
 
 
 def test_best_epoch_breaks_ties_on_val_loss_then_takes_the_earliest():
-    rows = [{"epoch": e, "val_f1": f, "val_loss": loss} for e, f, loss in
-            [(1, 0.5, 0.9), (2, 0.75, 0.6), (3, 0.75, 0.5), (4, 0.75, 0.5), (5, 0.5, 0.1)]]  # fmt: skip
+    rows = [
+        {"epoch": e, "val_f1": f, "val_loss": loss}
+        for e, f, loss in [(1, 0.5, 0.9), (2, 0.75, 0.6), (3, 0.75, 0.5), (4, 0.75, 0.5), (5, 0.5, 0.1)]
+    ]
     assert best_epoch(rows) == 3
     assert best_epoch([{"epoch": e, "val_f1": "", "val_loss": ""} for e in (1, 2, 3)]) == 3  # no val: the last
 

@@ -126,11 +126,19 @@ def test_an_encrypted_hls_stream_never_hands_its_urls_to_ffmpeg(
     hidden_routes = {"/key": Body(b"k" * 16, "application/octet-stream"), "/seg0.ts": Body(segment, "video/mp2t")}
     with serving(hidden_routes) as hidden:
         port = hidden.httpd.server_address[1]
-        encrypted = "\n".join([
-            "#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:0",
-            f'#EXT-X-KEY:METHOD=SAMPLE-AES,URI="http://0.0.0.0:{port}/key"',
-            "#EXTINF:1.0,", f"http://0.0.0.0:{port}/seg0.ts", "#EXT-X-ENDLIST", "",
-        ])  # fmt: skip
+        encrypted = "\n".join(
+            [
+                "#EXTM3U",
+                "#EXT-X-VERSION:3",
+                "#EXT-X-TARGETDURATION:2",
+                "#EXT-X-MEDIA-SEQUENCE:0",
+                f'#EXT-X-KEY:METHOD=SAMPLE-AES,URI="http://0.0.0.0:{port}/key"',
+                "#EXTINF:1.0,",
+                f"http://0.0.0.0:{port}/seg0.ts",
+                "#EXT-X-ENDLIST",
+                "",
+            ]
+        )
         with serving({"/sample-aes.m3u8": Body(encrypted.encode(), M3U8)}) as server:
             url = server.url("/sample-aes.m3u8")
             overrides = {"download.allow_private_networks": ["127.0.0.1/32"], "download.video_timeout_s": 60}
@@ -164,9 +172,12 @@ def test_a_download_worker_starts_no_program_but_the_allowed_ones(tmp_path: Path
     lines = result.stdout.splitlines()
     assert lines[0] == "0" and len(lines) == 6, lines
     assert [line.split(":")[0] for line in lines[1:]] == [
-        "refused to start ffmpeg", "refused to start sh", "refused to start os.system", "refused to start echo",
+        "refused to start ffmpeg",
+        "refused to start sh",
+        "refused to start os.system",
+        "refused to start echo",
         "refused to start os.fork",
-    ]  # fmt: skip
+    ]
 
 
 def test_a_video_past_its_time_limit_is_killed_and_the_next_one_is_fetched(tmp_path: Path, mp4: bytes) -> None:

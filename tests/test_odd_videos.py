@@ -165,9 +165,21 @@ def corner_pattern(directory: Path) -> Path:
     return render(
         directory,
         "corners.mp4",
-        ["-f", "lavfi", "-i", "color=c=gray:s=320x240:r=10:d=1", "-vf", boxes, "-c:v", "libx264", "-qp", "0",
-         "-pix_fmt", "yuv444p"],
-    )  # fmt: skip
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=gray:s=320x240:r=10:d=1",
+            "-vf",
+            boxes,
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            "-pix_fmt",
+            "yuv444p",
+        ],
+    )
 
 
 def ffmpeg_upright(path: Path, size: int) -> np.ndarray:
@@ -193,8 +205,9 @@ def box_centre(image: np.ndarray, colour: tuple[int, int, int]) -> tuple[float, 
 @pytest.mark.parametrize(("rotation", "red_at"), [(90, "bottom-left"), (-90, "top-right"), (180, "bottom-right")])
 def test_rotation_metadata_gives_upright_frames_like_the_ffmpeg_cli(tmp_path: Path, rotation: int, red_at: str):
     source = corner_pattern(tmp_path)
-    rotated = render(tmp_path, f"rotated{rotation}.mp4", ["-display_rotation", str(rotation), "-i", str(source),
-                                                          "-c", "copy"])  # fmt: skip
+    rotated = render(
+        tmp_path, f"rotated{rotation}.mp4", ["-display_rotation", str(rotation), "-i", str(source), "-c", "copy"]
+    )
     with av.open(str(rotated)) as container:
         frame = next(container.decode(video=0))
         assert frame.rotation % 360 == rotation % 360  # the metadata is there, the pixels are not rotated
@@ -209,8 +222,24 @@ def test_rotation_metadata_gives_upright_frames_like_the_ffmpeg_cli(tmp_path: Pa
 
 def test_portrait_video_is_scaled_by_its_short_side_and_centre_cropped(tmp_path: Path):
     boxes = "drawbox=x=0:y=0:w=240:h=40:c=red:t=fill,drawbox=x=0:y=140:w=120:h=40:c=blue:t=fill"
-    path = render(tmp_path, "portrait.mp4", ["-f", "lavfi", "-i", "color=c=gray:s=240x320:r=10:d=1", "-vf", boxes,
-                                             "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p"])  # fmt: skip
+    path = render(
+        tmp_path,
+        "portrait.mp4",
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=gray:s=240x320:r=10:d=1",
+            "-vf",
+            boxes,
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            "-pix_fmt",
+            "yuv444p",
+        ],
+    )
     image = sample_frames(path, 1, 96).images[0]
     assert image.shape == (96, 96, 3)
     assert np.abs(image.astype(int) - ffmpeg_upright(path, 96)).mean() < 3
@@ -229,8 +258,17 @@ def run_frames_stage(root: Path, sources: dict[str, Path], overrides: dict | Non
     for name, source in sources.items():
         stored = f"data/videos/{url_id(name)}{Path(name).suffix}"
         shutil.copyfile(source, root / stored)
-        rows.append({"id": url_id(name), "category": "food", "status": "ok", "reason": "", "path": stored,
-                     "bytes": 0, "duration_s": ""})  # fmt: skip
+        rows.append(
+            {
+                "id": url_id(name),
+                "category": "food",
+                "status": "ok",
+                "reason": "",
+                "path": stored,
+                "bytes": 0,
+                "duration_s": "",
+            }
+        )
     write_table(root / "data" / "videos.csv", VIDEOS_COLUMNS, rows)
     write_params(root, {"frames_count": COUNT, "frames.size": SIZE, "frames.min_videos": 1, **(overrides or {})})
     assert frames.main(["--root", str(root)]) == 0

@@ -151,10 +151,12 @@ def test_settings_env_names_another_file(tmp_path, monkeypatch):
     [
         (lambda path: path.mkdir(), "settings.yaml: a directory; expected a YAML file"),
         (lambda path: path.symlink_to("/dev/zero"), "settings.yaml: a link to /dev/zero, a character device; expected"),
-        (lambda path: path.symlink_to("/nonexistent/x.yaml"), "settings.yaml: a link to /nonexistent/x.yaml, which "
-                                                              "does not exist; expected a YAML file"),
+        (
+            lambda path: path.symlink_to("/nonexistent/x.yaml"),
+            "settings.yaml: a link to /nonexistent/x.yaml, which does not exist; expected a YAML file",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_settings_path_that_is_no_file_says_what_it_is(tmp_path, monkeypatch, make, expected):
     """Only a settings.yaml that does not exist at all takes the defaults."""
     monkeypatch.delenv("CLIPVIDEO_SETTINGS", raising=False)
@@ -195,11 +197,14 @@ def test_the_check_command_refuses_an_alias_bomb_in_params_yaml_without_dvc(tmp_
     """What a pre-commit hook or CI runs before DVC ever parses a params.yaml from someone else."""
     write_params(tmp_path, {})
     (tmp_path / "params.yaml").write_text(alias_bomb_params())
-    result = subprocess.run([sys.executable, "-c", CHECK, "--root", str(tmp_path)], cwd=REPO, capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK, "--root", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.strip().splitlines()[-1] == "2 []"  # refused, and neither DVC nor anything heavy loaded
-    assert result.stderr == "check: error: params.yaml:4: YAML anchors and aliases (& and *) are not allowed here; " \
-                            "write each value out\n"  # fmt: skip
+    assert (
+        result.stderr == "check: error: params.yaml:4: YAML anchors and aliases (& and *) are not allowed here; "
+        "write each value out\n"
+    )
 
 
 def test_the_check_command_says_each_problem_in_one_line(tmp_path, monkeypatch, capsys):
@@ -305,9 +310,14 @@ def test_embed_stage_with_unknown_model_writes_nothing(project: ProjectPaths, sh
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("embed.model", "{outside}/tiny.json"), ("embed.model", "models/tiny.json"), ("embed.pretrained", "ckpt.pt"),
-     ("embed.pretrained", "{outside}/ckpt.pt"), ("embed.pretrained", "encoders/../ckpt.pt")],
-)  # fmt: skip
+    [
+        ("embed.model", "{outside}/tiny.json"),
+        ("embed.model", "models/tiny.json"),
+        ("embed.pretrained", "ckpt.pt"),
+        ("embed.pretrained", "{outside}/ckpt.pt"),
+        ("embed.pretrained", "encoders/../ckpt.pt"),
+    ],
+)
 @pytest.mark.parametrize("stage", ["check_params", "embed", "embed_text"])
 def test_a_model_file_outside_encoders_is_refused_in_one_line_naming_the_fix(tmp_path, capsys, key, value, stage):
     """DVC tracks encoders/ (a dep of embed and embed_text), not a path a param names: a file elsewhere could be
@@ -327,9 +337,11 @@ def test_a_model_file_outside_encoders_is_refused_in_one_line_naming_the_fix(tmp
     code, err = run_stage(importlib.import_module(f"stages.{stage}"), root, capsys)
     assert code == 2
     name = Path(value).name
-    assert err == (f"{stage}: error: params.yaml: {key}={value!r}: a file outside the project's encoders/ folder, "
-                   f"which DVC does not track (replacing it would rerun nothing); copy it to encoders/ and set "
-                   f"{key}: encoders/{name}")  # fmt: skip
+    assert err == (
+        f"{stage}: error: params.yaml: {key}={value!r}: a file outside the project's encoders/ folder, "
+        f"which DVC does not track (replacing it would rerun nothing); copy it to encoders/ and set "
+        f"{key}: encoders/{name}"
+    )
 
 
 def test_a_model_name_a_tag_or_a_file_under_encoders_passes_the_check(tmp_path) -> None:
@@ -337,6 +349,10 @@ def test_a_model_name_a_tag_or_a_file_under_encoders_passes_the_check(tmp_path) 
     from clipvideo.config.schema import EmbedParams
 
     (tmp_path / "encoders").mkdir()
-    for model, pretrained in [("ViT-B-32", "openai"), ("ViT-B-32", "none"), ("encoders/x.json", "encoders/x.pt"),
-                              (str(tmp_path / "encoders" / "x.json"), "laion2b_s34b_b79k")]:  # fmt: skip
+    for model, pretrained in [
+        ("ViT-B-32", "openai"),
+        ("ViT-B-32", "none"),
+        ("encoders/x.json", "encoders/x.pt"),
+        (str(tmp_path / "encoders" / "x.json"), "laion2b_s34b_b79k"),
+    ]:
         check_encoder_files(EmbedParams(model=model, pretrained=pretrained, precision="fp32", seed=0), tmp_path)

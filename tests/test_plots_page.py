@@ -22,12 +22,19 @@ from .conftest import REPO, run_command
 # Headless chromium with every way off this machine closed: names resolve to nothing, any http(s) goes to a
 # closed local port, and none of its background services (updates, sync, QUIC) starts.
 OFFLINE_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
-    "--virtual-time-budget=10000", "--window-size=1400,1000",
-]  # fmt: skip
-
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=127.0.0.1:9",
+    "--virtual-time-budget=10000",
+    "--window-size=1400,1000",
+]
 
 
 def chromium() -> str:
@@ -43,8 +50,10 @@ def open_offline(page: Path, profile: Path, *action: str) -> str:
     """Load `page` in headless chromium with no network and run `action` (--dump-dom: returns the DOM's body)."""
     result = subprocess.run(
         [chromium(), *OFFLINE_FLAGS, f"--user-data-dir={profile}", *action, page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, f"chromium failed on {page}:\n{result.stderr[-3000:]}"
     return result.stdout[result.stdout.rfind("<body>") :]  # the page's body, not markup quoted inside the scripts
 

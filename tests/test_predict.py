@@ -86,8 +86,10 @@ def test_bad_inputs_get_one_line(trained, tmp_path, capsys):
         ([str(playlist)], "playlist.mp4: unreadable video (not a video: an ffconcat playlist that refers to other"),
         ([video, "--variant", "nonsense"], "unknown variant 'nonsense'"),
         ([video, "--model", str(tmp_path / "none.pt")], "none.pt: no such model file (--model)"),
-        ([video, "--variant", "transformer"],
-         "no trained model for variant 'transformer'; run `dvc repro train_transformer@transformer` first"),
+        (
+            [video, "--variant", "transformer"],
+            "no trained model for variant 'transformer'; run `dvc repro train_transformer@transformer` first",
+        ),
     ]
     for argv, message in cases:
         assert predict.main(["--root", str(trained.root), *argv]) == 2

@@ -61,11 +61,20 @@ ENVIRONMENTS = [
     {"OPENBLAS_CORETYPE": "Haswell"},
     {"OPENBLAS_CORETYPE": "SkylakeX"},
     {"OPENBLAS_CORETYPE": "Prescott", "ATEN_CPU_CAPABILITY": "avx2"},
-    {"OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-     "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"},
-]  # fmt: skip
-VARIABLES = ("OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "NPY_DISABLE_CPU_FEATURES",
-             "MKL_CBWR")  # fmt: skip
+    {
+        "OPENBLAS_CORETYPE": "Haswell",
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
+    },
+]
+VARIABLES = (
+    "OPENBLAS_CORETYPE",
+    "ATEN_CPU_CAPABILITY",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "NPY_DISABLE_CPU_FEATURES",
+    "MKL_CBWR",
+)
 
 
 @pytest.mark.slow  # 4 processes that import torch and scikit-learn: 62 s on 2 shared cores
@@ -78,8 +87,12 @@ def test_fits_are_the_same_bytes_under_other_kernels_simd_levels_and_threads():
     assert [run.returncode for run in runs] == [0] * len(runs), [err[-2000:] for _, err in outputs]
     found = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     for name in ("logreg", "linear-mixup", "transformer"):
-        digests = {f"{env} {key}": h[:12] for env, hashes in zip(ENVIRONMENTS, found, strict=True)
-                   for key, h in hashes.items() if key.startswith(name)}  # fmt: skip
+        digests = {
+            f"{env} {key}": h[:12]
+            for env, hashes in zip(ENVIRONMENTS, found, strict=True)
+            for key, h in hashes.items()
+            if key.startswith(name)
+        }
         assert len(set(digests.values())) == 1, "\n".join(f"{k}: {v}" for k, v in digests.items())
 
 

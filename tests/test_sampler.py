@@ -30,11 +30,32 @@ SIZE = 48
 
 def encode(path: Path, seconds: float, fps: int, gop: int, extra: tuple[str, ...] = ()) -> Path:
     """A moving test pattern with B-frames and a fixed keyframe interval (every frame differs)."""
-    run_ffmpeg([
-        "-f", "lavfi", "-i", f"testsrc2=s=160x96:r={fps}", "-t", str(seconds), "-c:v", "libx264",
-        "-preset", "veryfast", "-bf", "3", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-        "-pix_fmt", "yuv420p", *extra, str(path),
-    ])  # fmt: skip
+    run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=s=160x96:r={fps}",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-bf",
+            "3",
+            "-g",
+            str(gop),
+            "-keyint_min",
+            str(gop),
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            *extra,
+            str(path),
+        ]
+    )
     return path
 
 

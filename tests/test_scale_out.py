@@ -64,8 +64,14 @@ def test_frames_and_embed_on_a_node_that_cannot_read_the_project_write_the_local
         ModuleNotFoundError: No module named 'clipvideo'
 
     (measured with this cluster: the second node cannot see the checkout, so it cannot import the project)."""
-    looked = subprocess.run([sys.executable, "-c", LOOK, str(REPO), str(project.root)], cwd=REPO, text=True,
-                            env=environment(isolated_cluster.address), capture_output=True, timeout=300)  # fmt: skip
+    looked = subprocess.run(
+        [sys.executable, "-c", LOOK, str(REPO), str(project.root)],
+        cwd=REPO,
+        text=True,
+        env=environment(isolated_cluster.address),
+        capture_output=True,
+        timeout=300,
+    )
     assert looked.returncode == 0, looked.stderr[-3000:]
     python = Path(sys.prefix)  # the node has its own (./dev.sh's .venv in the checkout: kept, as on a real node)
     kept = [python.relative_to(REPO).parts[0]] if python.is_relative_to(REPO) else []
@@ -86,8 +92,14 @@ def test_frames_and_embed_on_a_node_that_cannot_read_the_project_write_the_local
 def test_a_cluster_that_does_not_answer_is_one_line_within_seconds(project: ProjectPaths, shrunk_params) -> None:
     write_params(project.root, shrunk_params)
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "stages.frames", "--root", str(project.root)], cwd=REPO, text=True,
-                          env=environment("127.0.0.1:9"), capture_output=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "stages.frames", "--root", str(project.root)],
+        cwd=REPO,
+        text=True,
+        env=environment("127.0.0.1:9"),
+        capture_output=True,
+        timeout=120,
+    )
     seconds = time.monotonic() - started
     assert done.returncode == 2
     error = done.stderr.strip().splitlines()[-1]
@@ -98,8 +110,14 @@ def test_a_cluster_that_does_not_answer_is_one_line_within_seconds(project: Proj
 
 
 def start_frames(root: Path, address: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "stages.frames", "--root", str(root)], cwd=REPO, text=True,
-                            env=environment(address), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "stages.frames", "--root", str(root)],
+        cwd=REPO,
+        text=True,
+        env=environment(address),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_for_entries(root: Path, process: subprocess.Popen, count: int) -> None:
@@ -137,8 +155,14 @@ def test_sigterm_stops_the_stage_and_its_ray_work_within_seconds_and_the_rerun_r
     while isolated_cluster.processes_titled("ray::with_local_files") and time.monotonic() < deadline:
         time.sleep(0.2)  # the driver is gone: Ray ends its tasks
     assert isolated_cluster.processes_titled("ray::with_local_files") == []
-    rerun = subprocess.run([sys.executable, "-m", "stages.frames", "--root", str(long_project.root)], cwd=REPO,
-                           env=environment(None), capture_output=True, text=True, timeout=600)  # fmt: skip
+    rerun = subprocess.run(
+        [sys.executable, "-m", "stages.frames", "--root", str(long_project.root)],
+        cwd=REPO,
+        env=environment(None),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0 and f"{finished} reused from the cache" in rerun.stdout
     assert_same_outputs(reference, long_project.root, folders=("frames",))
 

@@ -59,8 +59,14 @@ print(json.dumps(seen))
 
 
 def test_the_library_leaves_the_hosts_logging_and_torch_determinism_as_set(tiny_model_config: Path):
-    result = subprocess.run([sys.executable, "-c", HOST, str(tiny_model_config)], cwd=REPO, capture_output=True,
-                            text=True, check=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", HOST, str(tiny_model_config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["set"]["deterministic"] and seen["set"]["warn only"] and seen["set"]["disable"] == 20
     assert seen["imported"] == seen["set"]

@@ -110,15 +110,39 @@ def test_conflicting_labels_drop_every_row_of_the_video():
 def write_project(root: Path, rows: list[dict[str, str]], series: dict[str, str], conflicts: int = 0) -> ProjectPaths:
     paths = ProjectPaths(root)
     paths.data.mkdir(parents=True, exist_ok=True)
-    write_table(paths.videos_table, VIDEOS_COLUMNS, [
-        {**row, "status": "ok", "reason": "", "path": f"data/videos/{row['id']}.mp4", "bytes": 1, "duration_s": 1}
-        for row in rows
-    ])  # fmt: skip
-    manifest = [{"id": r["id"], "url": f"https://example.com/{r['id']}", "category": r["category"], "title": r["id"],
-                 "series": series.get(r["id"], ""), "status": "valid", "reason": ""} for r in rows]  # fmt: skip
+    write_table(
+        paths.videos_table,
+        VIDEOS_COLUMNS,
+        [
+            {**row, "status": "ok", "reason": "", "path": f"data/videos/{row['id']}.mp4", "bytes": 1, "duration_s": 1}
+            for row in rows
+        ],
+    )
+    manifest = [
+        {
+            "id": r["id"],
+            "url": f"https://example.com/{r['id']}",
+            "category": r["category"],
+            "title": r["id"],
+            "series": series.get(r["id"], ""),
+            "status": "valid",
+            "reason": "",
+        }
+        for r in rows
+    ]
     reason = f"{CONFLICTING_LABELS}: 'food' on row 1, 'travel' on row 2"
-    manifest += [{"id": f"row-{i}", "url": "x", "category": "food", "title": "", "series": "", "status": "invalid",
-                  "reason": reason} for i in range(conflicts)]  # fmt: skip
+    manifest += [
+        {
+            "id": f"row-{i}",
+            "url": "x",
+            "category": "food",
+            "title": "",
+            "series": "",
+            "status": "invalid",
+            "reason": reason,
+        }
+        for i in range(conflicts)
+    ]
     write_table(paths.manifest, MANIFEST_COLUMNS, manifest)
     return paths
 

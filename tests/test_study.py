@@ -55,10 +55,22 @@ def test_the_protocol_runs_offline_up_to_the_download_on_the_public_csv(tmp_path
     paths = ProjectPaths(tmp_path)
     valid = [row for row in read_table(paths.manifest, MANIFEST_COLUMNS) if row["status"] == Status.VALID]
     # the download needs YouTube: every valid video taken as downloaded, as the study's 1,728 of them were
-    write_table(paths.videos_table, VIDEOS_COLUMNS, [
-        {"id": r["id"], "category": r["category"], "status": "ok", "reason": "", "path": "", "bytes": 1,
-         "duration_s": 1} for r in valid
-    ])  # fmt: skip
+    write_table(
+        paths.videos_table,
+        VIDEOS_COLUMNS,
+        [
+            {
+                "id": r["id"],
+                "category": r["category"],
+                "status": "ok",
+                "reason": "",
+                "path": "",
+                "bytes": 1,
+                "duration_s": 1,
+            }
+            for r in valid
+        ],
+    )
     assert split.main(["--root", str(tmp_path)]) == 0
     rows = read_table(paths.split_table, SPLIT_COLUMNS)
     test_share = sum(row["split"] == "test" for row in rows) / len(rows)
@@ -67,10 +79,24 @@ def test_the_protocol_runs_offline_up_to_the_download_on_the_public_csv(tmp_path
 
 def report(variant: str, f1: float, val: float) -> dict:
     per_class = {c: {"precision": f1, "recall": f1, "f1": f1, "support": 2} for c in ("food", "travel")}
-    return {"variant": variant, "n_test": 4, "confidence": 0.95, "f1_micro": f1, "f1_micro_low": None,
-            "f1_micro_high": None, "f1_macro": f1, "f1_macro_low": None, "f1_macro_high": None, "accuracy": f1,
-            "balanced_accuracy": f1, "per_class": per_class, "test_set": "abc", "n_test_missing": 0,
-            "val_f1_micro": val, "encoder": "e"}  # fmt: skip
+    return {
+        "variant": variant,
+        "n_test": 4,
+        "confidence": 0.95,
+        "f1_micro": f1,
+        "f1_micro_low": None,
+        "f1_micro_high": None,
+        "f1_macro": f1,
+        "f1_macro_low": None,
+        "f1_macro_high": None,
+        "accuracy": f1,
+        "balanced_accuracy": f1,
+        "per_class": per_class,
+        "test_set": "abc",
+        "n_test_missing": 0,
+        "val_f1_micro": val,
+        "encoder": "e",
+    }
 
 
 def test_the_summary_ranks_on_val_and_cites_the_study_only_under_its_protocol():

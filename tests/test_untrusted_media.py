@@ -62,24 +62,60 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     render(directory, "large_first.mp4", [*colour("blue", "480x270"), *colour("red", "320x180"), *two])
     # cover art (an attached picture) larger than the video, and audio files whose only picture is a cover
     render(directory, "cover.png", [*colour("green", "640x640"), "-frames:v", "1"])
-    render(directory, "cover_and_video.mp4", ["-i", str(directory / "cover.png"), *colour("red", "160x96"), "-map",
-                                              "0", "-map", "1", "-c:v:0", "png", "-disposition:v:0", "attached_pic",
-                                              "-c:v:1", "libx264", "-qp", "0", "-pix_fmt:v:1", "yuv444p"])  # fmt: skip
+    render(
+        directory,
+        "cover_and_video.mp4",
+        [
+            "-i",
+            str(directory / "cover.png"),
+            *colour("red", "160x96"),
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c:v:0",
+            "png",
+            "-disposition:v:0",
+            "attached_pic",
+            "-c:v:1",
+            "libx264",
+            "-qp",
+            "0",
+            "-pix_fmt:v:1",
+            "yuv444p",
+        ],
+    )
     sine = ["-f", "lavfi", "-i", "sine=d=1"]
-    cover_only = ["-i", str(directory / "cover.png"), "-map", "0", "-map", "1", "-c:v", "png", "-disposition:v",
-                  "attached_pic"]  # fmt: skip
+    cover_only = [
+        "-i",
+        str(directory / "cover.png"),
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-c:v",
+        "png",
+        "-disposition:v",
+        "attached_pic",
+    ]
     render(directory, "cover_only.m4a", [*sine, *cover_only, "-c:a", "aac"])
     render(directory, "cover_only.mp3", [*sine, *cover_only, "-c:a", "libmp3lame", "-id3v2_version", "3"])
     # one tiny PNG frame each: a 1.7 KB file of 34000x10, a 280 KB file of 16000x16000 (256 MB decoded),
     # and a thin picture within the limits (blue in its centre square, red around it)
     render(directory, "wide.mkv", ["-f", "lavfi", "-i", "color=gray:s=34000x10", "-frames:v", "1", "-c:v", "png"])
-    render(directory, "huge.mkv", ["-f", "lavfi", "-i", "color=gray:s=16000x16000", "-frames:v", "1",
-                                   "-pix_fmt", "gray", "-c:v", "png"])  # fmt: skip
+    render(
+        directory,
+        "huge.mkv",
+        ["-f", "lavfi", "-i", "color=gray:s=16000x16000", "-frames:v", "1", "-pix_fmt", "gray", "-c:v", "png"],
+    )
     # a lossless archival codec no camera or video site stores: its decoder is not on the allow-list
     render(directory, "ffv1.mkv", [*colour("red", "160x96"), "-c:v", "ffv1"])
     centre_blue = "drawbox=x=4092:y=0:w=8:h=8:c=blue:t=fill"
-    render(directory, "thin.mkv", ["-f", "lavfi", "-i", "color=red:s=8192x8", "-vf", centre_blue, "-frames:v", "1",
-                                   "-c:v", "png"])  # fmt: skip
+    render(
+        directory,
+        "thin.mkv",
+        ["-f", "lavfi", "-i", "color=red:s=8192x8", "-vf", centre_blue, "-frames:v", "1", "-c:v", "png"],
+    )
     return directory
 
 
@@ -190,8 +226,15 @@ def test_frames_stage_records_hostile_files_and_takes_no_other_videos_frames(tmp
     (root / "data" / "videos" / "segment.ts").write_bytes((media / "segment.ts").read_bytes())
     playlist = tmp_path / "ffconcat.mp4"
     playlist.write_bytes(ffconcat_to(f"{url_id('target.mp4')}.mp4"))  # the target as stored in data/videos
-    names = ["target.mp4", "hls.mp4", "small_first.mkv", "cover_and_video.mp4", "cover_only.m4a", "wide.mkv",
-             "huge.mkv"]  # fmt: skip
+    names = [
+        "target.mp4",
+        "hls.mp4",
+        "small_first.mkv",
+        "cover_and_video.mp4",
+        "cover_only.m4a",
+        "wide.mkv",
+        "huge.mkv",
+    ]
     result = run_frames_stage(root, {"ffconcat.mp4": playlist, **{name: media / name for name in names}})
 
     assert {name: row["status"] for name, row in result.items()} == {
@@ -236,22 +279,32 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("one_gop.mp4", "decoding would cost 216.6 megapixels (235 frames of 1280x720, from the keyframe before each "
-                        "sampled time), over frames.max_decode_megapixels=100 (params.yaml)"),
-        ("one_gop.h264", "decoding would cost 216.6 megapixels (235 frames of 1280x720, decoding from the start), "
-                         "over frames.max_decode_megapixels=100 (params.yaml)"),
-        ("growing.h264", "decoding went over frames.max_decode_megapixels=100 (params.yaml) at a 1280x720 frame: "
-                         "the picture grew past the size the stream declares (planned: 0.9 megapixels (211 frames "
-                         "of 64x64, decoding from the start))"),
+        (
+            "one_gop.mp4",
+            "decoding would cost 216.6 megapixels (235 frames of 1280x720, from the keyframe before each "
+            "sampled time), over frames.max_decode_megapixels=100 (params.yaml)",
+        ),
+        (
+            "one_gop.h264",
+            "decoding would cost 216.6 megapixels (235 frames of 1280x720, decoding from the start), "
+            "over frames.max_decode_megapixels=100 (params.yaml)",
+        ),
+        (
+            "growing.h264",
+            "decoding went over frames.max_decode_megapixels=100 (params.yaml) at a 1280x720 frame: "
+            "the picture grew past the size the stream declares (planned: 0.9 megapixels (211 frames "
+            "of 64x64, decoding from the start))",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_video_whose_decoding_costs_more_than_the_budget_is_refused_with_the_numbers(
     tmp_path: Path, bombs: Path, name: str, reason: str
 ):
     """Refused in the frames stage as an `error` row, while a normal video in the same run is `ok`; under the
     default budget the same file samples normally."""
-    result = run_frames_stage(tmp_path / "project", {name: bombs / name, "small.h264": bombs / "small.h264"},
-                              LOW_BUDGET)  # fmt: skip
+    result = run_frames_stage(
+        tmp_path / "project", {name: bombs / name, "small.h264": bombs / "small.h264"}, LOW_BUDGET
+    )
     assert (result[name]["status"], result[name]["reason"]) == ("error", reason)
     assert result["small.h264"]["status"] == "ok"
     sampled = sample_frames(bombs / name, COUNT, SIZE)
@@ -270,8 +323,11 @@ def test_a_video_past_its_wall_clock_limit_is_an_error_and_is_not_cached(
     assert str(caught.value) == "decoding took longer than 90 s (frames.video_timeout_s)"
     params = load_params(write_params(tmp_path, {})).frames
     verdict, frames, final = decode_video(bombs / "one_gop.mp4", COUNT, params, 1, limits)
-    assert verdict == {"status": "error", "reason": "decoding took longer than 90 s (frames.video_timeout_s)",
-                       "n_frames": 0}  # fmt: skip
+    assert verdict == {
+        "status": "error",
+        "reason": "decoding took longer than 90 s (frames.video_timeout_s)",
+        "n_frames": 0,
+    }
     assert frames is None and not final  # not kept in the per-video cache: the next run tries it again
 
 
@@ -303,8 +359,22 @@ def test_a_decode_bomb_is_refused_by_the_default_settings_with_the_numbers(
 def test_a_long_low_bit_rate_static_video_passes_the_default_budget(tmp_path: Path):
     """30 minutes of one still 1080p picture with a keyframe every 10 s (one encoded GOP copied 180 times, as an
     encoder makes of a still picture): about 60 kbit/s, 14 MB, the fewest bytes a long real video has for its frames."""
-    still = ["-f", "lavfi", "-i", "testsrc2=s=1920x1080:r=0.1,fps=25", "-t", "10", "-c:v", "libx264", "-preset",
-             "veryfast", "-g", "250", "-pix_fmt", "yuv420p"]  # fmt: skip
+    still = [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=1920x1080:r=0.1,fps=25",
+        "-t",
+        "10",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-g",
+        "250",
+        "-pix_fmt",
+        "yuv420p",
+    ]
     gop = render(tmp_path, "gop.mp4", still)
     (tmp_path / "list.txt").write_text("ffconcat version 1.0\n" + f"file {gop.name}\n" * 180)
     long = render(tmp_path, "long.mp4", ["-f", "concat", "-safe", "0", "-i", str(tmp_path / "list.txt"), "-c", "copy"])

@@ -44,8 +44,10 @@ def test_dvc_makes_a_train_and_an_evaluate_stage_per_variant_declaring_its_param
             assert ("data/text" in data) == (variant.kind == "zeroshot")
             # its model, cached; its curve, in git, only when it has one (logreg and zeroshot, fitted in one go)
             outs = {out.def_path: out.use_cache for out in train.outs}
-            assert outs == {f"models/{name}.pt": True, **({f"plots/train/{name}.csv": False} if variant.has_curve
-                                                             else {})}  # fmt: skip
+            assert outs == {
+                f"models/{name}.pt": True,
+                **({f"plots/train/{name}.csv": False} if variant.has_curve else {}),
+            }
         trained = [s.split("@")[1] for s in stages if s.startswith("train")]
         evaluated = [s.split("@")[1] for s in stages if s.startswith("evaluate@")]
         assert sorted(trained) == sorted(VARIANTS) == sorted(evaluated)
@@ -83,8 +85,10 @@ def test_a_variant_reading_a_param_it_does_not_declare_is_named():
         ({"params": ["train.seed", "train.optimizer"]}, "variants.yaml: linear.params: 'train.optimizer' is not a key"),
         ({"params": ["train.seed", "train.seed"]}, "variants.yaml: linear.params: a key is listed twice"),
         ({"params": []}, "variants.yaml: linear.params=[]: expected a list of distinct params.yaml keys"),
-        ({"kind": "logreg", "params": ["train.optim"]},
-         "variants.yaml: logreg and linear would share the train stage train_logreg but read different things"),
+        (
+            {"kind": "logreg", "params": ["train.optim"]},
+            "variants.yaml: logreg and linear would share the train stage train_logreg but read different things",
+        ),
         ({"reference_f1_micro": 0.9}, "variants.yaml: unknown key linear.reference_f1_micro; a variant takes kind,"),
     ],
 )
@@ -117,12 +121,14 @@ LINEAR = GOOD_VARIANTS[GOOD_VARIANTS.index("  linear:\n") : GOOD_VARIANTS.index(
         ("", "variants.yaml: empty; expected `variants:`, a mapping of variant names to their sections"),
         (GOOD_VARIANTS + LINEAR, "variants.yaml:{line}: key 'linear' is given twice"),
         (GOOD_VARIANTS.replace("  logreg:", "  ../../etc:"), "variants.yaml: variant '../../etc': expected lower-case"),
-        (GOOD_VARIANTS.replace("kind: logreg", "kind: svm"),
-         "variants.yaml: logreg.kind='svm': expected one of linear, transformer, logreg, zeroshot"),
+        (
+            GOOD_VARIANTS.replace("kind: logreg", "kind: svm"),
+            "variants.yaml: logreg.kind='svm': expected one of linear, transformer, logreg, zeroshot",
+        ),
         (GOOD_VARIANTS.replace("variants:", "variantz:", 1), "variants.yaml: missing key variants"),
         (None, "variants.yaml: a directory; expected a YAML file"),
     ],
-)  # fmt: skip
+)
 def test_check_params_refuses_a_bad_variants_file_in_one_line(tmp_path, capsys, content, expected):
     """check_params is the first stage dvc.yaml runs: a bad variants.yaml stops the run there, not at train."""
     from stages import check_params

@@ -20,16 +20,28 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 def render(dest: Path, per_category: int, seed: int) -> list[tuple[str, Path]]:
     """(category, video) of a sample rendered under dest/.render (removed by the caller)."""
-    params = SampleParams(seed=seed, videos_per_category=per_category, min_duration_s=2, max_duration_s=5,
-                          distractor_opacity=0.5, series_per_category=0)  # fmt: skip
+    params = SampleParams(
+        seed=seed,
+        videos_per_category=per_category,
+        min_duration_s=2,
+        max_duration_s=5,
+        distractor_opacity=0.5,
+        series_per_category=0,
+    )
     return [(video.category, video.path) for video in generate_sample(dest / ".render", CATEGORIES, params, seed)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dest", type=Path)
-    parser.add_argument("--per-category", type=int, default=8, choices=range(2, 27), metavar="2..26",
-                        help="labelled videos per category (default 8)")
+    parser.add_argument(
+        "--per-category",
+        type=int,
+        default=8,
+        choices=range(2, 27),
+        metavar="2..26",
+        help="labelled videos per category (default 8)",
+    )
     parser.add_argument("--new", type=int, default=3, help="new videos per category (default 3)")
     args = parser.parse_args(argv)
     for category, video in render(args.dest, args.per_category, seed=7):
@@ -42,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     for number, (_, video) in enumerate(render(args.dest, args.new, seed=99)):
         video.rename(args.dest / "new" / f"new video {number:02d}.mp4")
     shutil.rmtree(args.dest / ".render")
-    print(f"{args.dest}/labelled: {args.per_category} videos x {len(CATEGORIES)} categories; {args.dest}/new: "
-          f"{args.new * len(CATEGORIES)} videos")  # fmt: skip
+    print(
+        f"{args.dest}/labelled: {args.per_category} videos x {len(CATEGORIES)} categories; {args.dest}/new: "
+        f"{args.new * len(CATEGORIES)} videos"
+    )
     return 0
 
 

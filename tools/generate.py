@@ -60,8 +60,12 @@ def dotted(values: Mapping[str, Any], key: str) -> Any:
 def keys_table(model: type[BaseModel], values: Mapping[str, Any]) -> str:
     """One row per key: default (the value in `values`), what is allowed, and what it means."""
     rows = [
-        [f"`{key}`", f"`{markdown_cell(dotted(values, key))}`", markdown_cell(constraint_text(info)),
-         markdown_cell(info.description or "")]
+        [
+            f"`{key}`",
+            f"`{markdown_cell(dotted(values, key))}`",
+            markdown_cell(constraint_text(info)),
+            markdown_cell(info.description or ""),
+        ]
         for key, info in leaf_fields(model)
     ]
     return tabulate(rows, headers=["key", "default", "allowed", "meaning"], tablefmt="github")
@@ -120,8 +124,9 @@ See docs/models.md: its table of the variants is generated from this file.
 def configuration_page(root: Path) -> str:
     params = load_params(root / "params.yaml").model_dump()
     settings = Settings().model_dump()
-    return (CONFIGURATION_HEAD + keys_table(Params, params) + SETTINGS_HEAD + keys_table(Settings, settings)
-            + VARIANTS_HEAD)  # fmt: skip
+    return (
+        CONFIGURATION_HEAD + keys_table(Params, params) + SETTINGS_HEAD + keys_table(Settings, settings) + VARIANTS_HEAD
+    )
 
 
 SETTINGS_FILE_HEAD = """\
@@ -145,8 +150,17 @@ def settings_file() -> str:
 
 
 # dvc.yaml's stages written by hand, each with a generated block of code deps; the variant stages are generated whole
-HAND_WRITTEN_STAGES = ("check_params", "manifest", "download", "frames", "embed", "embed_text", "split",
-                       "check_leakage", "report")  # fmt: skip
+HAND_WRITTEN_STAGES = (
+    "check_params",
+    "manifest",
+    "download",
+    "frames",
+    "embed",
+    "embed_text",
+    "split",
+    "check_leakage",
+    "report",
+)
 
 
 @functools.cache
@@ -186,32 +200,61 @@ def dvc_variant_stages(variants: dict[str, Variant]) -> str:
     for stage, names in train_stages(variants).items():
         spec = variants[names[0]]
         inputs = [paths.embeddings_dir, paths.split_table] + ([paths.text_dir] if spec.kind == "zeroshot" else [])
-        lines += [f"  {stage}:", f"    foreach: [{', '.join(names)}]", "    do:",
-                  f"      cmd: python -m stages.train {item}", "      deps:",
-                  *yaml_list([*code_deps("train"), "variants.yaml", *(p.as_posix() for p in inputs)], 8),
-                  "      params:", *yaml_list(spec.params, 8), "      outs:"]  # fmt: skip
+        lines += [
+            f"  {stage}:",
+            f"    foreach: [{', '.join(names)}]",
+            "    do:",
+            f"      cmd: python -m stages.train {item}",
+            "      deps:",
+            *yaml_list([*code_deps("train"), "variants.yaml", *(p.as_posix() for p in inputs)], 8),
+            "      params:",
+            *yaml_list(spec.params, 8),
+            "      outs:",
+        ]
         if spec.has_curve:
             lines += [f"        - {paths.training_curve_file(item).as_posix()}:", "            cache: false"]
         lines += [f"        - {paths.model_file(item).as_posix()}", ""]
     lines += [
-        "  evaluate:", f"    foreach: [{', '.join(variants)}]", "    do:",
+        "  evaluate:",
+        f"    foreach: [{', '.join(variants)}]",
+        "    do:",
         f"      cmd: python -m stages.evaluate {item}",
-        "      deps:", *yaml_list([*code_deps("evaluate"), "variants.yaml", paths.model_file(item).as_posix(),
-                                   paths.embeddings_dir.as_posix(), paths.split_table.as_posix()], 8),
-        "      params:", *yaml_list(["evaluate"], 8),
+        "      deps:",
+        *yaml_list(
+            [
+                *code_deps("evaluate"),
+                "variants.yaml",
+                paths.model_file(item).as_posix(),
+                paths.embeddings_dir.as_posix(),
+                paths.split_table.as_posix(),
+            ],
+            8,
+        ),
+        "      params:",
+        *yaml_list(["evaluate"], 8),
         "      metrics:                   # a few flat numbers; everything else is in reports/<variant>.json",
-        f"        - {paths.metrics_file(item).as_posix()}:", "            cache: false",
-        "      outs:", f"        - {paths.report_file(item).as_posix()}:", "            cache: false",
-        f"        - {paths.confusion_file(item).as_posix()}:", "            cache: false",
-    ]  # fmt: skip
+        f"        - {paths.metrics_file(item).as_posix()}:",
+        "            cache: false",
+        "      outs:",
+        f"        - {paths.report_file(item).as_posix()}:",
+        "            cache: false",
+        f"        - {paths.confusion_file(item).as_posix()}:",
+        "            cache: false",
+    ]
     return "\n".join(lines)
 
 
 def dvc_artifacts_block(variants: dict[str, Variant]) -> str:
     """dvc.yaml's `artifacts`: every trained model, for `dvc artifacts get` and model-registry tools."""
-    artifacts = {name: {"path": ProjectPaths().model_file(name).as_posix(), "type": "model",
-                        "desc": variant.description, "labels": variant.labels}
-                 for name, variant in variants.items()}  # fmt: skip
+    artifacts = {
+        name: {
+            "path": ProjectPaths().model_file(name).as_posix(),
+            "type": "model",
+            "desc": variant.description,
+            "labels": variant.labels,
+        }
+        for name, variant in variants.items()
+    }
     text = yaml.safe_dump(artifacts, sort_keys=False, width=200, default_flow_style=None)
     return textwrap.indent(text, "  ").rstrip("\n")
 
@@ -219,12 +262,18 @@ def dvc_artifacts_block(variants: dict[str, Variant]) -> str:
 # The charts of `dvc plots show` (dvc.yaml's top-level `plots`): id -> title, template, axes. The templates `interval`
 # and `curves` are the project's (.dvc/plots/); `confusion` is DVC's.
 CURVE_CHARTS = {  # CURVE_COLUMNS field -> chart id, title, y label
-    "loss": ("train_loss", "Training loss per epoch (logreg and zeroshot, fitted in one go, have no curve)",
-             "training loss (cross-entropy)"),
+    "loss": (
+        "train_loss",
+        "Training loss per epoch (logreg and zeroshot, fitted in one go, have no curve)",
+        "training loss (cross-entropy)",
+    ),
     "f1": ("train_f1", "f1_micro on the training videos after each epoch", "f1_micro on the training videos"),
-    "val_f1": ("val_f1", "f1_micro on the val videos after each epoch (the best epoch is the one kept)",
-               "f1_micro on the val videos"),
-}  # fmt: skip
+    "val_f1": (
+        "val_f1",
+        "f1_micro on the val videos after each epoch (the best epoch is the one kept)",
+        "f1_micro on the val videos",
+    ),
+}
 
 
 def dvc_plots_block(variants: dict[str, Variant]) -> str:
@@ -234,21 +283,45 @@ def dvc_plots_block(variants: dict[str, Variant]) -> str:
     variant, metric = VARIANT_F1_COLUMNS[:2]
     epoch = CURVE_COLUMNS[0]
     _, actual, predicted = PREDICTION_COLUMNS
-    plots: list[Any] = [{metric: {
-        "template": "interval", "x": metric, "y": {paths.f1_plot.as_posix(): variant},
-        "title": f"{metric} per variant on the test videos (ranked on val), with its bootstrap interval",
-        "x_label": f"{metric} (dot) and its interval (line)", "y_label": variant,
-    }}]  # fmt: skip
+    plots: list[Any] = [
+        {
+            metric: {
+                "template": "interval",
+                "x": metric,
+                "y": {paths.f1_plot.as_posix(): variant},
+                "title": f"{metric} per variant on the test videos (ranked on val), with its bootstrap interval",
+                "x_label": f"{metric} (dot) and its interval (line)",
+                "y_label": variant,
+            }
+        }
+    ]
     for field, (chart, title, y_label) in CURVE_CHARTS.items():
         curves = {paths.training_curve_file(name).as_posix(): field for name, v in variants.items() if v.has_curve}
-        plots.append({chart: {"template": "curves", "x": epoch, "y": curves, "title": title, "x_label": epoch,
-                              "y_label": y_label}})  # fmt: skip
+        plots.append(
+            {
+                chart: {
+                    "template": "curves",
+                    "x": epoch,
+                    "y": curves,
+                    "title": title,
+                    "x_label": epoch,
+                    "y_label": y_label,
+                }
+            }
+        )
     for name in variants:
-        plots.append({f"confusion_{name}": {
-            "template": "confusion", "x": actual, "y": {paths.confusion_file(name).as_posix(): predicted},
-            "title": f"{name}: predicted against true category, test videos",
-            "x_label": "true category", "y_label": "predicted category",
-        }})  # fmt: skip
+        plots.append(
+            {
+                f"confusion_{name}": {
+                    "template": "confusion",
+                    "x": actual,
+                    "y": {paths.confusion_file(name).as_posix(): predicted},
+                    "title": f"{name}: predicted against true category, test videos",
+                    "x_label": "true category",
+                    "y_label": "predicted category",
+                }
+            }
+        )
     plots.append(paths.errors_dir.as_posix())  # a PNG per variant: its misclassified test videos
     text = yaml.safe_dump(plots, sort_keys=False, width=120, allow_unicode=True)
     return textwrap.indent(text, "  ").rstrip("\n")
@@ -259,8 +332,9 @@ def variants_table(variants: dict[str, Variant], study: Reference) -> str:
     for name, v in variants.items():
         reference = f"{study.f1_micro[name]:.3f}" if name in study.f1_micro else "-"
         declared = ", ".join(f"`{key}`" for key in v.params)
-        rows.append([f"`{name}`", v.kind, "one" if v.one_frame else "all", "yes" if v.mixup else "no", declared,
-                     reference])  # fmt: skip
+        rows.append(
+            [f"`{name}`", v.kind, "one" if v.one_frame else "all", "yes" if v.mixup else "no", declared, reference]
+        )
     headers = ["variant", "kind", "frames", "mixup", "params it declares", f"study's f1_micro ({study.n_test} videos)"]
     return tabulate(rows, headers=headers, tablefmt="github")
 
@@ -321,8 +395,9 @@ def stale_files(root: Path = REPO) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.generate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a file is stale")
     args = parser.parse_args(argv)
     if args.check:

@@ -50,18 +50,24 @@ class Package:
 # The versions dvc_render's VegaRenderer.SCRIPTS loads from the CDN (DVC 3.67), in load order.
 PACKAGES = (
     Package(
-        "vega", "5.20.2", "build/vega.min.js",
+        "vega",
+        "5.20.2",
+        "build/vega.min.js",
         "sha512-qmH7aD9GGPpssVdxL1xgcdxTbQzyRUeRR16Os385ymvQhiwCYQNA6+eXUPAZDTVLfk0RXu6Jzj6kUE5jQ80EVw==",
     ),
     Package(
-        "vega-lite", "5.2.0", "build/vega-lite.min.js",
+        "vega-lite",
+        "5.2.0",
+        "build/vega-lite.min.js",
         "sha512-Yxcg8MvYfxHcG6BbkaKT0oVCIMIcE19UvqIsEwBmyd/7h2nzW7oRnID81T8UrY7hpDrIr6wa2JADOT2dhGNErw==",
     ),
     Package(
-        "vega-embed", "6.18.2", "build/vega-embed.min.js",
+        "vega-embed",
+        "6.18.2",
+        "build/vega-embed.min.js",
         "sha512-wcDyQPE4J5aiCDc3/suH5RQDvrKkjuLkhzUcbOLwEkNF8/+pp17tS0JghzEvAPNRg+5aG1/N2ydixq8Lk3dOlg==",
     ),
-)  # fmt: skip
+)
 
 VERSIONS = ", ".join(f"{p.name} {p.version}" for p in PACKAGES)
 
@@ -152,8 +158,11 @@ def npm_pack(dest: Path) -> None:
     try:
         subprocess.run(
             ["npm", "pack", "--silent", "--pack-destination", str(dest), *specs],
-            check=True, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     except FileNotFoundError as exc:
         raise PipelineError("npm: not found; install Node.js, or pass --tarballs DIR holding the .tgz files") from exc
     except subprocess.CalledProcessError as exc:

@@ -137,8 +137,12 @@ def hiding(paths: Sequence[Path], command: list[str], scratch: Path) -> list[str
     for path in paths:
         if environment.is_relative_to(path) and environment != Path(path):
             kept, env = shlex.quote(str(scratch)), shlex.quote(str(environment))
-            steps += [f"mount --bind {env} {kept}", f"mount -t tmpfs none {shlex.quote(str(path))}",
-                      f"mkdir -p {env}", f"mount --move {kept} {env}"]  # fmt: skip
+            steps += [
+                f"mount --bind {env} {kept}",
+                f"mount -t tmpfs none {shlex.quote(str(path))}",
+                f"mkdir -p {env}",
+                f"mount --move {kept} {env}",
+            ]
         else:
             steps.append(f"mount -t tmpfs none {shlex.quote(str(path))}")
     script = " && ".join([*steps, f"exec {shlex.join(command)}"])
@@ -146,8 +150,13 @@ def hiding(paths: Sequence[Path], command: list[str], scratch: Path) -> list[str
 
 
 @contextlib.contextmanager
-def local_cluster(nodes: int = 2, cpus_per_node: int = 2, worker_niceness: int | None = None,
-                  head_cpus: int | None = None, hidden: Sequence[Path] = ()) -> Iterator[LocalCluster]:  # fmt: skip
+def local_cluster(
+    nodes: int = 2,
+    cpus_per_node: int = 2,
+    worker_niceness: int | None = None,
+    head_cpus: int | None = None,
+    hidden: Sequence[Path] = (),
+) -> Iterator[LocalCluster]:
     """Start the cluster, yield it, stop it (also when starting fails half-way).
 
     `worker_niceness`: Ray runs its workers at nice 15 by default, so they yield to everything else on a shared
@@ -162,16 +171,25 @@ def local_cluster(nodes: int = 2, cpus_per_node: int = 2, worker_niceness: int |
     # Ray replaces 127.0.0.1 with the host's routable address on Linux and listens on every interface
     # (Ray 2.60 has no option to bind loopback only); the cluster lives only as long as the tests.
     every_node = [
-        "--node-ip-address=127.0.0.1", "--num-gpus=0", f"--temp-dir={cluster.temp_dir}",
-        f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats",
-    ]  # fmt: skip
+        "--node-ip-address=127.0.0.1",
+        "--num-gpus=0",
+        f"--temp-dir={cluster.temp_dir}",
+        f"--object-store-memory={OBJECT_STORE_BYTES}",
+        "--disable-usage-stats",
+    ]
     head = ["--head", f"--port={cluster.port}", "--include-dashboard=false", f"--dashboard-port={free_port()}"]
     try:
         for node in range(nodes):
             role = head if node == 0 else [f"--address={cluster.address}"]
             cpus = head_cpus if node == 0 and head_cpus is not None else cpus_per_node
-            command = [ray_command(), "start", *role, *every_node, f"--num-cpus={cpus}",
-                       f"--dashboard-agent-listen-port={free_port()}"]  # fmt: skip
+            command = [
+                ray_command(),
+                "start",
+                *role,
+                *every_node,
+                f"--num-cpus={cpus}",
+                f"--dashboard-agent-listen-port={free_port()}",
+            ]
             if node and hidden:
                 scratch = cluster.temp_dir / f"kept{node}"
                 scratch.mkdir()

@@ -76,8 +76,14 @@ def ok_row(row: Row, fetched: Fetched, root: Path, duration: str | None = None) 
             duration = ""  # the frames stage records why it cannot decode it
     where = fetched.path
     path = (where.relative_to(root) if where.is_relative_to(root) else where).as_posix()  # in place: as listed
-    return {**empty_row(row), "status": Status.OK, "reason": "", "path": path, "bytes": fetched.bytes,
-            "duration_s": duration}  # fmt: skip
+    return {
+        **empty_row(row),
+        "status": Status.OK,
+        "reason": "",
+        "path": path,
+        "bytes": fetched.bytes,
+        "duration_s": duration,
+    }
 
 
 def fetch_row(row: Row, paths: ProjectPaths, fetcher: Fetcher) -> Row | None:
@@ -124,8 +130,13 @@ def prune(paths: ProjectPaths, wanted_ids: set[str]) -> tuple[int, int]:
     return videos, others
 
 
-def checkpoint(paths: ProjectPaths, manifest: list[Row], done: dict[str, Row], previous: dict[str, Row],
-               not_tried: str = INTERRUPTED) -> None:  # fmt: skip
+def checkpoint(
+    paths: ProjectPaths,
+    manifest: list[Row],
+    done: dict[str, Row],
+    previous: dict[str, Row],
+    not_tried: str = INTERRUPTED,
+) -> None:
     """videos.csv in manifest order; rows not reached yet keep their last verdict, or say they were not tried."""
     rows = []
     for row in manifest:
@@ -159,14 +170,18 @@ def in_place_row(row: Row, paths: ProjectPaths, digest: str) -> Row:
     """A local video read where it lies (folder source, a CSV's relative path): `ok` without a copy, only if its
     bytes are those its id names; a hand-edited manifest cannot make the pipeline read another file."""
     if digest[: len(row["id"])] != row["id"]:
-        raise FetchError(Status.INVALID, f"{row['url'][:80]!r}: its bytes are not those of id {row['id']} (changed "
-                                         "since the manifest listed it? rerun the manifest stage)")  # fmt: skip
+        raise FetchError(
+            Status.INVALID,
+            f"{row['url'][:80]!r}: its bytes are not those of id {row['id']} (changed "
+            "since the manifest listed it? rerun the manifest stage)",
+        )
     source = paths.root / row["url"]
     return ok_row(row, Fetched(source, source.stat().st_size), paths.root)
 
 
-def settled_verdict(row: Row, paths: ProjectPaths, previous: dict[str, Row], settings: DownloadSettings,
-                    digests: dict[str, str]) -> tuple[Row | None, str]:  # fmt: skip
+def settled_verdict(
+    row: Row, paths: ProjectPaths, previous: dict[str, Row], settings: DownloadSettings, digests: dict[str, str]
+) -> tuple[Row | None, str]:
     """The row's verdict without fetching, and why: `settled` (invalid, a local copy), `in place` (a local video
     outside data/, with its digest in `digests`), `here` (an earlier run
     fetched it), `skipped` (unavailable before, and for an address download.allow_private_networks refused:
@@ -258,8 +273,15 @@ def download_videos(paths: ProjectPaths, params: DownloadParams, settings: Downl
     return ", ".join(f"{counts[s]} {s}" for s in VIDEO_STATUSES if counts[s]) + f", {total_bytes / 1e6:.1f} MB"
 
 
-def fetch_all(to_fetch: list[Row], paths: ProjectPaths, fetcher: Fetcher, workers: int, manifest: list[Row],
-              done: dict[str, Row], previous: dict[str, Row]) -> None:  # fmt: skip
+def fetch_all(
+    to_fetch: list[Row],
+    paths: ProjectPaths,
+    fetcher: Fetcher,
+    workers: int,
+    manifest: list[Row],
+    done: dict[str, Row],
+    previous: dict[str, Row],
+) -> None:
     """Fetch in parallel behind one request pacer; checkpoint videos.csv now and then, and on the way out.
     Stops with a PipelineError as soon as the network is judged unreachable."""
     last_checkpoint = time.monotonic()

@@ -33,8 +33,10 @@ def folder_root(dataset: DatasetParams, root: Path) -> Path:
     """dataset.folder (relative to the project, or absolute), checked to be a folder."""
     folder = root / dataset.folder
     if not folder.is_dir():
-        raise PipelineError(f"params.yaml: dataset.folder={dataset.folder!r}: not a folder (expected one subfolder "
-                            "per category, each holding video files)")  # fmt: skip
+        raise PipelineError(
+            f"params.yaml: dataset.folder={dataset.folder!r}: not a folder (expected one subfolder "
+            "per category, each holding video files)"
+        )
     return folder
 
 
@@ -43,13 +45,17 @@ def source_categories(dataset: DatasetParams, root: Path) -> list[str]:
     if dataset.categories is not None:
         return list(dataset.categories)
     if dataset.source != "folder":
-        raise PipelineError(f"params.yaml: dataset.categories is null; expected a list of categories (only the "
-                            f"folder source takes them from its subfolders, and dataset.source is {dataset.source})")
+        raise PipelineError(
+            f"params.yaml: dataset.categories is null; expected a list of categories (only the "
+            f"folder source takes them from its subfolders, and dataset.source is {dataset.source})"
+        )
     folder = folder_root(dataset, root)
     names = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if len(names) < 2:
-        raise PipelineError(f"dataset.folder={dataset.folder!r}: {len(names)} category subfolder(s), expected at "
-                            "least 2 (one per category)")  # fmt: skip
+        raise PipelineError(
+            f"dataset.folder={dataset.folder!r}: {len(names)} category subfolder(s), expected at "
+            "least 2 (one per category)"
+        )
     return names
 
 
@@ -120,16 +126,28 @@ def folder_rows(dataset: DatasetParams, root: Path, categories: list[str]) -> li
         video_id = digests[path][:16] if not reason else ""
         if video_id and len(labels[video_id]) > 1:
             reason = f"{CONFLICTING_LABELS}: " + ", ".join(
-                f"{c} ({quoted(p.relative_to(folder).as_posix(), 60)})" for c, p in labels[video_id].items())
+                f"{c} ({quoted(p.relative_to(folder).as_posix(), 60)})" for c, p in labels[video_id].items()
+            )
         elif video_id in first:
             reason = f"{DUPLICATE}: same bytes as {quoted(first[video_id].relative_to(folder).as_posix(), 60)}"
         elif not url.isprintable():
             reason = "file name with control characters (line breaks, escapes): rename it"
-        row = {"url": url, "category": category, "title": clipped(printable(Path(named).stem), MAX_TEXT_CHARS),
-               "series": series_key(path.stem, "")}
+        row = {
+            "url": url,
+            "category": category,
+            "title": clipped(printable(Path(named).stem), MAX_TEXT_CHARS),
+            "series": series_key(path.stem, ""),
+        }
         if reason:
-            rows.append({**row, "id": f"row-{number}", "url": clipped(escaped(url), MAX_TEXT_CHARS),
-                         "status": Status.INVALID, "reason": reason})
+            rows.append(
+                {
+                    **row,
+                    "id": f"row-{number}",
+                    "url": clipped(escaped(url), MAX_TEXT_CHARS),
+                    "status": Status.INVALID,
+                    "reason": reason,
+                }
+            )
         else:
             first[video_id] = path
             rows.append({**row, "id": video_id, "status": Status.VALID, "reason": ""})

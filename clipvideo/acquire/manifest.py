@@ -89,11 +89,14 @@ def relative_links(csv_path: Path, root: Path, allow_outside: bool) -> LinkParse
             raise LinkError(MALFORMED_ID, f"{quoted(text)}: not a printable path of at most {MAX_LINK_CHARS} chars")
         path = base / text
         if not allow_outside and (Path(text).is_absolute() or not path.resolve().is_relative_to(top)):
-            raise LinkError(OUTSIDE_PATH, f"{quoted(text)} leaves the CSV's folder (dataset.allow_outside_links "
-                                          "is false)")  # fmt: skip
+            raise LinkError(
+                OUTSIDE_PATH, f"{quoted(text)} leaves the CSV's folder (dataset.allow_outside_links is false)"
+            )
         if path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise LinkError(NOT_A_VIDEO, f"{quoted(text)}; expected a YouTube id, an http(s) url or a video file "
-                                         f"({', '.join(VIDEO_SUFFIXES)})")  # fmt: skip
+            raise LinkError(
+                NOT_A_VIDEO,
+                f"{quoted(text)}; expected a YouTube id, an http(s) url or a video file ({', '.join(VIDEO_SUFFIXES)})",
+            )
         if not path.is_file():
             raise LinkError(MISSING_FILE, f"{quoted(text)} is not a file next to {csv_path.name}")
         url = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
@@ -119,8 +122,9 @@ def conflicting_labels(source: list[dict[str, str]], parse: LinkParser = parse_l
     }
 
 
-def youtube_rows(source: list[dict[str, str]], categories: list[str], parse: LinkParser = parse_link
-                 ) -> list[dict[str, str]]:  # fmt: skip
+def youtube_rows(
+    source: list[dict[str, str]], categories: list[str], parse: LinkParser = parse_link
+) -> list[dict[str, str]]:
     """Manifest rows for the CSV rows, in order: valid, or invalid with the first reason that applies.
 
     An invalid row gets the id `row-<n>` (n counts data rows from 1): ids stay unique, and such an id
@@ -221,8 +225,9 @@ def build_csv_manifest(paths: ProjectPaths, dataset: DatasetParams, categories: 
     csv_path = paths.root / dataset.csv
     if not csv_path.is_file():
         if dataset.source != "youtube":
-            raise PipelineError(f"params.yaml: dataset.csv={dataset.csv!r}: no such file (expected a CSV with "
-                                "columns link,category)")  # fmt: skip
+            raise PipelineError(
+                f"params.yaml: dataset.csv={dataset.csv!r}: no such file (expected a CSV with columns link,category)"
+            )
         fetch_with_kagglehub(csv_path, dataset.csv)
     parse = relative_links(csv_path, paths.root, dataset.allow_outside_links) if dataset.source == "csv" else parse_link
     rows = youtube_rows(read_source_csv(csv_path), categories, parse)

@@ -110,10 +110,27 @@ def render_sample_video(path: Path, source: str, duration_s: float, fps: int, wi
     if with_audio:
         args += ["-map", "1:a", "-c:a", "aac", "-b:a", "48k"]
     args += [
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "30", "-pix_fmt", "yuv420p",
-        "-g", str(fps * 2), "-fflags", "+bitexact", "-flags:v", "+bitexact",
-        "-map_metadata", "-1", "-movflags", "+faststart", "-f", "mp4",
-    ]  # fmt: skip
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        str(fps * 2),
+        "-fflags",
+        "+bitexact",
+        "-flags:v",
+        "+bitexact",
+        "-map_metadata",
+        "-1",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+    ]
     with atomic_path(path) as tmp:
         run_ffmpeg([*args, str(tmp)])
 

@@ -21,8 +21,10 @@ def fingerprint_text(made_with: Any) -> str:
     """`av 18.1.0, ffmpeg libavcodec 62.28.102 ..., pillow 13.0.0`: a runtime fingerprint on one line."""
     if not isinstance(made_with, dict):
         return "no fingerprint (made before the cache recorded one: never served, evicted in time)"
-    return ", ".join(f"{key} {' '.join(f'{k} {v}' for k, v in value.items())}" if isinstance(value, dict)
-                     else f"{key} {value}" for key, value in made_with.items())  # fmt: skip
+    return ", ".join(
+        f"{key} {' '.join(f'{k} {v}' for k, v in value.items())}" if isinstance(value, dict) else f"{key} {value}"
+        for key, value in made_with.items()
+    )
 
 
 def fingerprint_lines(cache: VideoCache) -> list[str]:

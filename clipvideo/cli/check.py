@@ -24,8 +24,10 @@ def problems(paths: ProjectPaths) -> list[str]:
     """Each file checked on its own, so one bad file does not hide another's problem."""
     found = []
     loaders: tuple[tuple[Callable[[Path], object], Path], ...] = (
-        (load_params, paths.params), (load_settings, paths.settings), (load_variants, paths.variants),
-    )  # fmt: skip
+        (load_params, paths.params),
+        (load_settings, paths.settings),
+        (load_variants, paths.variants),
+    )
     for load, path in loaders:
         try:
             load(path)

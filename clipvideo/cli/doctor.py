@@ -91,8 +91,9 @@ def torch_fix(torch_version: str | None, torchvision_version: str | None) -> str
 def probe_imports(names: Sequence[str]) -> dict[str, dict[str, str]]:
     """Each module imported in one child interpreter (this one's path and environment): its version or error."""
     try:
-        result = subprocess.run([sys.executable, "-c", PROBE, *names], capture_output=True, text=True,
-                                timeout=PROBE_TIMEOUT_S)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-c", PROBE, *names], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
         return {name: {"error": f"importing {', '.join(names)} took more than {PROBE_TIMEOUT_S} s"} for name in names}
     found = {}

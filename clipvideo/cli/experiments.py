@@ -128,13 +128,18 @@ def render(rows: list[dict[str, str]], metric: str, noise: bool = False) -> str:
         lines.append(f"{name:<{label}}" + "".join(f"  {v:>{w}}" for v, w in zip(values, widths, strict=True)))
         if changed:
             lines.append(shorten("    " + ", ".join(f"{key}={row.get(key, MISSING)}" for key in changed), WIDTH))
-    lines.append(f"{BEST} the variant the row chose on val ({CHOICE_METRIC}); {metric} is the test set's" if metric !=
-                 CHOICE_METRIC else f"{BEST} the best {CHOICE_METRIC} of the row")  # fmt: skip
+    lines.append(
+        f"{BEST} the variant the row chose on val ({CHOICE_METRIC}); {metric} is the test set's"
+        if metric != CHOICE_METRIC
+        else f"{BEST} the best {CHOICE_METRIC} of the row"
+    )
     report = paths.report_file(variant_names[0]).as_posix()  # one variant's: a run scores every variant on one set
     digests = {name.strip(): test_set_of(row, report) for name, row in zip(names, rows, strict=True)}
     if len({d for d in digests.values() if d is not None}) > 1:
-        lines.append("warning: these rows were scored on different test sets, so their test numbers do not compare: "
-                     + ", ".join(f"{name} {digest or '?'}" for name, digest in digests.items()))  # fmt: skip
+        lines.append(
+            "warning: these rows were scored on different test sets, so their test numbers do not compare: "
+            + ", ".join(f"{name} {digest or '?'}" for name, digest in digests.items())
+        )
     if noise:
         lines += noise_lines(rows, metric, metrics_files, max(map(len, variant_names)))
     return "\n".join(shorten(line.rstrip(), WIDTH) for line in lines)

@@ -35,8 +35,10 @@ def hashes_folder() -> Path:
         repos = Path(site_cache_dir(repo.config["core"].get("site_cache_dir"))) / "repo"
     folder = site / HASHES
     if site.is_symlink() or folder.is_symlink() or site.resolve().parent != repos.resolve():
-        raise PipelineError(f"DVC names {folder} for this repository, which is not a folder of DVC's site cache "
-                            f"({repos}/<token>/{HASHES}); nothing removed")  # fmt: skip
+        raise PipelineError(
+            f"DVC names {folder} for this repository, which is not a folder of DVC's site cache "
+            f"({repos}/<token>/{HASHES}); nothing removed"
+        )
     return folder
 
 

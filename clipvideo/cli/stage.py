@@ -96,9 +96,14 @@ def stopped_by_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_stage(name: str, declares: Sequence[str] | Callable[[argparse.Namespace, ProjectPaths], Declaration],
-              run: Callable[[StageContext], str], args: argparse.Namespace, paths: ProjectPaths,
-              started: float) -> int:  # fmt: skip
+def run_stage(
+    name: str,
+    declares: Sequence[str] | Callable[[argparse.Namespace, ProjectPaths], Declaration],
+    run: Callable[[StageContext], str],
+    args: argparse.Namespace,
+    paths: ProjectPaths,
+    started: float,
+) -> int:
     try:
         params = load_params(paths.params)
         settings = load_settings(paths.settings)

@@ -23,8 +23,9 @@ def encoder_files(embed: EmbedParams, root: Path) -> dict[str, str]:
     if embed.model.endswith(".json"):
         named["embed.model"] = embed.model
     pretrained = embed.pretrained
-    if pretrained != "none" and (Path(pretrained).is_absolute() or any(sep in pretrained for sep in "/\\")
-                                 or (root / pretrained).exists()):  # fmt: skip
+    if pretrained != "none" and (
+        Path(pretrained).is_absolute() or any(sep in pretrained for sep in "/\\") or (root / pretrained).exists()
+    ):
         named["embed.pretrained"] = pretrained
     return named
 

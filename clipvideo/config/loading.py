@@ -34,8 +34,10 @@ class NoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise ParamsError(f"{self.name}:{event.start_mark.line + 1}: YAML anchors and aliases (& and *) are not "
-                              "allowed here; write each value out")  # fmt: skip
+            raise ParamsError(
+                f"{self.name}:{event.start_mark.line + 1}: YAML anchors and aliases (& and *) are not "
+                "allowed here; write each value out"
+            )
         return super().compose_node(parent, index)  # type: ignore[misc]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -61,8 +63,13 @@ def not_a_file(path: Path) -> str | None:
         return f"{link}which does not exist" if link else MISSING
     except OSError as exc:
         return f"{link}unreadable ({exc.strerror})"
-    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    )
     kind = next((kind for test, kind in kinds if test(mode)), None)
     return f"{link}{kind}" if kind else None
 

@@ -56,8 +56,9 @@ def ip_networks(value: Any) -> bool | tuple[str, ...]:
 
 
 Text = Annotated[str, AfterValidator(non_blank), Expect("a non-empty string")]
-OptionalText = Annotated[str | None, AfterValidator(lambda v: v if v is None else non_blank(v)),
-                         Expect("null or a non-empty string")]  # fmt: skip
+OptionalText = Annotated[
+    str | None, AfterValidator(lambda v: v if v is None else non_blank(v)), Expect("null or a non-empty string")
+]
 Names = Annotated[
     list[str],
     AfterValidator(distinct_names),
@@ -307,5 +308,3 @@ class Settings(Section):
     train: TrainSettings = TrainSettings()
     engine: EngineSettings = EngineSettings()
     cache: CacheSettings = CacheSettings()
-
-

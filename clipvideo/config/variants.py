@@ -40,8 +40,12 @@ class Variant(Section):
     @property
     def description(self) -> str:
         """What the trained model is, in a line (dvc.yaml's `artifacts`)."""
-        what = {"linear": "linear probe", "transformer": "transformer", "logreg": "logistic regression",
-                "zeroshot": "zero-shot classifier (the category prompts, untrained)"}[self.kind]
+        what = {
+            "linear": "linear probe",
+            "transformer": "transformer",
+            "logreg": "logistic regression",
+            "zeroshot": "zero-shot classifier (the category prompts, untrained)",
+        }[self.kind]
         frames = "one stable frame" if self.one_frame else "every sampled frame"
         mixup = ", trained with embedding mixup" if self.mixup else ""
         return f"Video category {what} on the CLIP embeddings of {frames} per video{mixup}"
@@ -57,8 +61,9 @@ class Variant(Section):
         `train_mixup_transformer`, ..., `train_logreg`, `train_zeroshot`)."""
         if not self.has_curve:
             return f"train_{self.kind}"
-        extra = sorted(re.sub(r"[^a-z0-9]+", "_", key.removeprefix("train.")) for key in self.params
-                       if key not in TORCH_PARAMS)  # fmt: skip
+        extra = sorted(
+            re.sub(r"[^a-z0-9]+", "_", key.removeprefix("train.")) for key in self.params if key not in TORCH_PARAMS
+        )
         return "_".join(["train", *extra])
 
 
@@ -72,9 +77,14 @@ def train_stages(found: dict[str, Variant]) -> dict[str, list[str]]:
         first = found[names[0]]
         for name in names[1:]:
             if (found[name].has_curve, found[name].kind == "zeroshot", set(found[name].params)) != (
-                first.has_curve, first.kind == "zeroshot", set(first.params)):  # fmt: skip
-                raise ParamsError(f"variants.yaml: {name} and {names[0]} would share the train stage {stage} but "
-                                  "read different things; rename a params key or a kind")  # fmt: skip
+                first.has_curve,
+                first.kind == "zeroshot",
+                set(first.params),
+            ):
+                raise ParamsError(
+                    f"variants.yaml: {name} and {names[0]} would share the train stage {stage} but "
+                    "read different things; rename a params key or a kind"
+                )
     return stages
 
 
@@ -109,16 +119,20 @@ def load_variants(path: Path = VARIANTS_FILE) -> dict[str, Variant]:
     """variants.yaml, checked: a one-line error names the variant and the key."""
     raw = read_yaml(path, path.name)
     if not isinstance(raw, dict):
-        raise ParamsError(f"{path.name}: {'empty' if raw is None else quoted(raw)}; expected `variants:`, a mapping "
-                          "of variant names to their sections")  # fmt: skip
+        raise ParamsError(
+            f"{path.name}: {'empty' if raw is None else quoted(raw)}; expected `variants:`, a mapping "
+            "of variant names to their sections"
+        )
     try:
         found = VariantsFile.model_validate(raw).variants
     except ValidationError as exc:
         raise ParamsError(variants_error(exc.errors()[0], path.name)) from None
     for name, variant in found.items():
         if not VARIANT_NAME.fullmatch(name):
-            raise ParamsError(f"{path.name}: variant {name!r}: expected lower-case letters, digits, _ and - "
-                              "(a letter or digit first and last)")
+            raise ParamsError(
+                f"{path.name}: variant {name!r}: expected lower-case letters, digits, _ and - "
+                "(a letter or digit first and last)"
+            )
         unknown = [key for key in variant.params if not has_key(Params, key)]
         if unknown or len(set(variant.params)) != len(variant.params):
             problem = f"{unknown[0]!r} is not a key of params.yaml" if unknown else "a key is listed twice"

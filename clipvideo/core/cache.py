@@ -109,8 +109,15 @@ class VideoCache:
         self.used.add(record_path)
         return Entry(record["record"], payload)
 
-    def put(self, kind: str, key: str, record: dict[str, Any], payload: bytes | None = None, suffix: str = "",
-            made_with: Mapping[str, Any] | None = None) -> Entry:  # fmt: skip
+    def put(
+        self,
+        kind: str,
+        key: str,
+        record: dict[str, Any],
+        payload: bytes | None = None,
+        suffix: str = "",
+        made_with: Mapping[str, Any] | None = None,
+    ) -> Entry:
         """Store an entry: the payload first, then the record that names its hash (the entry exists from then).
         `made_with`: the runtime fingerprint that made it (part of its key), kept for `cache info`."""
         record_path = self._record(kind, key)
@@ -250,8 +257,9 @@ def cache_root(root: Path, configured: str | None) -> Path:
     return dvc_cache / "clipvideo" if dvc_cache else root / ".clipvideo-cache"
 
 
-def open_cache(root: Path, configured_dir: str | None, max_gb: float, enabled: bool = True,
-               scratch: Path | None = None) -> VideoCache:  # fmt: skip
+def open_cache(
+    root: Path, configured_dir: str | None, max_gb: float, enabled: bool = True, scratch: Path | None = None
+) -> VideoCache:
     """The shared cache; or, when not `enabled`, a PrivateCache under `scratch` (default: `root`)."""
     if not enabled:
         return PrivateCache((scratch or root).absolute())

@@ -43,8 +43,9 @@ class BatchResult:
     features: np.ndarray  # (batch.size, dim) float16: the padding rows are not returned
 
 
-def plan_batches(n_frames: Sequence[int], frames_of: Callable[[int], list[bytes]],
-                 size: int = FORWARD_BATCH) -> Iterator[Batch]:  # fmt: skip
+def plan_batches(
+    n_frames: Sequence[int], frames_of: Callable[[int], list[bytes]], size: int = FORWARD_BATCH
+) -> Iterator[Batch]:
     """Every frame of every video (`frames_of(i)`: video i's JPEGs, read when first needed and dropped after its
     last batch, so memory holds a batch or two, not the dataset), cut into batches of `size`."""
     segments: list[Segment] = []

@@ -143,8 +143,17 @@ class EmbedderSpec:
         name = resolve_model_name(model)
         config = Path(model).read_bytes() if model.endswith(".json") else None
         checkpoint = Path(pretrained).read_bytes() if Path(pretrained).is_file() else None
-        return cls(name if config else model, "" if checkpoint else pretrained, encoder_seed(embed),
-                   embed.precision, device, torch.get_num_threads(), config, checkpoint, runtime)  # fmt: skip
+        return cls(
+            name if config else model,
+            "" if checkpoint else pretrained,
+            encoder_seed(embed),
+            embed.precision,
+            device,
+            torch.get_num_threads(),
+            config,
+            checkpoint,
+            runtime,
+        )
 
     def build(self, device: str) -> BatchEmbedder:
         torch.set_num_threads(self.threads)
@@ -179,14 +188,19 @@ def frames_of(video: FramesFile) -> list[bytes]:
     """The JPEGs of a frames file, checked against frames.csv."""
     jpegs = load_frame_jpegs(video.path)
     if len(jpegs) != video.n_frames:
-        raise PipelineError(f"{video.path}: not the {video.n_frames} frames data/frames.csv lists; "
-                            "rerun the frames stage")  # fmt: skip
+        raise PipelineError(
+            f"{video.path}: not the {video.n_frames} frames data/frames.csv lists; rerun the frames stage"
+        )
     return jpegs
 
 
-def embed_missing(videos: Sequence[FramesFile], embed: Callable[[Iterator[Batch]], Iterator[BatchResult]],
-                  cache: VideoCache, progress: bool = True,
-                  runtime: dict[str, Any] | None = None) -> dict[str, Entry]:  # fmt: skip
+def embed_missing(
+    videos: Sequence[FramesFile],
+    embed: Callable[[Iterator[Batch]], Iterator[BatchResult]],
+    cache: VideoCache,
+    progress: bool = True,
+    runtime: dict[str, Any] | None = None,
+) -> dict[str, Entry]:
     """Embed `videos` through `embed` (an engine's batch runner); each video goes into the cache (with the
     `runtime` fingerprint that made it) as soon as its last frame is back, so a killed run keeps every finished
     video. Returns the entries by key."""
@@ -208,8 +222,9 @@ def embed_missing(videos: Sequence[FramesFile], embed: Callable[[Iterator[Batch]
                     array = np.concatenate([rows[first] for first in sorted(rows)])
                     buffer = BytesIO()
                     np.save(buffer, array)
-                    done[video.key] = cache.put(KIND, video.key, {"n_frames": video.n_frames}, buffer.getvalue(),
-                                                ".npy", runtime)  # fmt: skip
+                    done[video.key] = cache.put(
+                        KIND, video.key, {"n_frames": video.n_frames}, buffer.getvalue(), ".npy", runtime
+                    )
                     del parts[segment.video]
             bar.update(offset)
     if len(done) != len(videos):  # an engine that dropped a batch
@@ -230,8 +245,9 @@ def write_embeddings(out_dir: Path, videos: Sequence[FramesFile], entries: dict[
             features = np.load(entry.payload)
             if array is None:
                 dim = features.shape[1]
-                array = np.lib.format.open_memmap(tmp / ARRAY, mode="w+", dtype=np.float16,
-                                                  shape=(len(videos), max_frames, dim))  # fmt: skip
+                array = np.lib.format.open_memmap(
+                    tmp / ARRAY, mode="w+", dtype=np.float16, shape=(len(videos), max_frames, dim)
+                )
             array[row, : video.n_frames] = features
         if array is None:
             raise PipelineError("embed: no video has frames; see data/frames.csv")
@@ -256,16 +272,24 @@ def frames_files(paths: ProjectPaths, recipe: dict[str, Any]) -> list[FramesFile
             continue
         path = paths.frames_dir / f"{row['id']}.npz"
         if not is_safe_id(row["id"]) or not path.is_file():
-            raise PipelineError(f"{paths.frames_table}: row {row['id']!r}: no frames file {path}; "
-                                "rerun the frames stage")  # fmt: skip
+            raise PipelineError(
+                f"{paths.frames_table}: row {row['id']!r}: no frames file {path}; rerun the frames stage"
+            )
         usable.append((row["id"], path, int(row["n_frames"])))
     digests = sha256_files([path for _, path, _ in usable], "embed: hashing frames", unit="video")
-    return [FramesFile(video_id, path, n_frames, entry_key({**recipe, "frames": digest}))
-            for (video_id, path, n_frames), digest in zip(usable, digests, strict=True)]  # fmt: skip
+    return [
+        FramesFile(video_id, path, n_frames, entry_key({**recipe, "frames": digest}))
+        for (video_id, path, n_frames), digest in zip(usable, digests, strict=True)
+    ]
 
 
-def embed_frames(paths: ProjectPaths, embed: EmbedParams, settings: EmbedSettings,
-                 engine_settings: EngineSettings, cache_settings: CacheSettings) -> str:  # fmt: skip
+def embed_frames(
+    paths: ProjectPaths,
+    embed: EmbedParams,
+    settings: EmbedSettings,
+    engine_settings: EngineSettings,
+    cache_settings: CacheSettings,
+) -> str:
     """data/frames/ -> data/embeddings/; meta.json records every setting the embeddings depend on: the encoder's
     (declared params, a config or checkpoint file's SHA-256), the frames' (copied from data/frames/settings.json:
     embed does not read frames_count or frames.* from params.yaml) and the runtime fingerprint (`runtime`).
@@ -303,8 +327,9 @@ def model_device(engine: Engine, embed: EmbedParams, device: str) -> torch.devic
     return torch.device(engine.replica_device(device))
 
 
-def batch_runner(engine: Engine, embed: EmbedParams, device: str, root: Path, runtime: dict[str, Any]
-                 ) -> tuple[torch.device, Callable[[Iterator[Batch]], Iterator[BatchResult]]]:  # fmt: skip
+def batch_runner(
+    engine: Engine, embed: EmbedParams, device: str, root: Path, runtime: dict[str, Any]
+) -> tuple[torch.device, Callable[[Iterator[Batch]], Iterator[BatchResult]]]:
     """The device embed.device names here, and how the engine embeds batches: in this process (the model is built
     here), or on model replicas built from the params (it is built only there; the params are checked here, and
     each replica checks its runtime fingerprint against `runtime`)."""

@@ -136,8 +136,10 @@ def architecture_for(name: str, pretrained: str) -> Architecture:
     twin = name.removesuffix(QUICK_GELU_SUFFIX) if name.endswith(QUICK_GELU_SUFFIX) else name + QUICK_GELU_SUFFIX
     twin_tag = open_clip.get_pretrained_cfg(twin, pretrained)  # {} for a checkpoint path or an unknown tag
     if twin_tag:
-        trained = Architecture(bool((open_clip.get_model_config(twin) or {}).get("quick_gelu", False))
-                               or bool(twin_tag.get("quick_gelu", False)))  # fmt: skip
+        trained = Architecture(
+            bool((open_clip.get_model_config(twin) or {}).get("quick_gelu", False))
+            or bool(twin_tag.get("quick_gelu", False))
+        )
         if trained.quick_gelu != own:
             raise ParamsError(
                 f"params.yaml: embed.model={name!r} is the {Architecture(own).activation} network, and "
@@ -187,8 +189,9 @@ def without_random_init_warning() -> Iterator[None]:
         root.removeFilter(quiet)
 
 
-def load_encoder(model: str, pretrained: str, seed: int | None, device: str = "cpu",
-                 precision: str = "fp32") -> ClipEncoder:  # fmt: skip
+def load_encoder(
+    model: str, pretrained: str, seed: int | None, device: str = "cpu", precision: str = "fp32"
+) -> ClipEncoder:
     """The encoder, built as architecture_for says; `seed` decides a random init (pretrained `none`) and only
     that: pretrained weights replace every parameter, so it may be None for them."""
     name, weights, architecture = resolved_encoder(model, pretrained)
@@ -199,8 +202,9 @@ def load_encoder(model: str, pretrained: str, seed: int | None, device: str = "c
     # the block only: the caller's stream, and every CUDA device's, are left as they were
     with torch.random.fork_rng(devices=[]), without_random_init_warning():  # describe() says "untrained"
         torch.random.default_generator.manual_seed(0 if seed is None else seed)
-        clip_model = open_clip.create_model(name, pretrained=weights, device=torch_device,
-                                            force_quick_gelu=architecture.quick_gelu)  # fmt: skip
+        clip_model = open_clip.create_model(
+            name, pretrained=weights, device=torch_device, force_quick_gelu=architecture.quick_gelu
+        )
     clip_model.eval()
     if precision == "bf16" and torch_device.type == "cpu":
         # Weights in bf16, not autocast: autocast re-casts fp32 weights on every call and ran slower than fp32
@@ -252,9 +256,15 @@ def encoder_identity(embed: EmbedParams, root: Path) -> dict[str, Any]:
     name, _, architecture = resolved_encoder(model, pretrained)
     config = sha256_file(Path(model)) if model.endswith(".json") else ""
     weights = f"sha256:{sha256_file(Path(pretrained))}" if Path(pretrained).is_file() else pretrained
-    return {"model": name, "config": config, "quick_gelu": architecture.quick_gelu, "weights": weights,
-            "precision": embed.precision, "seed": encoder_seed(embed),
-            "note": describe_encoder(name, pretrained)}  # fmt: skip
+    return {
+        "model": name,
+        "config": config,
+        "quick_gelu": architecture.quick_gelu,
+        "weights": weights,
+        "precision": embed.precision,
+        "seed": encoder_seed(embed),
+        "note": describe_encoder(name, pretrained),
+    }
 
 
 def preprocess_jpegs(jpegs: Sequence[bytes], encoder: ClipEncoder) -> torch.Tensor:

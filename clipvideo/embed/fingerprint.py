@@ -31,8 +31,12 @@ def precision_path(device_type: str, precision: str) -> str:
 def encoder_runtime(device: torch.device | str, precision: str) -> dict[str, Any]:
     """The runtime fingerprint of a model on `device` at embed.precision, in this process: JSON values."""
     kind = torch.device(device).type
-    runtime: dict[str, Any] = {"torch": torch.__version__, "open_clip": open_clip.__version__, "device": kind,
-                               "precision_path": precision_path(kind, precision)}  # fmt: skip
+    runtime: dict[str, Any] = {
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "device": kind,
+        "precision_path": precision_path(kind, precision),
+    }
     if kind == "cuda":
         runtime["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
         runtime["tf32_cudnn"] = torch.backends.cudnn.allow_tf32

@@ -37,8 +37,9 @@ def embed_prompts(
     return TextEmbeddings(list(categories), list(templates), unit(embedded.mean(0)), record)
 
 
-def embed_category_prompts(paths: ProjectPaths, categories: list[str], text: EmbedTextParams, embed: EmbedParams,
-                           settings: EmbedSettings) -> str:  # fmt: skip
+def embed_category_prompts(
+    paths: ProjectPaths, categories: list[str], text: EmbedTextParams, embed: EmbedParams, settings: EmbedSettings
+) -> str:
     """data/text/: every category's prompt vector, by the encoder the frames use; returns the summary line."""
     encoder = open_encoder(embed, settings.device, paths.root)
     record = encoder_record(embed, encoder_identity(embed, paths.root))

@@ -66,8 +66,15 @@ def recorded_encoder(meta: Mapping[str, Any]) -> dict[str, Any]:
     return {key: meta.get(key) for key in EMBEDDING_KEYS}
 
 
-def check_same_settings(recorded: Mapping[str, Any], current: Mapping[str, Any], keys: Mapping[str, str],
-                        where: str, recorded_as: str, current_as: str, fix: str) -> None:  # fmt: skip
+def check_same_settings(
+    recorded: Mapping[str, Any],
+    current: Mapping[str, Any],
+    keys: Mapping[str, str],
+    where: str,
+    recorded_as: str,
+    current_as: str,
+    fix: str,
+) -> None:
     """Stop when `recorded` (what made a file) and `current` (what its consumer expects) differ in any of `keys`
     (meta key -> params.yaml key), naming each difference: results made two ways must never be mixed."""
     differs = [key for key in keys if recorded.get(key) != current.get(key)]

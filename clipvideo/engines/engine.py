@@ -21,6 +21,7 @@ R = TypeVar("R")
 # value than the stage's refuses the calls (Ray); the local engine runs them in the stage's own process.
 Runtime = Callable[[], Mapping[str, Any]]
 
+
 @dataclass(frozen=True)
 class LocalFile:
     """A file a call takes as an argument. The local engine passes its path; a cluster engine sends its bytes
@@ -42,8 +43,9 @@ class Engine(Protocol):
 
     def describe(self) -> str: ...
 
-    def map(self, function: Callable[..., R], calls: Sequence[tuple],
-            runtime: Runtime | None = None) -> Iterator[tuple[int, R]]:  # fmt: skip
+    def map(
+        self, function: Callable[..., R], calls: Sequence[tuple], runtime: Runtime | None = None
+    ) -> Iterator[tuple[int, R]]:
         """(index into `calls`, `function(*call)`) as each call finishes, whatever the order; where `runtime`
         measures another fingerprint than in the stage's process, the calls are refused."""
         ...
@@ -66,8 +68,9 @@ class LocalEngine:
     def describe(self) -> str:
         return f"on this host ({platform.node() or 'local'}, local engine, {available_cores()} cores)"
 
-    def map(self, function: Callable[..., R], calls: Sequence[tuple],
-            runtime: Runtime | None = None) -> Iterator[tuple[int, R]]:  # fmt: skip
+    def map(
+        self, function: Callable[..., R], calls: Sequence[tuple], runtime: Runtime | None = None
+    ) -> Iterator[tuple[int, R]]:
         with ThreadPoolExecutor(self.workers) as pool:
             futures = {pool.submit(function, *local_paths(call)): index for index, call in enumerate(calls)}
             try:

@@ -90,8 +90,10 @@ def running_code() -> str:
 def check_code(driver_code: str) -> None:
     """On a worker: refuse to run other code than the driver's (an older copy found on the worker's path)."""
     if running_code() != driver_code:
-        raise PipelineError(f"a Ray worker imported clipvideo from {CODE}, which is not the code of the stage that "
-                            "started it; remove that copy from the worker's Python path")  # fmt: skip
+        raise PipelineError(
+            f"a Ray worker imported clipvideo from {CODE}, which is not the code of the stage that "
+            "started it; remove that copy from the worker's Python path"
+        )
 
 
 def runtime_refusal(here: Mapping[str, Any], driver: Mapping[str, Any]) -> PipelineError | None:
@@ -105,8 +107,9 @@ def runtime_refusal(here: Mapping[str, Any], driver: Mapping[str, Any]) -> Pipel
     fix = "install the same locked environment on every node (uv sync --locked)"
     if "cpu_capability" in differs:
         fix += " and set ATEN_CPU_CAPABILITY to one value (avx2, ...) on every node and the stage's"
-    return PipelineError(f"a Ray worker on {socket.gethostname()} runs {named}: its results could differ from the "
-                         f"stage's; {fix}")  # fmt: skip
+    return PipelineError(
+        f"a Ray worker on {socket.gethostname()} runs {named}: its results could differ from the stage's; {fix}"
+    )
 
 
 def check_runtime(here: Mapping[str, Any], driver: Mapping[str, Any]) -> None:
@@ -116,9 +119,14 @@ def check_runtime(here: Mapping[str, Any], driver: Mapping[str, Any]) -> None:
         raise refusal
 
 
-def with_local_files(function: Callable[..., R], driver_code: str, runtime: Runtime | None,
-                     driver_runtime: Mapping[str, Any] | None, file_positions: tuple[int, ...],
-                     *args: Any) -> R:  # fmt: skip
+def with_local_files(
+    function: Callable[..., R],
+    driver_code: str,
+    runtime: Runtime | None,
+    driver_runtime: Mapping[str, Any] | None,
+    file_positions: tuple[int, ...],
+    *args: Any,
+) -> R:
     """On a worker: the bytes at `file_positions` become private temporary files, the call gets their paths;
     first, a worker whose `runtime` measures another fingerprint than the driver's refuses."""
     check_code(driver_code)
@@ -200,8 +208,9 @@ class StoredInputs:
     `freed_within_s` ago (the owner lets go at once, but a raylet frees in batches, once a second by default).
     Bounding both, in calls and in bytes, bounds the store's use however short the calls are."""
 
-    def __init__(self, most_calls: int, budget: int, freed_within_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self, most_calls: int, budget: int, freed_within_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.most_calls = most_calls
         self.budget = budget
         self.freed_within_s = freed_within_s
@@ -306,8 +315,13 @@ class RayEngine:
                 "(ray status, /tmp/ray/session_latest/logs) and rerun: finished videos are kept"
             ) from exc
 
-    def completed(self, lanes: Sequence[Callable[[T], ray.ObjectRef]], items: Iterable[T], name: Callable[[T], str],
-                  cost: Callable[[T], int] = lambda item: 0) -> Iterator[tuple[T, Any]]:  # fmt: skip
+    def completed(
+        self,
+        lanes: Sequence[Callable[[T], ray.ObjectRef]],
+        items: Iterable[T],
+        name: Callable[[T], str],
+        cost: Callable[[T], int] = lambda item: 0,
+    ) -> Iterator[tuple[T, Any]]:
         """(item, result) as each call finishes. A lane (a task submitter, or one actor's method) holds one call at
         a time; items are taken from `items` only as lanes free up and while the object store has room for their
         input bytes (`cost`, StoredInputs), so a long lazy plan is never held whole."""
@@ -348,8 +362,9 @@ class RayEngine:
             fill()
             yield item, result
 
-    def map(self, function: Callable[..., R], calls: Sequence[tuple],
-            runtime: Runtime | None = None) -> Iterator[tuple[int, R]]:  # fmt: skip
+    def map(
+        self, function: Callable[..., R], calls: Sequence[tuple], runtime: Runtime | None = None
+    ) -> Iterator[tuple[int, R]]:
         """(index into `calls`, `function(*call)`) as each finishes: one Ray task per call, one CPU each; a
         LocalFile argument's bytes are put in the object store when its call is submitted. A worker where
         `runtime` measures another fingerprint than here refuses the call."""

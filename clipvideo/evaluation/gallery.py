@@ -99,8 +99,9 @@ def render_errors(
     return draw_errors(variant, misclassified(predictions), len(predictions), strip, titles)
 
 
-def draw_errors(variant: str, wrong: list[tuple[str, str, str]], total: int, strip: Strip,
-                titles: Mapping[str, str]) -> bytes:  # fmt: skip
+def draw_errors(
+    variant: str, wrong: list[tuple[str, str, str]], total: int, strip: Strip, titles: Mapping[str, str]
+) -> bytes:
     """render_errors from misclassified()'s answer, the count of predictions, and where the frames come from."""
     shown = wrong[:MAX_ROWS]
     title = f"{label(variant)}: {len(wrong)} of {total} test videos misclassified"

@@ -37,8 +37,14 @@ def near_duplicates(test: LabelledSet, train: LabelledSet, threshold: float) -> 
         column = int(cosines.argmax())
         cosine = round(float(cosines[column]), 4)
         if cosine >= threshold:
-            pairs.append({"test_id": test.ids[row], "train_id": train.ids[column], "cosine": cosine,
-                          "same_category": bool(test.labels[row] == train.labels[column])})  # fmt: skip
+            pairs.append(
+                {
+                    "test_id": test.ids[row],
+                    "train_id": train.ids[column],
+                    "cosine": cosine,
+                    "same_category": bool(test.labels[row] == train.labels[column]),
+                }
+            )
     return sorted(pairs, key=lambda pair: (-pair["cosine"], pair["test_id"]))
 
 

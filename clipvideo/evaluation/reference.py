@@ -28,8 +28,13 @@ class Reference:
 def load_reference(path: Path) -> Reference:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Reference(str(data["source"]), dict(data["protocol"]), dict(data.get("also_set") or {}),
-                         int(data["n_test"]), {str(k): float(v) for k, v in data["f1_micro"].items()})  # fmt: skip
+        return Reference(
+            str(data["source"]),
+            dict(data["protocol"]),
+            dict(data.get("also_set") or {}),
+            int(data["n_test"]),
+            {str(k): float(v) for k, v in data["f1_micro"].items()},
+        )
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ParamsError(
             f"{path.name}: expected source, protocol, n_test and f1_micro ({type(exc).__name__}: {exc})"

@@ -90,16 +90,23 @@ def per_class_table(ranked: list[dict[str, Any]]) -> list[str]:
 def reference_lines(ranked: list[dict[str, Any]], reference: Reference, differences: list[str]) -> list[str]:
     """Where the study's numbers stand, or why they do not."""
     if differences:
-        return [f"The reference study's numbers ({reference.source}) are not shown: this run's protocol differs in "
-                f"{'; '.join(differences)}."]  # fmt: skip
+        return [
+            f"The reference study's numbers ({reference.source}) are not shown: this run's protocol differs in "
+            f"{'; '.join(differences)}."
+        ]
     return [
         f"This run follows the reference study's protocol ({reference.source}); its f1_micro on its own "
         f"{reference.n_test} test videos stands in the last column (another split: the videos differ)."
     ]
 
 
-def summary_table(ranked: list[dict[str, Any]], gaps: dict[str, list[float]], reference: Reference,
-                  differences: list[str], leakage: dict[str, Any]) -> str:  # fmt: skip
+def summary_table(
+    ranked: list[dict[str, Any]],
+    gaps: dict[str, list[float]],
+    reference: Reference,
+    differences: list[str],
+    leakage: dict[str, Any],
+) -> str:
     """Markdown: variants ranked on val, their test figures with intervals, which test gaps to the val choice are
     inside the noise, and the study's numbers where the protocols match."""
     best = ranked[0]
@@ -162,8 +169,9 @@ def console_table(ranked: list[dict[str, Any]], gaps: dict[str, list[float]]) ->
     for m in ranked:
         judged = "chosen" if m is best else verdict(gaps.get(m["variant"], []))
         val = "-" if m.get("val_f1_micro") is None else f"{m['val_f1_micro']:.3f}"
-        lines.append(f"{m['variant']:<{width}}  {val:>6}  {m['f1_micro']:>8.3f}  {interval(m, 'f1_micro'):<14}  "
-                     f"{judged}")  # fmt: skip
+        lines.append(
+            f"{m['variant']:<{width}}  {val:>6}  {m['f1_micro']:>8.3f}  {interval(m, 'f1_micro'):<14}  {judged}"
+        )
     lines.append(f"{best['n_test']} test videos, one is {1 / best['n_test']:.3f} of f1_micro")
     return "\n".join(lines)
 
@@ -193,5 +201,7 @@ def write_report(paths: ProjectPaths, variants: dict[str, Variant], params: Any)
     write_table(paths.f1_plot, VARIANT_F1_COLUMNS, ({c: m[c] for c in VARIANT_F1_COLUMNS} for m in ranked))
     print(console_table(ranked, gaps))
     counts = write_error_images(paths.errors_dir, predictions, paths.frames_dir, video_titles(paths))
-    return (f"{len(results)} variants -> {paths.summary}, {paths.f1_plot}; {sum(counts.values())} misclassified "
-            f"videos -> {paths.errors_dir}")  # fmt: skip
+    return (
+        f"{len(results)} variants -> {paths.summary}, {paths.f1_plot}; {sum(counts.values())} misclassified "
+        f"videos -> {paths.errors_dir}"
+    )

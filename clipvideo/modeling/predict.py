@@ -43,8 +43,10 @@ from clipvideo.video.frames import KIND as FRAMES_KIND
 from clipvideo.video.frames import decode_video, frames_made_with, frames_recipe
 
 # Printed under the answer of a model trained on an untrained encoder's embeddings (the default sample run).
-UNTRAINED_NOTE = ("note: the encoder has random weights (embed.pretrained: none), so this answer only shows that the "
-                  "pipeline runs; a correct one needs pretrained weights (embed.pretrained: openai)")  # fmt: skip
+UNTRAINED_NOTE = (
+    "note: the encoder has random weights (embed.pretrained: none), so this answer only shows that the "
+    "pipeline runs; a correct one needs pretrained weights (embed.pretrained: openai)"
+)
 
 
 @dataclass
@@ -65,8 +67,11 @@ def video_files(folder: Path) -> list[Path]:
     found = []
     for current, dirs, names in os.walk(folder):
         dirs[:] = [name for name in dirs if not name.startswith(".")]
-        found += [Path(current, name) for name in names
-                  if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_SUFFIXES]  # fmt: skip
+        found += [
+            Path(current, name)
+            for name in names
+            if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_SUFFIXES
+        ]
     return sorted(found)
 
 
@@ -101,8 +106,7 @@ def fetch(video: Video, work_dir: Path, paths: ProjectPaths, params: Params, set
         video.status, video.reason = Status.ERROR.value, f"cannot download ({exc})"
 
 
-def frames_entries(videos: list[Video], cache: VideoCache, params: Params, settings: Settings
-                   ) -> dict[int, FramesFile]:  # fmt: skip
+def frames_entries(videos: list[Video], cache: VideoCache, params: Params, settings: Settings) -> dict[int, FramesFile]:
     """Each readable video's frames, from the cache or decoded (and cached), as the frames stage keys them;
     a video that cannot be decoded gets its status and reason."""
     decoder = decoder_fingerprint()
@@ -127,16 +131,24 @@ def frames_entries(videos: list[Video], cache: VideoCache, params: Params, setti
     return found
 
 
-def embed_entries(videos: list[Video], found: dict[int, FramesFile], cache: VideoCache, paths: ProjectPaths,
-                  params: Params, settings: Settings) -> None:  # fmt: skip
+def embed_entries(
+    videos: list[Video],
+    found: dict[int, FramesFile],
+    cache: VideoCache,
+    paths: ProjectPaths,
+    params: Params,
+    settings: Settings,
+) -> None:
     """Each video's frame embeddings, from the cache or embedded (and cached), as the embed stage keys them."""
     identity = encoder_identity(params.embed, paths.root)
     identity.pop("note")
     device = checked_device(settings.embed.device, params.embed.precision)
     runtime = encoder_runtime(device, params.embed.precision)
     recipe = embed_recipe(identity, runtime)
-    keyed = {i: FramesFile(f.video_id, f.path, f.n_frames, entry_key({**recipe, "frames": sha256_file(f.path)}))
-             for i, f in found.items()}  # fmt: skip
+    keyed = {
+        i: FramesFile(f.video_id, f.path, f.n_frames, entry_key({**recipe, "frames": sha256_file(f.path)}))
+        for i, f in found.items()
+    }
     entries = {f.key: entry for f in keyed.values() if (entry := cache.get(EMBED_KIND, f.key)) is not None}
     todo = list({f.key: f for f in keyed.values() if f.key not in entries}.values())
     if todo:
@@ -169,13 +181,27 @@ def checked_model(paths: ProjectPaths, variant: str, params: Params, model: Path
     saved = load_model(model_file, variant)
     identity_now = encoder_identity(params.embed, paths.root)  # files by content: a replaced one differs
     now = {**encoder_record(params.embed, identity_now), **frames_made_with(params.frames_count, params.frames)}
-    check_same_settings(saved.encoder, now, EMBEDDING_KEYS, str(model_file), "trained on embeddings made with",
-                        "params.yaml now", "run dvc repro first")  # fmt: skip
+    check_same_settings(
+        saved.encoder,
+        now,
+        EMBEDDING_KEYS,
+        str(model_file),
+        "trained on embeddings made with",
+        "params.yaml now",
+        "run dvc repro first",
+    )
     return saved
 
 
-def predict_videos(paths: ProjectPaths, sources: list[str], variant: str, params: Params, settings: Settings,
-                   out: str | None = None, model: Path | None = None) -> str:  # fmt: skip
+def predict_videos(
+    paths: ProjectPaths,
+    sources: list[str],
+    variant: str,
+    params: Params,
+    settings: Settings,
+    out: str | None = None,
+    model: Path | None = None,
+) -> str:
     """Classify every video; one video without `out`: print its category and probabilities (an unreadable one is
     an error), else a table (and `out`, a CSV). Returns the summary line. `model`: as checked_model's."""
     saved = checked_model(paths, variant, params, model)
@@ -198,10 +224,23 @@ def predict_videos(paths: ProjectPaths, sources: list[str], variant: str, params
     columns = [*PREDICT_OUT_COLUMNS, *(f"p_{category}" for category in saved.categories)]
     if out is not None:
         write_table(Path(out), columns, rows)
-    shown = [[shorten(r["path"], 50), r["status"], r["predicted"] or shorten(r["reason"], 50),
-              r.get(f"p_{r['predicted']}", "")] for r in rows]  # fmt: skip
-    print(tabulate(shown, headers=["video", "status", "predicted (or why not)", "probability"], tablefmt="simple",
-                   disable_numparse=True))
+    shown = [
+        [
+            shorten(r["path"], 50),
+            r["status"],
+            r["predicted"] or shorten(r["reason"], 50),
+            r.get(f"p_{r['predicted']}", ""),
+        ]
+        for r in rows
+    ]
+    print(
+        tabulate(
+            shown,
+            headers=["video", "status", "predicted (or why not)", "probability"],
+            tablefmt="simple",
+            disable_numparse=True,
+        )
+    )
     if not pretrained:
         print(UNTRAINED_NOTE)
     classified = sum(bool(row["predicted"]) for row in rows)

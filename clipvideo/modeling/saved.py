@@ -25,8 +25,16 @@ class SavedModel:
     selection: dict[str, Any]  # the epoch kept and its val f1 (training.best_epoch)
 
 
-def save_model(path: Path, variant: str, kind: str, model: nn.Module, categories: list[str], options: dict,
-               encoder: dict[str, Any], selection: dict[str, Any]) -> None:  # fmt: skip
+def save_model(
+    path: Path,
+    variant: str,
+    kind: str,
+    model: nn.Module,
+    categories: list[str],
+    options: dict,
+    encoder: dict[str, Any],
+    selection: dict[str, Any],
+) -> None:
     """Everything needed to rebuild the module without params.yaml: kind, sizes, options, weights."""
     head = model.head
     record = {

@@ -70,8 +70,10 @@ def shares_table(rows: list[dict[str, str]], split: SplitParams) -> tuple[str, l
             if counts[side] == 0 and expected[side] > 0:
                 warnings.append(f"split: category {category!r} has no {side} video")
             elif abs(share - expected[side]) > tolerance:
-                warnings.append(f"split: category {category!r}: {side} share {share:.2f}, expected {expected[side]:.2f}"
-                                f" ± {tolerance:.2f}")  # fmt: skip
+                warnings.append(
+                    f"split: category {category!r}: {side} share {share:.2f}, expected {expected[side]:.2f}"
+                    f" ± {tolerance:.2f}"
+                )
         body.append([category, len(sizes), *cells])
     headers = ["category", "groups", *(f"{side} (share ± tol.)" for side in SPLITS)]
     return tabulate(body, headers=headers), warnings

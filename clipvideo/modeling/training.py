@@ -135,9 +135,13 @@ def best_epoch(history: list[dict[str, Any]]) -> int:
 
 @seeded_by_config
 def train_classifier(
-    model: nn.Module, frames: np.ndarray, mask: np.ndarray, labels: np.ndarray, config: TrainConfig,
+    model: nn.Module,
+    frames: np.ndarray,
+    mask: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
     val: Held | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """AdamW on shuffled mini-batches, seeded, with optional mixup; the model ends with the weights of the epoch
     best_epoch chooses on `val`.
 
@@ -242,8 +246,9 @@ def exact_mean_embedding(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def fit_record(model: nn.Module, x: torch.Tensor, m: torch.Tensor, labels: np.ndarray, val: Held | None
-               ) -> dict[str, Any]:  # fmt: skip
+def fit_record(
+    model: nn.Module, x: torch.Tensor, m: torch.Tensor, labels: np.ndarray, val: Held | None
+) -> dict[str, Any]:
     """Training-set and val loss and f1 (micro) of a model fitted in one go (logreg, zeroshot), on as_tensors'
     tensors: for its summary line, not a curve (one point is not one)."""
     loss, f1 = scored(model, x, m, labels)
@@ -254,14 +259,28 @@ def fit_record(model: nn.Module, x: torch.Tensor, m: torch.Tensor, labels: np.nd
 def zeroshot_classifier(paths: ProjectPaths, data: LabelledSet, frames_encoder: dict[str, Any]) -> nn.Module:
     """The prompt embeddings as a classifier; they must come from the encoder that embedded the frames."""
     text = load_text_embeddings(paths.text_dir)
-    check_same_settings(text.encoder, frames_encoder, ENCODER_KEYS, str(paths.text_dir), "prompts embedded with",
-                        "the frames'", "rerun dvc repro")  # fmt: skip
+    check_same_settings(
+        text.encoder,
+        frames_encoder,
+        ENCODER_KEYS,
+        str(paths.text_dir),
+        "prompts embedded with",
+        "the frames'",
+        "rerun dvc repro",
+    )
     return zeroshot_model(text.for_categories(data.categories, paths.text_dir / TEXT_FILE))
 
 
-def fit(spec: Variant, data: LabelledSet, frames: np.ndarray, mask: np.ndarray, params: Params | Declared,
-        name: str = "", val: Held | None = None, device: str = "cpu",
-        ) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+def fit(
+    spec: Variant,
+    data: LabelledSet,
+    frames: np.ndarray,
+    mask: np.ndarray,
+    params: Params | Declared,
+    name: str = "",
+    val: Held | None = None,
+    device: str = "cpu",
+) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
     """The fitted module, the options needed to rebuild it, and its training curve (logreg and torch kinds).
 
     `params` lets through only the keys the variant declares, so reading any other fails here, not silently.
@@ -322,8 +341,13 @@ def train_variant(paths: ProjectPaths, name: str, spec: Variant, params: Declare
     else:
         model, options, history = fit(spec, data, frames, mask, params, name, val, device)
     kept = history[best_epoch(history) - 1]
-    selection = {"epoch": kept["epoch"], "epochs": len(history), "val_videos": 0 if val is None else len(val.labels),
-                 "val_f1_micro": kept["val_f1"], "device": device}  # fmt: skip
+    selection = {
+        "epoch": kept["epoch"],
+        "epochs": len(history),
+        "val_videos": 0 if val is None else len(val.labels),
+        "val_f1_micro": kept["val_f1"],
+        "device": device,
+    }
     save_model(paths.model_file(name), name, spec.kind, model, data.categories, options, encoder, selection)
     if spec.has_curve:
         write_table(paths.training_curve_file(name), CURVE_COLUMNS, history)

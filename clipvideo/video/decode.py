@@ -69,8 +69,13 @@ class DecodeBudget:
 
     clock = staticmethod(time.monotonic)
 
-    def __init__(self, settings: FramesSettings, file_bytes: int, max_megapixels: int = MAX_DECODE_MEGAPIXELS,
-                 max_megapixels_per_byte: float = MAX_DECODE_MEGAPIXELS_PER_BYTE) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: FramesSettings,
+        file_bytes: int,
+        max_megapixels: int = MAX_DECODE_MEGAPIXELS,
+        max_megapixels_per_byte: float = MAX_DECODE_MEGAPIXELS_PER_BYTE,
+    ) -> None:
         self.limit = max_megapixels
         self.per_byte = max_megapixels_per_byte
         self.file_bytes = file_bytes
@@ -85,8 +90,10 @@ class DecodeBudget:
         if work > self.limit:
             return f"over frames.max_decode_megapixels={self.limit:,} (params.yaml)"
         if work > max(FREE_DECODE_MEGAPIXELS, self.per_byte * self.file_bytes):
-            return (f"at {work / self.file_bytes:.3g} megapixels per byte of a {self.file_bytes:,}-byte file, over "
-                    f"frames.max_decode_megapixels_per_byte={self.per_byte:g} (params.yaml)")  # fmt: skip
+            return (
+                f"at {work / self.file_bytes:.3g} megapixels per byte of a {self.file_bytes:,}-byte file, over "
+                f"frames.max_decode_megapixels_per_byte={self.per_byte:g} (params.yaml)"
+            )
         return None
 
     @property
@@ -295,8 +302,9 @@ def decode_at_times(
     return images, times
 
 
-def seek_plan(path: Path, stream: av.video.stream.VideoStream, targets: np.ndarray, keyframe_only: bool
-              ) -> tuple[PacketIndex, list[int], list[DecodeRun], str] | None:  # fmt: skip
+def seek_plan(
+    path: Path, stream: av.video.stream.VideoStream, targets: np.ndarray, keyframe_only: bool
+) -> tuple[PacketIndex, list[int], list[DecodeRun], str] | None:
     """The packet index, the pts picked for each target, the runs that decode them and how, from demuxing alone;
     None when the index is unusable (the sampler then decodes through)."""
     index = packet_index(path)
@@ -365,9 +373,16 @@ def sample_with_index(
     return [found[p][0] for p in chosen], [found[p][1] for p in chosen]
 
 
-def sample_frames(path: Path, count: int, size: int, mode: str = "exact", threads: int = 1,
-                  limits: FramesSettings | None = None, max_megapixels: int = MAX_DECODE_MEGAPIXELS,
-                  max_megapixels_per_byte: float = MAX_DECODE_MEGAPIXELS_PER_BYTE) -> SampledFrames:  # fmt: skip
+def sample_frames(
+    path: Path,
+    count: int,
+    size: int,
+    mode: str = "exact",
+    threads: int = 1,
+    limits: FramesSettings | None = None,
+    max_megapixels: int = MAX_DECODE_MEGAPIXELS,
+    max_megapixels_per_byte: float = MAX_DECODE_MEGAPIXELS_PER_BYTE,
+) -> SampledFrames:
     """`count` evenly spaced frames over the real duration (fewer for a very short video), within the decode
     budget `max_megapixels` and `max_megapixels_per_byte` of the file (frames.max_decode_megapixels and
     frames.max_decode_megapixels_per_byte) and the time limit of `limits` (settings.yaml's frames section; its

@@ -65,14 +65,23 @@ def video_path(row: TableRow, paths: ProjectPaths) -> Path:
     return path
 
 
-def decode_video(path: Path, count: int, params: FramesParams, threads: int,
-                 settings: FramesSettings) -> tuple[dict[str, Any], bytes | None, bool]:  # fmt: skip
+def decode_video(
+    path: Path, count: int, params: FramesParams, threads: int, settings: FramesSettings
+) -> tuple[dict[str, Any], bytes | None, bool]:
     """One video -> its frames.csv verdict (status, reason, n_frames), its frames file's bytes (None for an
     `error`), and whether the verdict is final: a video past frames.video_timeout_s is tried again by the next
     run, so it is not cached. Never raises for a bad video. Runs on the engine: it writes nothing."""
     try:
-        frames = sample_frames(path, count, params.size, params.mode, threads, settings, params.max_decode_megapixels,
-                               params.max_decode_megapixels_per_byte)
+        frames = sample_frames(
+            path,
+            count,
+            params.size,
+            params.mode,
+            threads,
+            settings,
+            params.max_decode_megapixels,
+            params.max_decode_megapixels_per_byte,
+        )
     except DecodeTimeout as exc:
         return {"status": Status.ERROR, "reason": str(exc), "n_frames": 0}, None, False
     except VideoError as exc:
@@ -83,8 +92,11 @@ def decode_video(path: Path, count: int, params: FramesParams, threads: int,
         reason = f"decoder failure ({type(exc).__name__}: {shorten(' '.join(str(exc).split()), 203)})"
         return {"status": Status.ERROR, "reason": reason, "n_frames": 0}, None, True
     short = frames.is_short
-    verdict = {"status": Status.SHORT if short else Status.OK, "n_frames": len(frames.images),
-               "reason": f"{len(frames.images)} of {count} frames decodable" if short else ""}  # fmt: skip
+    verdict = {
+        "status": Status.SHORT if short else Status.OK,
+        "n_frames": len(frames.images),
+        "reason": f"{len(frames.images)} of {count} frames decodable" if short else "",
+    }
     return verdict, pack_frames(frames), True
 
 
@@ -101,18 +113,28 @@ def frames_keys(sources: list[tuple[str, Path]], recipe: dict[str, Any], videos_
     digests = sha256_files([path for _, path in sources], "frames: hashing videos", unit="video")
     for (video_id, path), digest in zip(sources, digests, strict=True):
         if not path.is_relative_to(videos_dir) and digest[: len(video_id)] != video_id:
-            raise PipelineError(f"{path}: its bytes are not those of id {video_id} (changed since the manifest "
-                                "listed it?); rerun the pipeline (dvc repro)")  # fmt: skip
-    return [Source(video_id, path, entry_key({**recipe, "video": digest}))
-            for (video_id, path), digest in zip(sources, digests, strict=True)]  # fmt: skip
+            raise PipelineError(
+                f"{path}: its bytes are not those of id {video_id} (changed since the manifest "
+                "listed it?); rerun the pipeline (dvc repro)"
+            )
+    return [
+        Source(video_id, path, entry_key({**recipe, "video": digest}))
+        for (video_id, path), digest in zip(sources, digests, strict=True)
+    ]
 
 
 def frames_recipe(frames_count: int, params: FramesParams, decoder: dict[str, Any]) -> dict[str, Any]:
     """Everything but the video that decides a frames cache entry (predict keys its entries the same way)."""
-    return {"kind": KIND, "frames_count": frames_count, "size": params.size, "mode": params.mode,
-            "max_decode_megapixels": params.max_decode_megapixels,
-            "max_decode_megapixels_per_byte": params.max_decode_megapixels_per_byte, "code": code_digest(FRAMES_CODE),
-            "decoder": decoder}  # fmt: skip
+    return {
+        "kind": KIND,
+        "frames_count": frames_count,
+        "size": params.size,
+        "mode": params.mode,
+        "max_decode_megapixels": params.max_decode_megapixels,
+        "max_decode_megapixels_per_byte": params.max_decode_megapixels_per_byte,
+        "code": code_digest(FRAMES_CODE),
+        "decoder": decoder,
+    }
 
 
 def frames_made_with(frames_count: int, params: FramesParams) -> dict[str, Any]:
@@ -127,13 +149,21 @@ def publish(source: Source, entry: Entry, frames_dir: Path) -> dict[str, Any]:
         try:
             link_or_copy(entry.payload, frames_dir / f"{source.video_id}.npz")
         except FileNotFoundError:  # only when another run evicted it meanwhile, from a cache far too small
-            raise PipelineError(f"{entry.payload}: evicted from the per-video cache while in use (cache.max_gb is "
-                                "smaller than one run needs); rerun") from None  # fmt: skip
+            raise PipelineError(
+                f"{entry.payload}: evicted from the per-video cache while in use (cache.max_gb is "
+                "smaller than one run needs); rerun"
+            ) from None
     return {"id": source.video_id, **entry.record}
 
 
-def extract_frames(paths: ProjectPaths, frames_count: int, params: FramesParams, settings: FramesSettings,
-                   engine_settings: EngineSettings, cache_settings: CacheSettings) -> str:  # fmt: skip
+def extract_frames(
+    paths: ProjectPaths,
+    frames_count: int,
+    params: FramesParams,
+    settings: FramesSettings,
+    engine_settings: EngineSettings,
+    cache_settings: CacheSettings,
+) -> str:
     """Every `ok` video of data/videos.csv -> data/frames/ and data/frames.csv; returns the summary line."""
     table = read_table(paths.videos_table, VIDEOS_COLUMNS, choices={"status": VIDEO_STATUSES})
     found = [(row["id"], video_path(row, paths)) for row in table if row["status"] == Status.OK]

@@ -17,10 +17,23 @@ from av.stream import Disposition
 # format yt-dlp saves as one file. Never concat, hls, dash, image sequences (image2, *_pipe), subfile or
 # anything else that opens other files or urls it names: a 47-byte ffconcat file would become another
 # video's frames. Audio-only mp3 is read to say "no video stream".
-VIDEO_DEMUXERS = frozenset({
-    "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "flv", "mpegts", "mpeg", "ogg", "asf", "ivf",
-    "h264", "hevc", "m4v", "mp3",
-})  # fmt: skip
+VIDEO_DEMUXERS = frozenset(
+    {
+        "mov,mp4,m4a,3gp,3g2,mj2",
+        "matroska,webm",
+        "avi",
+        "flv",
+        "mpegts",
+        "mpeg",
+        "ogg",
+        "asf",
+        "ivf",
+        "h264",
+        "hevc",
+        "m4v",
+        "mp3",
+    }
+)
 SINGLE_FILE_ONLY = {"format_whitelist": ",".join(sorted(VIDEO_DEMUXERS)), "protocol_whitelist": "file"}
 # Pictures larger than DCI 8K (8192x4320, 35.4 Mpx: every camera and YouTube resolution fits) are refused
 # from the size the stream declares, before decoding: a 16000x16000 PNG frame alone is 768 MB of RGB.
@@ -31,10 +44,30 @@ MAX_PIXELS = 8192 * 4320
 # below; FFmpeg's hundreds of other decoders (game, screen-capture and image formats with compression schemes of
 # their own) are never opened on an untrusted file. The audio decoders only let FFmpeg's probing read audio
 # streams as before: the sampler never decodes audio.
-VIDEO_DECODERS = frozenset({
-    "h264", "hevc", "vp8", "vp9", "libdav1d", "av1", "mpeg4", "mpeg2video", "mpeg1video", "h263", "flv", "vp6f",
-    "theora", "wmv1", "wmv2", "wmv3", "vc1", "msmpeg4", "mjpeg", "png",
-})  # fmt: skip
+VIDEO_DECODERS = frozenset(
+    {
+        "h264",
+        "hevc",
+        "vp8",
+        "vp9",
+        "libdav1d",
+        "av1",
+        "mpeg4",
+        "mpeg2video",
+        "mpeg1video",
+        "h263",
+        "flv",
+        "vp6f",
+        "theora",
+        "wmv1",
+        "wmv2",
+        "wmv3",
+        "vc1",
+        "msmpeg4",
+        "mjpeg",
+        "png",
+    }
+)
 AUDIO_DECODERS = frozenset({"aac", "mp3", "mp3float", "opus", "libopus", "vorbis", "flac", "ac3", "eac3"})
 # The decoders' own cap (FFmpeg checks the width padded to its stride alignment, up to 64 px): it also
 # holds while FFmpeg probes the file and when a picture's size changes mid-stream; and the allow-list, which
@@ -47,7 +80,6 @@ DECODER_LIMITS = {
 
 class VideoError(Exception):
     """A video that cannot be used; the message is the reason recorded in frames.csv."""
-
 
 
 # Leading bytes of the containers a download can produce; a file that starts like one but does
@@ -177,8 +209,10 @@ def open_video(path: Path) -> av.container.InputContainer:
         stream = video_stream(container)
         check_frame_size(stream, path)
         if stream.codec_context.name not in VIDEO_DECODERS:  # FFmpeg would refuse it too, saying less
-            raise VideoError(f"video codec {stream.codec_context.name} is not one the sampler decodes (allowed: "
-                             f"{', '.join(sorted(VIDEO_DECODERS))})")  # fmt: skip
+            raise VideoError(
+                f"video codec {stream.codec_context.name} is not one the sampler decodes (allowed: "
+                f"{', '.join(sorted(VIDEO_DECODERS))})"
+            )
         stream.codec_context.options = {**stream.codec_context.options, **DECODER_LIMITS}
     except VideoError:
         container.close()
