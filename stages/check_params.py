@@ -7,8 +7,7 @@ The gate of the DAG: manifest and embed_text depend on its output and every othe
 `dvc repro <any stage>` runs it first, and its output is missing from a fresh clone, so the first run there checks
 before any work. It declares the whole params file: any change to params.yaml reruns it, so an unknown or
 misspelled key (`dvc exp run -S +frame_count=8`) stops the run with the one-line message even when no other
-stage would rerun and check it. The output is the verdict alone, the same bytes whenever the checks pass, so
-its rerun reruns nothing else.
+stage would rerun and check it. Its output is the verdict alone (the same bytes on every pass): no cascade.
 """
 
 from __future__ import annotations
