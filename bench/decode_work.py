@@ -26,6 +26,13 @@ from clipvideo.video.probe import open_video, video_duration, video_stream
 X264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]
 ONE_GOP = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "100000", "-keyint_min", "100000", "-sc_threshold", "0"]
 MOTION = "testsrc2=s={s}:r={r},noise=alls=24:allf=t+u"  # a moving pattern with grain in every frame
+
+
+def lavfi(source: str, seconds: int) -> list[str]:
+    """ffmpeg input arguments: `seconds` of a generated lavfi source."""
+    return ["-f", "lavfi", "-i", source, "-t", str(seconds)]
+
+
 # (kind, file name, ffmpeg arguments before the output)
 KINDS = [
     (
@@ -66,12 +73,7 @@ KINDS = [
         "H.264 at 4 Mbit/s",
         "h264-4mbit-1080p.mp4",
         [
-            "-f",
-            "lavfi",
-            "-i",
-            MOTION.format(s="1920x1080", r=25),
-            "-t",
-            "60",
+            *lavfi(MOTION.format(s="1920x1080", r=25), 60),
             *X264[:4],
             "-b:v",
             "4M",
@@ -87,12 +89,7 @@ KINDS = [
         "4K high motion",
         "motion-2160p.mp4",
         [
-            "-f",
-            "lavfi",
-            "-i",
-            MOTION.format(s="3840x2160", r=30),
-            "-t",
-            "10",
+            *lavfi(MOTION.format(s="3840x2160", r=30), 10),
             "-c:v",
             "libx264",
             "-preset",
@@ -107,12 +104,7 @@ KINDS = [
         "VP9 (libvpx, 2 Mbit/s)",
         "vp9-1080p.webm",
         [
-            "-f",
-            "lavfi",
-            "-i",
-            MOTION.format(s="1920x1080", r=25),
-            "-t",
-            "20",
+            *lavfi(MOTION.format(s="1920x1080", r=25), 20),
             "-c:v",
             "libvpx-vp9",
             "-deadline",
@@ -127,12 +119,7 @@ KINDS = [
         "AV1 (SVT-AV1)",
         "av1-1080p.mp4",
         [
-            "-f",
-            "lavfi",
-            "-i",
-            MOTION.format(s="1920x1080", r=25),
-            "-t",
-            "20",
+            *lavfi(MOTION.format(s="1920x1080", r=25), 20),
             "-c:v",
             "libsvtav1",
             "-preset",

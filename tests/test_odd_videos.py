@@ -28,6 +28,7 @@ from tests.conftest import write_params
 
 SIZE = 64
 COUNT = 8
+LOSSLESS_444 = ["-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p"]  # every pixel decodes as drawn
 CLOCK = "color=black:s={size}:r={fps}:d={seconds},format=yuv444p,geq=lum='16+T*80':cb=128:cr=128"
 
 
@@ -48,8 +49,8 @@ def render(directory: Path, name: str, args: list[str]) -> Path:
 
 # name -> ffmpeg arguments (before the output path) of a video that must end `ok` with correct frames
 GOOD_VIDEOS = {
-    "odd_dimensions.mp4": [*clock("321x241"), "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p"],
-    "yuv444.mp4": [*clock(), "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p"],
+    "odd_dimensions.mp4": [*clock("321x241"), *LOSSLESS_444],
+    "yuv444.mp4": [*clock(), *LOSSLESS_444],
     "ten_bit.mp4": [*clock(), "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p10le"],
     "vp9.webm": [*clock(), "-c:v", "libvpx-vp9", "-crf", "4", "-b:v", "0", "-deadline", "realtime"],
     "mpeg4.avi": [*clock(), "-c:v", "mpeg4", "-q:v", "1"],
@@ -159,26 +160,18 @@ def assert_refused(path: Path, reason: str) -> None:
     assert str(caught.value).startswith(reason), caught.value
 
 
+def grey_with_boxes(size: str, boxes: str) -> list[str]:
+    """ffmpeg arguments: one second of grey at `size` with `boxes` (drawbox filters) drawn, encoded losslessly."""
+    return ["-f", "lavfi", "-i", f"color=c=gray:s={size}:r=10:d=1", "-vf", boxes, *LOSSLESS_444]
+
+
 def corner_pattern(directory: Path) -> Path:
     """Grey 320x240 with a red box top-left and a blue box top-right: every rotation looks different."""
     boxes = "drawbox=x=0:y=0:w=100:h=80:c=red:t=fill,drawbox=x=220:y=0:w=100:h=80:c=blue:t=fill"
     return render(
         directory,
         "corners.mp4",
-        [
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=gray:s=320x240:r=10:d=1",
-            "-vf",
-            boxes,
-            "-c:v",
-            "libx264",
-            "-qp",
-            "0",
-            "-pix_fmt",
-            "yuv444p",
-        ],
+        grey_with_boxes("320x240", boxes),
     )
 
 
@@ -225,20 +218,7 @@ def test_portrait_video_is_scaled_by_its_short_side_and_centre_cropped(tmp_path:
     path = render(
         tmp_path,
         "portrait.mp4",
-        [
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=gray:s=240x320:r=10:d=1",
-            "-vf",
-            boxes,
-            "-c:v",
-            "libx264",
-            "-qp",
-            "0",
-            "-pix_fmt",
-            "yuv444p",
-        ],
+        grey_with_boxes("240x320", boxes),
     )
     image = sample_frames(path, 1, 96).images[0]
     assert image.shape == (96, 96, 3)
