@@ -170,7 +170,7 @@ def test_past_the_cap_the_least_recently_used_entries_go(project: ProjectPaths, 
 # ------------------------------------------------------------------------------ queued experiments at once
 @pytest.mark.slow
 def test_two_queued_experiments_share_the_cache_without_a_torn_or_duplicated_entry(dvc_repo: Path) -> None:
-    """`dvc queue start -j 2` runs each experiment in a temporary copy of the repository; both copies use the
+    """`dvc queue start -j 2` runs each experiment (to embed) in a temporary copy of the repository; both copies use the
     repository's cache folder, decode and embed the same videos at the same time (neither depends on the epochs)
     and write the same entries. Afterwards every entry is whole, once, and each experiment's frames are the bytes
     a run from nothing gives."""
@@ -180,6 +180,7 @@ def test_two_queued_experiments_share_the_cache_without_a_torn_or_duplicated_ent
                 "dvc",
                 "exp",
                 "run",
+                "embed",  # the stages up to embed: what shares the cache
                 "--queue",
                 "--name",
                 f"epochs{epochs}",

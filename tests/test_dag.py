@@ -24,6 +24,7 @@ NOT_AFTER_FRAMES = {"manifest", "download", "split", "embed_text"}
 PROMPT_STAGES = {"check_params", "embed_text", "train_zeroshot@zeroshot", "evaluate@zeroshot", "report"}
 RECIPE = "COLUMNS=120 python -m clipvideo experiments"  # README, "Experiments"
 SWEEP = "dvc exp run -S frames_count=4,32 --queue"  # docs/experiments.md, "A sweep"
+NOISE = "dvc exp run -S train.seed=1,2,3,4,5 --queue"  # docs/models.md, the training-noise recipe: a sweep of seeds
 REPAIR = "dvc exp run -S ~frame_count"  # docs/experiments.md: drop a misspelled key, keep the other params
 PNGS = [f"plots/errors/{v}.png" for v in VARIANTS]
 
@@ -111,7 +112,7 @@ def test_a_prompt_change_reruns_only_zeroshot_and_the_readme_recipe_shows_it_in_
     assert any("embed_text.prompts=['a clip of {category}'" in line for line in shown)
 
     table = list(csv.reader(io.StringIO(run_command(["dvc", "exp", "show", "--csv", "--no-pager"], dvc_repo))))
-    assert len(table[0]) <= 179, f"dvc exp show has {len(table[0])} columns: {table[0]}"  # docs/experiments.md
+    assert len(table[0]) <= 171, f"dvc exp show has {len(table[0])} columns: {table[0]}"  # docs/experiments.md
     # DVC names a metric by its file only where another file has the same name: near_duplicates stands alone
     metric_columns = [i for i, name in enumerate(table[0]) if name.startswith("metrics/") or name == "near_duplicates"]
     assert len(metric_columns) == len(DVC_METRICS) * len(VARIANTS) + 2  # and metrics/leakage.json's two
@@ -133,10 +134,12 @@ def test_the_sweep_recipe_queues_one_experiment_per_value_and_the_table_marks_th
     dvc_repo: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """docs/experiments.md, "A sweep": `-S key=a,b --queue` queues one experiment per value; `dvc queue start` runs
-    them; the 120-column table shows each with its value and a `*` on its best variant."""
+    them; the 120-column table shows each with its value and a `*` on its best variant. Swept here: the training
+    seed (models.md's noise recipe, two seeds), which reruns the seeded variants, not the frames and embeddings."""
     recipe = (REPO / "docs" / "experiments.md").read_text()
     assert SWEEP in recipe and "dvc queue start -j 1\n" in recipe and f"\n{RECIPE}" in recipe
-    run_command(["dvc", "exp", "run", "-S", "frames_count=2,3", "--queue"], dvc_repo)
+    assert NOISE in (REPO / "docs" / "models.md").read_text()
+    run_command(["dvc", "exp", "run", "-S", "train.seed=1,2", "--queue"], dvc_repo)
     assert run_command(["dvc", "queue", "status"], dvc_repo).count("Queued") == 2
     run_command(["dvc", "queue", "start", "-j", "1"], dvc_repo)
     deadline = time.monotonic() + 900
@@ -151,7 +154,7 @@ def test_the_sweep_recipe_queues_one_experiment_per_value_and_the_table_marks_th
     rows = experiment_rows(shown)
     assert len(rows) == 4  # workspace, the baseline commit, two experiments
     values = [line.strip() for line in shown if line.startswith("    ")]
-    assert sorted(values) == ["frames_count=2", "frames_count=3", "frames_count=4", "frames_count=4"]
+    assert sorted(values) == ["train.seed=1", "train.seed=2", "train.seed=42", "train.seed=42"]
     by_val = experiment_rows(
         run_command(
             [sys.executable, "-m", "clipvideo", "experiments", "--metric", "val_f1_micro"], dvc_repo
@@ -185,9 +188,9 @@ def test_a_runtime_setting_or_a_typo_never_becomes_an_experiment_and_the_repair_
 
     docs = (REPO / "docs" / "experiments.md").read_text()
     assert f"{REPAIR} -S frames_count=8\n" in docs
-    run_command([*REPAIR.split(), "-S", "frames_count=3"], dvc_repo)
+    run_command([*REPAIR.split(), "-S", "evaluate.seed=3"], dvc_repo)  # a key that reruns evaluate alone
     kept = yaml.safe_load(params.read_text())
-    assert "frame_count" not in kept and kept["frames_count"] == 3 and kept["evaluate"]["confidence"] == 0.9
+    assert "frame_count" not in kept and (kept["evaluate"]["seed"], kept["evaluate"]["confidence"]) == (3, 0.9)
     assert "workers" not in kept["download"]
     assert len(run_command(["dvc", "exp", "list", "--name-only"], dvc_repo).split()) == 1  # the repaired run only
 

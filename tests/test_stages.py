@@ -69,7 +69,6 @@ def test_downstream_stages_end_to_end(project, shrunk_params):
         assert json.loads(project.metrics_file(variant).read_text()) == {
             "f1_micro": found["f1_micro"],
             "f1_macro": found["f1_macro"],
-            "accuracy": found["accuracy"],
             "n_test": 4,
             "val_f1_micro": found["val_f1_micro"],
         }

@@ -57,7 +57,7 @@ SPLITS = ("train", "val", "test")
 # The few flat numbers of metrics/<variant>.json, the DVC metrics: one column each per variant in `dvc exp
 # show`. Everything else evaluate finds goes to reports/<variant>.json.
 # val_f1_micro is the val set's, what the experiments table stars; the others are the test set's.
-DVC_METRICS = ("f1_micro", "f1_macro", "accuracy", "n_test", "val_f1_micro")
+DVC_METRICS = ("f1_micro", "f1_macro", "n_test", "val_f1_micro")
 
 # data/frames/settings.json, written by the frames stage next to the frames it made: key -> the params.yaml key
 # it copies. embed records them in meta.json (it does not declare these params); predict checks them.

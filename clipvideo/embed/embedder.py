@@ -156,6 +156,8 @@ class EmbedderSpec:
         )
 
     def build(self, device: str) -> BatchEmbedder:
+        """The replica, for the process that will hold it (a Ray actor's, never the stage's): that process takes
+        the stage's torch thread count, which CPU floats can depend on."""
         torch.set_num_threads(self.threads)
         with tempfile.TemporaryDirectory(prefix="clipvideo-encoder-") as folder:
             model, weights = self.model, self.weights
