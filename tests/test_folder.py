@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -201,6 +202,8 @@ def test_the_folder_source_runs_dvc_repro_and_one_new_video_costs_one(tmp_path, 
     assert not os.listdir(root / "data" / "sample")
 
     render(videos / "history" / "new one.mp4", "history", 30)
+    changed = json.loads(run_command(["dvc", "status", "--json"], root))
+    assert {"manifest", "embed_text"} <= set(changed)  # the folder by content: with categories: null, text too
     again = run_command(["dvc", "repro", "embed"], root)  # the new video's way up to embed; training as above
     assert {"manifest", "download", "frames", "embed"} <= stages_that_ran(again)
     assert "1 video decoded, 19 reused from the cache" in again
