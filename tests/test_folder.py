@@ -208,3 +208,63 @@ def test_the_folder_source_runs_dvc_repro_and_one_new_video_costs_one(tmp_path, 
     assert {"manifest", "download", "frames", "embed"} <= stages_that_ran(again)
     assert "1 video decoded, 19 reused from the cache" in again
     assert "1 video embedded, 19 reused from the cache" in again
+
+
+def test_the_readme_example_folder_is_a_folder_source_with_new_videos_beside_it(tmp_path, capsys):
+    """README.md, "Classify your own videos": `python -m tools.example_folder DEST` makes DEST/labelled, a folder
+    the manifest reads as it stands (accents, spaces, a subfolder per category), and DEST/new for predict."""
+    from tools import example_folder
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "python -m tools.example_folder /tmp/example " in readme and "dataset.folder=/tmp/example/labelled" in readme
+    with pytest.raises(SystemExit):  # argparse's one line: the sample renders 2 videos per category or more
+        example_folder.main([str(tmp_path / "example"), "--new", "1"])
+    assert "argument --new: invalid choice: 1" in capsys.readouterr().err
+    assert example_folder.main([str(tmp_path / "example"), "--per-category", "2", "--new", "2"]) == 0
+    labelled, new = tmp_path / "example" / "labelled", tmp_path / "example" / "new"
+    assert sorted(p.name for p in new.iterdir()) == [f"new video {n:02d}.mp4" for n in range(8)]
+    assert not (tmp_path / "example" / ".render").exists()
+    assert len(list(labelled.glob("*/été/*.mp4"))) == 4 and len(list(labelled.glob("*/*.mp4"))) == 4
+
+    root = tmp_path / "project"
+    root.mkdir()
+    params = {"dataset.source": "folder", "dataset.folder": str(labelled), "dataset.categories": None}
+    write_params(root, {**SHRUNK, **params})
+    assert manifest.main(["--root", str(root)]) == 0
+    rows = read_rows(ProjectPaths(root).manifest)
+    assert [row["status"] for row in rows] == ["valid"] * 8
+    assert sorted(row["category"] for row in rows) == sorted(example_folder.CATEGORIES * 2)
+    assert "8 rows (8 valid)" in capsys.readouterr().out
+
+
+def test_an_unreadable_file_or_folder_is_an_invalid_row_and_the_walk_goes_on(tmp_path, monkeypatch):
+    """Permissions, faked (the tests run as root, who reads everything): a file the process may not read and a
+    subfolder it may not list are each one `invalid` row naming why; every other video is listed."""
+    from clipvideo.acquire import folder
+
+    videos = labelled_folder(tmp_path / "videos")
+    locked_file = videos / "food" / "food clip a.mp4"
+    locked_folder = videos / "travel" / "private"
+    render(locked_folder / "hidden from us.mp4", "travel", 21)
+    real_access, real_iterdir = os.access, Path.iterdir
+
+    def iterdir(self: Path):
+        if self == locked_folder:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(folder.os, "access", lambda path, mode: path != locked_file and real_access(path, mode))
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    root = tmp_path / "project"
+    root.mkdir()
+    write_params(
+        root, {**SHRUNK, "dataset.source": "folder", "dataset.folder": str(videos), "dataset.categories": None}
+    )
+    assert manifest.main(["--root", str(root)]) == 0
+    rows = {Path(row["url"]): row for row in read_rows(ProjectPaths(root).manifest)}
+    assert (rows[locked_file]["status"], rows[locked_file]["reason"]) == ("invalid", "not readable: permission denied")
+    assert (rows[locked_folder]["status"], rows[locked_folder]["reason"]) == (
+        "invalid",
+        "not readable: Permission denied",
+    )
+    assert sum(row["status"] == "valid" for row in rows.values()) == 4 * len(HUES) - 1

@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="2..26",
         help="labelled videos per category (default 8)",
     )
-    parser.add_argument("--new", type=int, default=3, help="new videos per category (default 3)")
+    parser.add_argument(
+        "--new", type=int, default=3, choices=range(2, 27), metavar="2..26", help="new videos per category (default 3)"
+    )
     args = parser.parse_args(argv)
     for category, video in render(args.dest, args.per_category, seed=7):
         number = int(video.stem.rsplit("_", 1)[1])
