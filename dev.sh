@@ -8,8 +8,9 @@
 # Set up: .venv (python3 -m venv) if missing, the pinned uv in it, then `uv sync --locked --extra dev`: every
 # package at the version and hash uv.lock names, this project editable, nothing else; it fails when uv.lock
 # and pyproject.toml disagree. A second run only checks. PYTHON=python3.12 picks the Python of a new .venv.
-# --compile-bytecode: every .pyc written at install, so no import compiles torch's sources again where Python
-# may not write them (PYTHONDONTWRITEBYTECODE, a read-only .venv): each stage and test process starts seconds sooner.
+# UV_COMPILE_BYTECODE=1 (uv's --compile-bytecode): every .pyc written at install, so no import compiles torch's
+# sources again where Python may not write them (PYTHONDONTWRITEBYTECODE, a read-only .venv): each stage and test
+# process starts seconds sooner.
 # TORCH=cpu: torch and torchvision from PyTorch's CPU index instead of the lock's PyPI (CUDA) builds, 4 GB less;
 # not the locked default (docs/environment.md#cpu-only-torch). .venv remembers it; TORCH=locked goes back.
 set -eu
@@ -17,7 +18,7 @@ cd "$(dirname "$0")"
 UV_VERSION=0.13.9  # the uv that wrote uv.lock (docs/decisions/lock.md)
 VENV="$PWD/.venv"
 CPU_INDEX=https://download.pytorch.org/whl/cpu
-export UV_PROJECT_ENVIRONMENT="$VENV"
+export UV_PROJECT_ENVIRONMENT="$VENV" UV_COMPILE_BYTECODE=1
 
 setup() {
     [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
@@ -27,7 +28,7 @@ setup() {
     esac
     [ -n "${TORCH:-}" ] || { [ -f "$VENV/torch-cpu" ] && TORCH=cpu; } || TORCH=locked
     case "$TORCH" in
-        locked) rm -f "$VENV/torch-cpu"; "$VENV/bin/uv" sync --locked --extra dev --quiet --compile-bytecode ;;
+        locked) rm -f "$VENV/torch-cpu"; "$VENV/bin/uv" sync --locked --extra dev --quiet ;;
         cpu) setup_cpu_torch ;;
         *) echo "dev.sh: TORCH=$TORCH: locked or cpu" >&2; exit 2 ;;
     esac
@@ -39,11 +40,11 @@ setup_cpu_torch() {
     locked=$("$VENV/bin/uv" export --quiet --locked --extra dev --no-emit-project --no-hashes --no-header --no-annotate)
     skip=$(printf '%s\n' "$locked" | sed -n -E 's/^(torch|torchvision|triton|nvidia-[^=]+|cuda-[^=]+)==.*/\1/p' | sort -u)
     # shellcheck disable=SC2046 # one --no-install-package per name
-    "$VENV/bin/uv" sync --locked --extra dev --inexact --quiet --compile-bytecode $(printf -- '--no-install-package %s ' $skip)
+    "$VENV/bin/uv" sync --locked --extra dev --inexact --quiet $(printf -- '--no-install-package %s ' $skip)
     torch=$(printf '%s\n' "$locked" | sed -n -E 's/^torch==([0-9.]+).*/\1/p')
     minor=${torch#*.}
     vision="0.$((${minor%%.*} + 15)).${torch##*.}"
-    "$VENV/bin/uv" pip install --python "$VENV/bin/python" --quiet --compile-bytecode --no-deps --index-url "$CPU_INDEX" \
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" --quiet --no-deps --index-url "$CPU_INDEX" \
         "torch==$torch+cpu" "torchvision==$vision+cpu"
     touch "$VENV/torch-cpu"
 }

@@ -38,12 +38,12 @@ KINDS = [
     (
         "static slideshow (a picture every 5 s)",
         "slideshow-1080p.mp4",
-        ["-f", "lavfi", "-i", "mandelbrot=s=1920x1080:r=0.2,fps=25", "-t", "60", *X264],
+        [*lavfi("mandelbrot=s=1920x1080:r=0.2,fps=25", 60), *X264],
     ),
     (
         "static slides (flat graphics, a slide every 5 s)",
         "slides-1080p.mp4",
-        ["-f", "lavfi", "-i", "testsrc2=s=1920x1080:r=0.2,fps=25", "-t", "60", *X264],
+        [*lavfi("testsrc2=s=1920x1080:r=0.2,fps=25", 60), *X264],
     ),
     (
         "screen recording (static desktop, one moving window)",
@@ -67,7 +67,7 @@ KINDS = [
     (
         "high motion with grain (sports-like)",
         "motion-1080p.mp4",
-        ["-f", "lavfi", "-i", MOTION.format(s="1920x1080", r=25), "-t", "20", *X264],
+        [*lavfi(MOTION.format(s="1920x1080", r=25), 20), *X264],
     ),
     (
         "H.264 at 4 Mbit/s",

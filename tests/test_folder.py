@@ -240,8 +240,6 @@ def test_the_readme_example_folder_is_a_folder_source_with_new_videos_beside_it(
 def test_an_unreadable_file_or_folder_is_an_invalid_row_and_the_walk_goes_on(tmp_path, monkeypatch):
     """Permissions, faked (the tests run as root, who reads everything): a file the process may not read and a
     subfolder it may not list are each one `invalid` row naming why; every other video is listed."""
-    from clipvideo.acquire import folder
-
     videos = labelled_folder(tmp_path / "videos")
     locked_file = videos / "food" / "food clip a.mp4"
     locked_folder = videos / "travel" / "private"
@@ -253,7 +251,7 @@ def test_an_unreadable_file_or_folder_is_an_invalid_row_and_the_walk_goes_on(tmp
             raise PermissionError(13, "Permission denied", str(self))
         return real_iterdir(self)
 
-    monkeypatch.setattr(folder.os, "access", lambda path, mode: path != locked_file and real_access(path, mode))
+    monkeypatch.setattr(os, "access", lambda path, mode: path != locked_file and real_access(path, mode))
     monkeypatch.setattr(Path, "iterdir", iterdir)
     root = tmp_path / "project"
     root.mkdir()

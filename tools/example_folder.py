@@ -16,6 +16,8 @@ from clipvideo.config.schema import SampleParams
 
 CATEGORIES = ["food", "art_music", "travel", "history"]
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+PER_CATEGORY = range(2, len(LETTERS) + 1)  # the sample renders 2 or more; a labelled video's name is a letter
+RANGE_SHOWN = f"{PER_CATEGORY.start}..{PER_CATEGORY.stop - 1}"
 
 
 def render(dest: Path, per_category: int, seed: int) -> list[tuple[str, Path]]:
@@ -38,12 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         "--per-category",
         type=int,
         default=8,
-        choices=range(2, 27),
-        metavar="2..26",
+        choices=PER_CATEGORY,
+        metavar=RANGE_SHOWN,
         help="labelled videos per category (default 8)",
     )
     parser.add_argument(
-        "--new", type=int, default=3, choices=range(2, 27), metavar="2..26", help="new videos per category (default 3)"
+        "--new",
+        type=int,
+        default=3,
+        choices=PER_CATEGORY,
+        metavar=RANGE_SHOWN,
+        help="new videos per category (default 3)",
     )
     args = parser.parse_args(argv)
     for category, video in render(args.dest, args.per_category, seed=7):
